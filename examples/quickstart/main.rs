@@ -1,0 +1,13 @@
+//! The quickstart: what kws can do, on embedded defaults (no services, no root).
+//!
+//! `cargo run --example quickstart`. Each capability shows its part in a module of this folder.
+
+mod names;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!(
+        "kws quickstart (embedded defaults: in-memory stores, nothing outside this process)\n"
+    );
+    names::show()?;
+    Ok(())
+}

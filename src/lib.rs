@@ -1,0 +1,27 @@
+//! kws: a self-hosted cloud platform as a family of crates. This facade re-exports each
+//! capability crate behind a feature of the same name; the `Platform` that composes them will
+//! live here too.
+//!
+//! | module | crate | job |
+//! |---|---|---|
+//! | [`core`] | kws-core | validated names and ids |
+//! | `ipam` | kws-ipam | IP allocation in constant time |
+//! | `wg` | kws-wg | WireGuard peers, devices, client configs |
+//! | `hostnet` | kws-hostnet | bridges, forwarding, NAT, isolation in nftables |
+//! | `runtime` | kws-runtime | Docker instances and the code-execution engine |
+//! | `proxy` | kws-proxy | nginx routes and ACME wildcard certificates |
+//! | `db` | kws-db | managed PostgreSQL databases with scoped roles |
+
+pub use kws_core as core;
+#[cfg(feature = "db")]
+pub use kws_db as db;
+#[cfg(feature = "hostnet")]
+pub use kws_hostnet as hostnet;
+#[cfg(feature = "ipam")]
+pub use kws_ipam as ipam;
+#[cfg(feature = "proxy")]
+pub use kws_proxy as proxy;
+#[cfg(feature = "runtime")]
+pub use kws_runtime as runtime;
+#[cfg(feature = "wg")]
+pub use kws_wg as wg;
