@@ -7,9 +7,9 @@ use std::{
     process::{Child, Command, Output, Stdio},
 };
 
-use crate::{random_suffix, unavailable};
+use crate::{random_suffix, run_id, unavailable};
 
-/// A named network namespace (`ip netns add kws-t-<random>`). On drop, every process inside it
+/// A named network namespace (`ip netns add kws-t-<run id>-<random>`). On drop, every process inside it
 /// is killed and the namespace is deleted.
 ///
 /// # Contract
@@ -21,10 +21,11 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates a namespace; `None` (after a loud skip message) when that is not possible here
-    /// (not root, no `ip`); panics instead under `KWS_TEST_REQUIRE=1`.
+    /// Creates a namespace named `kws-t-<run id>-<random>`; `None` (after a loud skip message)
+    /// when that is not possible here (not root, no `ip`); panics instead under
+    /// `KWS_TEST_REQUIRE=1`.
     pub fn new() -> Option<Self> {
-        let name = format!("kws-t-{}", random_suffix(8));
+        let name = format!("kws-t-{}-{}", run_id(), random_suffix(8));
         match Command::new("ip").args(["netns", "add", &name]).output() {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
