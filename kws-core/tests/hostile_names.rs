@@ -4,10 +4,13 @@
 use kws_core::{DnsLabel, Domain, Hostname, IfName, InstanceId, JobId, OwnerId, Rule};
 use proptest::prelude::*;
 
+/// Whether a refusal broke the expected rule.
+type ExpectedRule = fn(&Rule) -> bool;
+
 #[test]
 fn hostile_labels_are_refused_with_the_rule_they_broke() {
     let long = "a".repeat(64);
-    let cases: &[(&str, fn(&Rule) -> bool)] = &[
+    let cases: &[(&str, ExpectedRule)] = &[
         ("a;b", |r| matches!(r, Rule::ForbiddenChar { ch: ';', at: 1, .. })),
         ("x..y", |r| matches!(r, Rule::ForbiddenChar { ch: '.', at: 1, .. })),
         ("-a", |r| matches!(r, Rule::EdgeHyphen)),
