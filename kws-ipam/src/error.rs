@@ -50,6 +50,17 @@ pub enum Error {
         /// Who holds it.
         holder: LeaseOwner,
     },
+    /// `allocate_specific` for an owner that already holds another address of the pool (an
+    /// owner holds at most one lease per pool).
+    #[error("{owner} already holds {addr} in pool {pool}")]
+    OwnerHasLease {
+        /// The pool.
+        pool: DnsLabel,
+        /// The owner.
+        owner: LeaseOwner,
+        /// The address it holds.
+        addr: IpAddr,
+    },
     /// `create_pool` with a name that exists.
     #[error("pool {0} already exists")]
     PoolExists(DnsLabel),

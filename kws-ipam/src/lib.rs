@@ -3,9 +3,14 @@
 //! Every VPN peer and every instance gets its address here; the `IpAllocator` trait is the contract.
 
 mod error;
+mod memory;
+pub mod pool;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod types;
 
 pub use error::Error;
+pub use memory::MemoryAllocator;
 pub use types::{Gateway, Lease, LeaseOwner, PoolSpec, Usage};
 
 use std::{fmt::Debug, net::IpAddr};

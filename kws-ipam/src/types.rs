@@ -72,6 +72,11 @@ impl LeaseOwner {
         Ok(Self(raw))
     }
 
+    /// Wraps a key that was checked before it was stored (read back from a backend).
+    pub(crate) fn trusted(raw: String) -> Self {
+        Self(raw)
+    }
+
     /// The key.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -1,0 +1,36 @@
+//! The conformance suite and the flaw tests on `MemoryAllocator`.
+
+use kws_ipam::{IpAllocator, MemoryAllocator, testkit};
+
+#[tokio::test]
+async fn conformance_direct() {
+    testkit::run_all(&MemoryAllocator::new()).await;
+}
+
+#[tokio::test]
+async fn conformance_boxed() {
+    let boxed: Box<dyn IpAllocator> = Box::new(MemoryAllocator::new());
+    testkit::run_all(&*boxed).await;
+}
+
+#[tokio::test]
+async fn every_address_is_leased_queued_or_never_handed_out() {
+    use testkit::{create, ip, must_allocate, must_release, owner, spec};
+    let a = MemoryAllocator::new();
+    let pool = create(&a, spec("acct", "10.7.0.0/26")).await;
+    a.allocate_specific(&pool, ip("10.7.0.60"), &owner("static")).await.expect("specific");
+    let mut held = Vec::new();
+    for i in 0..30 {
+        held.push(must_allocate(&a, &pool, &format!("o{i}")).await);
+    }
+    for addr in held.iter().step_by(3) {
+        must_release(&a, &pool, *addr).await;
+    }
+    must_release(&a, &pool, ip("10.7.0.60")).await;
+    let usage = a.usage(&pool).await.expect("usage");
+    let queued = a.free_queue(&pool).expect("queue");
+    let never = a.never_handed_out(&pool).expect("never");
+    assert_eq!(queued.len(), 11);
+    assert_eq!(usage.allocated + queued.len() as u128 + never, usage.capacity);
+    assert_eq!(a.leases(&pool).expect("leases").len() as u128, usage.allocated);
+}
