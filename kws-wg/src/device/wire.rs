@@ -1,0 +1,214 @@
+//! The UAPI text protocol (https://www.wireguard.com/xplatform/), only the subset both
+//! wireguard-go and boringtun accept: rendering `set` requests and parsing `get` answers.
+
+use std::{
+    fmt::Write,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use crate::{
+    PresharedKey, PrivateKey, PublicKey,
+    device::{DeviceState, InterfaceConfig, PeerChange, PeerConfig, PeerStatus},
+};
+
+/// A `set` request: the interface part (if any), then the peers; ends with the blank line.
+pub(crate) fn set_request(
+    interface: Option<&InterfaceConfig>,
+    replace_peers: bool,
+    changes: &[PeerChange],
+) -> String {
+    let mut out = String::with_capacity(64 + changes.len() * 256);
+    out.push_str("set=1\n");
+    if let Some(cfg) = interface {
+        let _ = writeln!(out, "private_key={}", cfg.private_key.to_hex());
+        let _ = writeln!(out, "listen_port={}", cfg.listen_port);
+    }
+    if replace_peers {
+        out.push_str("replace_peers=true\n");
+    }
+    for change in changes {
+        match change {
+            PeerChange::Upsert(peer) => push_peer(&mut out, peer),
+            PeerChange::Remove(key) => {
+                let _ = writeln!(out, "public_key={}\nremove=true", key.to_hex());
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn push_peer(out: &mut String, peer: &PeerConfig) {
+    let _ = writeln!(out, "public_key={}", peer.public_key.to_hex());
+    let psk = peer.preshared_key.as_ref().map_or_else(PresharedKey::none_hex, |k| k.to_hex());
+    let _ = writeln!(out, "preshared_key={psk}");
+    if let Some(endpoint) = peer.endpoint {
+        let _ = writeln!(out, "endpoint={endpoint}");
+    }
+    let _ = writeln!(out, "persistent_keepalive_interval={}", peer.keepalive.unwrap_or(0));
+    out.push_str("replace_allowed_ips=true\n");
+    for ip in &peer.allowed_ips {
+        let _ = writeln!(out, "allowed_ip={ip}");
+    }
+}
+
+/// Reads the `errno=N` line that ends every answer (signed: wireguard-go sends negatives).
+pub(crate) fn parse_errno(value: &str) -> Result<i64, String> {
+    value.parse::<i64>().map_err(|_| format!("errno {value:?} is not a number"))
+}
+
+/// Parses the body of a `get` answer (every line before `errno=`).
+pub(crate) fn parse_get(lines: &[(String, String)]) -> Result<DeviceState, String> {
+    let mut state = DeviceState { private_key: None, listen_port: 0, peers: Vec::new() };
+    let mut peer: Option<PeerBuilder> = None;
+    for (key, value) in lines {
+        let bad = |what: &str| format!("{key}={value}: {what}");
+        if key == "public_key" {
+            if let Some(done) = peer.take() {
+                state.peers.push(done.finish());
+            }
+            let pk = PublicKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
+            peer = Some(PeerBuilder::new(pk));
+            continue;
+        }
+        let Some(p) = peer.as_mut() else {
+            match key.as_str() {
+                "private_key" => {
+                    let k = PrivateKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
+                    // An all-zero private key means "none set".
+                    state.private_key = (value.bytes().any(|b| b != b'0')).then_some(k);
+                }
+                "listen_port" => state.listen_port = value.parse().map_err(|_| bad("a port"))?,
+                _ => {} // fwmark and fields a later protocol version adds.
+            }
+            continue;
+        };
+        let number = || value.parse::<u64>().map_err(|_| bad("a number"));
+        match key.as_str() {
+            "preshared_key" => {
+                p.status.config.preshared_key =
+                    PresharedKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
+            }
+            "endpoint" => {
+                p.status.config.endpoint = Some(value.parse().map_err(|_| bad("an endpoint"))?);
+            }
+            "allowed_ip" => {
+                p.status.config.allowed_ips.push(value.parse().map_err(|_| bad("a prefix"))?);
+            }
+            "persistent_keepalive_interval" => {
+                let secs = u16::try_from(number()?).map_err(|_| bad("a keepalive"))?;
+                p.status.config.keepalive = (secs != 0).then_some(secs);
+            }
+            "last_handshake_time_sec" => p.handshake_sec = number()?,
+            "last_handshake_time_nsec" => p.handshake_nsec = number()?,
+            "rx_bytes" => p.status.rx_bytes = number()?,
+            "tx_bytes" => p.status.tx_bytes = number()?,
+            _ => {} // protocol_version and fields a later protocol version adds.
+        }
+    }
+    if let Some(done) = peer.take() {
+        state.peers.push(done.finish());
+    }
+    Ok(state)
+}
+
+struct PeerBuilder {
+    status: PeerStatus,
+    handshake_sec: u64,
+    handshake_nsec: u64,
+}
+
+impl PeerBuilder {
+    fn new(public_key: PublicKey) -> Self {
+        Self {
+            status: PeerStatus {
+                config: PeerConfig {
+                    public_key,
+                    preshared_key: None,
+                    allowed_ips: Vec::new(),
+                    keepalive: None,
+                    endpoint: None,
+                },
+                last_handshake: None,
+                rx_bytes: 0,
+                tx_bytes: 0,
+            },
+            handshake_sec: 0,
+            handshake_nsec: 0,
+        }
+    }
+
+    fn finish(mut self) -> PeerStatus {
+        // A handshake time of zero means "never".
+        if self.handshake_sec != 0 || self.handshake_nsec != 0 {
+            let since = Duration::new(self.handshake_sec, 0)
+                + Duration::from_nanos(self.handshake_nsec.min(999_999_999));
+            self.status.last_handshake = UNIX_EPOCH.checked_add(since);
+        }
+        self.status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_wireguard_go_answer() {
+        let peer = PrivateKey::generate().expect("rng").public_key();
+        let text = format!(
+            "private_key={}\nlisten_port=51820\nfwmark=0\npublic_key={}\npreshared_key={}\n\
+             protocol_version=1\nendpoint=[::1]:4000\nlast_handshake_time_sec=0\n\
+             last_handshake_time_nsec=0\ntx_bytes=7\nrx_bytes=9\npersistent_keepalive_interval=0\n\
+             allowed_ip=10.8.0.2/32\nallowed_ip=fd00::2/128\n",
+            PrivateKey::generate().expect("rng").to_hex(),
+            peer.to_hex(),
+            PresharedKey::none_hex(),
+        );
+        let state = parse_get(&lines(&text)).expect("parses");
+        assert_eq!(state.listen_port, 51820);
+        assert!(state.private_key.is_some());
+        let p = &state.peers[0];
+        assert_eq!(p.config.public_key, peer);
+        assert_eq!(p.config.preshared_key, None, "all-zero PSK means none");
+        assert_eq!(p.last_handshake, None, "handshake 0 means never");
+        assert_eq!(p.config.keepalive, None);
+        assert_eq!((p.rx_bytes, p.tx_bytes), (9, 7));
+        assert_eq!(p.config.allowed_ips.len(), 2);
+        assert_eq!(p.config.endpoint, Some("[::1]:4000".parse().expect("addr")));
+    }
+
+    #[test]
+    fn errno_is_signed() {
+        assert_eq!(parse_errno("-22"), Ok(-22));
+        assert_eq!(parse_errno("0"), Ok(0));
+        assert!(parse_errno("x").is_err());
+    }
+
+    #[test]
+    fn a_set_request_replaces_allowed_ips_and_clears_a_missing_psk() {
+        let key = PrivateKey::generate().expect("rng").public_key();
+        let req = set_request(
+            None,
+            false,
+            &[PeerChange::Upsert(PeerConfig {
+                public_key: key,
+                preshared_key: None,
+                allowed_ips: vec!["10.8.0.2/32".parse().expect("net")],
+                keepalive: Some(25),
+                endpoint: None,
+            })],
+        );
+        assert!(req.starts_with("set=1\n") && req.ends_with("\n\n"));
+        assert!(req.contains(&format!("preshared_key={}\n", PresharedKey::none_hex())));
+        assert!(req.contains("replace_allowed_ips=true\nallowed_ip=10.8.0.2/32\n"));
+        assert!(!req.contains("replace_peers"));
+    }
+}

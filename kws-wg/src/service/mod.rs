@@ -1,0 +1,307 @@
+//! `VpnService`: an IP allocator, a peer store and a WireGuard device composed into devices
+//! that users add, revoke and import.
+
+mod reconcile;
+mod request;
+mod settings;
+mod supervisor;
+
+pub use reconcile::ReconcileReport;
+pub use request::{DeviceRequest, NewDevice, PeerView};
+pub use settings::VpnSettings;
+pub use supervisor::Supervisor;
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use chrono::Utc;
+use ipnet::IpNet;
+use kws_ipam::{IpAllocator, Lease, LeaseOwner, MemoryAllocator};
+
+use crate::{
+    ClientConfig, Error, MemoryDevice, MemoryPeerStore, Peer, PeerStore, PresharedKey, PrivateKey,
+    PublicKey, WgDevice,
+    device::{PeerConfig, WgDeviceExt},
+};
+
+/// The VPN of one server interface.
+///
+/// # Contract
+/// - The store is the truth; the interface is made to match it (`reconcile`).
+/// - `add_device` either completes (lease, row, interface peer) or leaves nothing behind.
+/// - A peer may send only from its own addresses: the server's allowed IPs for it are its
+///   `/32` (and `/128`) and nothing else.
+#[derive(Debug, Clone)]
+pub struct VpnService {
+    settings: VpnSettings,
+    allocator: Arc<dyn IpAllocator>,
+    store: Arc<dyn PeerStore>,
+    device: Arc<dyn WgDevice>,
+}
+
+impl VpnService {
+    /// Composes the parts. The device must be the settings' interface.
+    pub fn new(
+        settings: VpnSettings,
+        allocator: Arc<dyn IpAllocator>,
+        store: Arc<dyn PeerStore>,
+        device: Arc<dyn WgDevice>,
+    ) -> Result<Self, Error> {
+        if device.interface() != &settings.interface {
+            return Err(Error::InvalidArgument(format!(
+                "device is {} but the settings are for {}",
+                device.interface(),
+                settings.interface
+            )));
+        }
+        Ok(Self { settings, allocator, store, device })
+    }
+
+    /// Embedded defaults: in-memory allocator, store and interface, pools created. Nothing
+    /// outside this process is touched.
+    pub async fn embedded(settings: VpnSettings) -> Result<Self, Error> {
+        let device = Arc::new(MemoryDevice::new(settings.interface.clone()));
+        let service = Self::new(
+            settings,
+            Arc::new(MemoryAllocator::new()),
+            Arc::new(MemoryPeerStore::new()),
+            device,
+        )?;
+        service.create_pools().await?;
+        Ok(service)
+    }
+
+    /// Creates the allocator pools the settings name (those that exist are left as they are).
+    pub async fn create_pools(&self) -> Result<(), Error> {
+        for spec in self.settings.pool_specs() {
+            match self.allocator.create_pool(spec).await {
+                Ok(()) | Err(kws_ipam::Error::PoolExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &VpnSettings {
+        &self.settings
+    }
+
+    /// The peer store.
+    pub fn store(&self) -> &Arc<dyn PeerStore> {
+        &self.store
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<dyn WgDevice> {
+        &self.device
+    }
+
+    /// The lease owner of a device: stable per (interface, owner, name), so a retried
+    /// `add_device` gets the same address.
+    fn lease_owner(&self, request: &DeviceRequest) -> Result<LeaseOwner, Error> {
+        LeaseOwner::new(format!(
+            "wg/{}/{}/{}",
+            self.settings.interface, request.owner, request.name
+        ))
+        .map_err(Error::from)
+    }
+
+    /// The interface's view of a stored peer.
+    pub(crate) fn peer_config(peer: &Peer) -> PeerConfig {
+        PeerConfig {
+            public_key: peer.public_key,
+            preshared_key: peer.preshared_key.clone(),
+            allowed_ips: peer.allowed_ips(),
+            keepalive: None,
+            endpoint: None,
+        }
+    }
+
+    /// Adds a device: allocates its address(es), stores the peer and puts it on the interface.
+    /// Fails with `DuplicateName`, `DuplicatePublicKey`, `PoolExhausted` or a device error, and
+    /// then leaves no lease, no row and no interface peer behind.
+    pub async fn add_device(&self, request: DeviceRequest) -> Result<NewDevice, Error> {
+        if self.store.find_by_name(&request.owner, &request.name).await?.is_some() {
+            return Err(Error::DuplicateName { owner: request.owner, name: request.name });
+        }
+        let (private_key, public_key) = request::client_key(&request)?;
+        if self.store.get(&public_key).await?.is_some() {
+            return Err(Error::DuplicatePublicKey(public_key));
+        }
+        let owner = self.lease_owner(&request)?;
+        let mut leases = Vec::new();
+        let result = self.add_steps(&request, public_key, &owner, &mut leases).await;
+        match result {
+            Ok(peer) => {
+                let config = self.client_config(&peer, private_key);
+                Ok(NewDevice { peer, config })
+            }
+            Err((e, stored)) => {
+                self.undo_add(&request, public_key, stored, &leases).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of `add_device`; on failure, says whether the row was stored.
+    async fn add_steps(
+        &self,
+        request: &DeviceRequest,
+        public_key: PublicKey,
+        owner: &LeaseOwner,
+        leases: &mut Vec<Lease>,
+    ) -> Result<Peer, (Error, bool)> {
+        let fail = |e: Error| (e, false);
+        let v4 = self.allocator.allocate(&self.settings.pool_v4, owner).await;
+        leases.push(v4.map_err(|e| fail(e.into()))?);
+        if self.settings.subnet_v6.is_some() {
+            let v6 = self.allocator.allocate(&self.settings.pool_v6, owner).await;
+            leases.push(v6.map_err(|e| fail(e.into()))?);
+        }
+        let (ipv4, ipv6) = split_leases(leases).map_err(fail)?;
+        let preshared_key = match self.settings.preshared_keys {
+            true => Some(PresharedKey::generate().map_err(|e| fail(e.into()))?),
+            false => None,
+        };
+        let peer = Peer {
+            public_key,
+            interface: self.settings.interface.clone(),
+            owner: request.owner.clone(),
+            name: request.name.clone(),
+            ipv4,
+            ipv6,
+            preshared_key,
+            keepalive: self.settings.keepalive,
+            created_at: Utc::now(),
+            expires_at: request.expires_at,
+            enabled: true,
+        };
+        self.store.insert(&peer).await.map_err(fail)?;
+        if peer.is_active(Utc::now()) {
+            self.device.add_peer(Self::peer_config(&peer)).await.map_err(|e| (e, true))?;
+        }
+        Ok(peer)
+    }
+
+    /// Compensation of a failed `add_device`, in reverse order. A lease is kept only when a
+    /// stored peer holds it (a concurrent add of the same device that won).
+    async fn undo_add(
+        &self,
+        request: &DeviceRequest,
+        key: PublicKey,
+        stored: bool,
+        leases: &[Lease],
+    ) {
+        if stored {
+            let _ = self.device.remove_peer(key).await;
+            if let Err(e) = self.store.remove(&key).await {
+                tracing::warn!(%key, error = %e, "add_device: could not remove the stored peer");
+            }
+        }
+        let holder = self.store.find_by_name(&request.owner, &request.name).await.ok().flatten();
+        for lease in leases {
+            let held = holder.as_ref().is_some_and(|p| peer_holds(p, lease.addr));
+            if !held {
+                if let Err(e) = self.allocator.release(&lease.pool, lease.addr).await {
+                    tracing::warn!(addr = %lease.addr, error = %e, "add_device: lease not released");
+                }
+            }
+        }
+    }
+
+    /// Revokes a device: deletes its row first (so nothing can bring it back), takes it off the
+    /// interface and releases its addresses. `PeerNotFound` for an unknown key.
+    pub async fn revoke(&self, key: &PublicKey) -> Result<Peer, Error> {
+        let peer = self.store.remove(key).await?;
+        let device = self.device.remove_peer(*key).await;
+        for (pool, addr) in self.pools_of(&peer) {
+            match self.allocator.release(pool, addr).await {
+                Ok(_) | Err(kws_ipam::Error::NotAllocated { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The row is gone: a failed interface removal is repaired by the next reconcile.
+        device?;
+        Ok(peer)
+    }
+
+    /// Enables a disabled device (idempotent).
+    pub async fn enable(&self, key: &PublicKey) -> Result<Peer, Error> {
+        let peer = self.store.set_enabled(key, true).await?;
+        if peer.is_active(Utc::now()) {
+            self.device.add_peer(Self::peer_config(&peer)).await?;
+        }
+        Ok(peer)
+    }
+
+    /// Disables a device: it stays stored, off the interface (idempotent).
+    pub async fn disable(&self, key: &PublicKey) -> Result<Peer, Error> {
+        let peer = self.store.set_enabled(key, false).await?;
+        self.device.remove_peer(*key).await?;
+        Ok(peer)
+    }
+
+    /// Every stored peer of the interface with its live handshake and counters.
+    pub async fn list(&self) -> Result<Vec<PeerView>, Error> {
+        let peers = self.store.list(&self.settings.interface).await?;
+        let live: HashMap<PublicKey, _> =
+            self.device.get().await?.peers.into_iter().map(|s| (s.config.public_key, s)).collect();
+        Ok(peers
+            .into_iter()
+            .map(|peer| {
+                let status = live.get(&peer.public_key);
+                PeerView {
+                    on_interface: status.is_some(),
+                    last_handshake: status.and_then(|s| s.last_handshake),
+                    rx_bytes: status.map_or(0, |s| s.rx_bytes),
+                    tx_bytes: status.map_or(0, |s| s.tx_bytes),
+                    peer,
+                }
+            })
+            .collect())
+    }
+
+    /// The client config of `peer`; `private_key` is the client's key when kws holds it.
+    pub fn client_config(&self, peer: &Peer, private_key: Option<PrivateKey>) -> ClientConfig {
+        let s = &self.settings;
+        let mut addresses: Vec<IpNet> = vec![IpNet::from(IpAddr::V4(peer.ipv4))];
+        addresses.extend(peer.ipv6.map(|a| IpNet::from(IpAddr::V6(a))));
+        ClientConfig {
+            private_key,
+            addresses,
+            dns: s.dns.clone(),
+            server_public_key: s.server_key.public_key(),
+            preshared_key: peer.preshared_key.clone(),
+            endpoint: s.endpoint.clone(),
+            allowed_ips: s.client_allowed_ips(),
+            keepalive: peer.keepalive,
+        }
+    }
+
+    fn pools_of<'a>(&'a self, peer: &Peer) -> Vec<(&'a kws_core::DnsLabel, IpAddr)> {
+        let mut out = vec![(&self.settings.pool_v4, IpAddr::V4(peer.ipv4))];
+        out.extend(peer.ipv6.map(|a| (&self.settings.pool_v6, IpAddr::V6(a))));
+        out
+    }
+}
+
+fn peer_holds(peer: &Peer, addr: IpAddr) -> bool {
+    IpAddr::V4(peer.ipv4) == addr || peer.ipv6.map(IpAddr::V6) == Some(addr)
+}
+
+fn split_leases(
+    leases: &[Lease],
+) -> Result<(std::net::Ipv4Addr, Option<std::net::Ipv6Addr>), Error> {
+    let mut v4 = None;
+    let mut v6 = None;
+    for lease in leases {
+        match lease.addr {
+            IpAddr::V4(a) => v4 = Some(a),
+            IpAddr::V6(a) => v6 = Some(a),
+        }
+    }
+    let v4 = v4.ok_or_else(|| {
+        Error::InvalidArgument("the IPv4 pool handed out a non-IPv4 address".to_owned())
+    })?;
+    Ok((v4, v6))
+}
