@@ -1,0 +1,234 @@
+//! A two-namespace lab for real tunnels: a server namespace running the `VpnService`'s
+//! wireguard-go under its supervisor, a client namespace running its own wireguard-go that is
+//! configured only from the wg-quick file the library rendered, and a veth pair between them.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use kws_core::{DnsLabel, IfName};
+use kws_ipam::MemoryAllocator;
+use kws_testenv::{Netns, random_suffix};
+use kws_wg::{
+    Endpoint, MemoryPeerStore, PrivateKey, Supervisor, UapiDevice, VpnService, VpnSettings,
+    WireguardGo,
+};
+
+/// The server's VPN address in every lab.
+pub const SERVER_VPN: &str = "10.8.0.1";
+const SERVER_VETH: &str = "10.99.0.1";
+
+pub struct Lab {
+    pub server: Netns,
+    pub client: Netns,
+    pub server_if: IfName,
+    pub client_if: String,
+    client_wg: Option<std::process::Child>,
+}
+
+pub fn sockets(names: &[&str]) -> Vec<PathBuf> {
+    names.iter().map(|n| PathBuf::from(format!("/var/run/wireguard/{n}.sock"))).collect()
+}
+
+impl Lab {
+    /// Two namespaces joined by veth; `None` (skipped loudly) when namespaces are unavailable.
+    pub fn new() -> Option<Self> {
+        let server = Netns::new()?;
+        let client = Netns::new()?;
+        server.veth_to(&client, ("vs0", "10.99.0.1/30"), ("vc0", "10.99.0.2/30"));
+        let tag = random_suffix(6);
+        Some(Self {
+            server,
+            client,
+            server_if: IfName::parse(&format!("kwss{tag}")).expect("interface name"),
+            client_if: format!("kwsc{tag}"),
+            client_wg: None,
+        })
+    }
+
+    /// A `VpnService` on embedded stores and a real wireguard-go device in the server
+    /// namespace, supervised (reconcile every `every`).
+    pub async fn start_server(&self, every: Duration) -> (Arc<VpnService>, Supervisor) {
+        let port = 20_000 + u16::from_str_radix(&random_suffix(3), 16).expect("hex") * 8;
+        let endpoint = Endpoint::parse(&format!("{SERVER_VETH}:{port}")).expect("endpoint");
+        let settings = VpnSettings::new(
+            self.server_if.clone(),
+            PrivateKey::generate().expect("randomness"),
+            endpoint,
+            "10.8.0.0/24".parse().expect("net"),
+        )
+        .expect("settings");
+        let launcher = WireguardGo::new(self.server_if.clone())
+            .netns(DnsLabel::parse(self.server.name()).expect("netns name"))
+            .address(settings.server_address_v4());
+        let service = VpnService::new(
+            settings,
+            Arc::new(MemoryAllocator::new()),
+            Arc::new(MemoryPeerStore::new()),
+            Arc::new(UapiDevice::new(self.server_if.clone())),
+        )
+        .expect("service");
+        service.create_pools().await.expect("pools");
+        let service = Arc::new(service);
+        let mut supervisor = service.supervise(launcher, every);
+        assert!(supervisor.wait_starts(1, Duration::from_secs(15)).await, "server never started");
+        (service, supervisor)
+    }
+
+    /// Starts the client's wireguard-go and configures it from `wg_quick` alone: the
+    /// `wg setconf` part goes over UAPI (`wg`), `Address` onto the link, and a route per
+    /// `AllowedIPs` prefix (as wg-quick does).
+    pub fn start_client(&mut self, wg_quick: &str) {
+        let child = self
+            .client
+            .command(["wireguard-go", "-f", &self.client_if])
+            .env("WG_PROCESS_FOREGROUND", "1")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("client wireguard-go");
+        self.client_wg = Some(child);
+        let socket = &sockets(&[&self.client_if])[0];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(Instant::now() < deadline, "client wireguard-go never opened its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (setconf, addresses, routes) = split_wg_quick(wg_quick);
+        let file = std::env::temp_dir().join(format!("kws-wg-{}.conf", self.client_if));
+        std::fs::write(&file, setconf).expect("write setconf file");
+        self.client.run(["wg", "setconf", &self.client_if, file.to_str().expect("utf-8")]);
+        let _ = std::fs::remove_file(&file);
+        for addr in &addresses {
+            self.client.run(["ip", "address", "add", addr, "dev", &self.client_if]);
+        }
+        self.client.run(["ip", "link", "set", &self.client_if, "up"]);
+        for route in &routes {
+            self.client.run(["ip", "route", "add", route, "dev", &self.client_if]);
+        }
+    }
+
+    /// One ping from the client (optionally from `source`) to `dst`.
+    pub fn ping_once(&self, source: Option<&str>, dst: &str) -> bool {
+        let mut argv = vec!["ping", "-c1", "-W1", "-n", "-q"];
+        if let Some(src) = source {
+            argv.extend(["-I", src]);
+        }
+        argv.push(dst);
+        tokio::task::block_in_place(|| self.client.exec(argv).status.success())
+    }
+
+    /// True as soon as a ping gets through within `within`.
+    pub fn ping_within(&self, source: Option<&str>, dst: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.ping_once(source, dst) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// True when `tries` pings in a row all fail.
+    pub fn ping_blocked(&self, source: Option<&str>, dst: &str, tries: usize) -> bool {
+        (0..tries).all(|_| !self.ping_once(source, dst))
+    }
+
+    /// A TCP echo through the tunnel: a listener in the server namespace echoes one
+    /// connection; the client sends `payload` and must read the same bytes back.
+    pub fn tcp_echo(&self, payload: &[u8]) -> Vec<u8> {
+        let port = 7000;
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|s| {
+                let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+                let server = s.spawn(move || {
+                    self.server.enter(move || {
+                        let listener = TcpListener::bind(("0.0.0.0", port)).expect("bind echo");
+                        ready_tx.send(()).expect("signal");
+                        listener.set_nonblocking(true).expect("nonblocking");
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        let mut conn = loop {
+                            match listener.accept() {
+                                Ok((conn, _)) => break conn,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                    assert!(Instant::now() < deadline, "no connection came");
+                                    std::thread::sleep(Duration::from_millis(10));
+                                }
+                                Err(e) => panic!("accept: {e}"),
+                            }
+                        };
+                        conn.set_nonblocking(false).expect("blocking");
+                        let mut buf = Vec::new();
+                        conn.read_to_end(&mut buf).expect("read");
+                        conn.write_all(&buf).expect("echo");
+                    })
+                });
+                ready_rx.recv().expect("echo server ready");
+                let echoed = self.client.enter(|| {
+                    let addr: SocketAddr = format!("{SERVER_VPN}:{port}").parse().expect("addr");
+                    let mut conn =
+                        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                    conn.write_all(payload).expect("send");
+                    conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                    let mut back = Vec::new();
+                    conn.read_to_end(&mut back).expect("read echo");
+                    back
+                });
+                server.join().expect("echo server");
+                echoed
+            })
+        })
+    }
+
+    /// Runs `wg` with `args` against the server interface (as an operator would by hand).
+    pub fn wg_by_hand(&self, args: &[&str]) {
+        let mut argv = vec!["wg"];
+        argv.extend_from_slice(args);
+        self.server.run(argv);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.client_wg.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // SIGKILLed userspace interfaces leave their sockets behind.
+        for socket in sockets(&[self.server_if.as_str(), &self.client_if]) {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
+/// Splits a wg-quick file into its `wg setconf` part, its `Address` values and the routes of
+/// its `AllowedIPs` (what wg-quick itself does with them).
+pub fn split_wg_quick(text: &str) -> (String, Vec<String>, Vec<String>) {
+    let mut setconf = String::new();
+    let mut addresses = Vec::new();
+    let mut routes = Vec::new();
+    let list = |v: &str| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>();
+    for line in text.lines() {
+        match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("Address", v)) => addresses.extend(list(v)),
+            Some(("DNS", _)) => {}
+            Some(("AllowedIPs", v)) => {
+                routes.extend(list(v));
+                setconf.push_str(line);
+                setconf.push('\n');
+            }
+            _ => {
+                setconf.push_str(line);
+                setconf.push('\n');
+            }
+        }
+    }
+    (setconf, addresses, routes)
+}
