@@ -1,0 +1,126 @@
+//! kws's nftables table (replaced in one `nft -f` batch, read back from its rule tags) and the
+//! one accept kws puts into Docker's `DOCKER-USER` chain when that chain exists.
+
+use super::command::{run, run_ok};
+use crate::{
+    DOCKER_USER_RULE, Error, HostNetState, TABLE,
+    render::nft::{NetfilterReadback, render_batch},
+};
+
+/// The last batch this worker applied and the listing the kernel gave right after it. When
+/// both still match, the table is intact and the desired state unchanged: nothing to do.
+#[derive(Debug, Default)]
+pub(super) struct TableCache {
+    last: Option<(String, String)>,
+}
+
+impl TableCache {
+    /// Replaces the table unless it already holds exactly `desired`; true when replaced.
+    pub(super) fn converge(&mut self, desired: &HostNetState) -> Result<bool, Error> {
+        let batch = render_batch(desired);
+        let listing = list_table()?;
+        if let (Some((applied, seen)), Some(now)) = (&self.last, &listing) {
+            if *applied == batch && seen == now {
+                return Ok(false);
+            }
+        }
+        self.last = None;
+        run_ok("nft", &["-f", "-"], Some(&batch))?;
+        let after = list_table()?.ok_or_else(|| Error::Readback {
+            what: "nftables table",
+            message: format!("table {TABLE} missing right after it was created"),
+        })?;
+        self.last = Some((batch, after));
+        Ok(true)
+    }
+
+    /// Deletes kws's table when present (in one transaction with its `add`, so a missing table
+    /// is not an error).
+    pub(super) fn remove(&mut self) -> Result<(), Error> {
+        self.last = None;
+        run_ok("nft", &["-f", "-"], Some(&format!("add table {TABLE}\ndelete table {TABLE}\n")))
+            .map(drop)
+    }
+}
+
+fn table_args(json: bool) -> Vec<&'static str> {
+    let mut args = if json { vec!["-j"] } else { vec![] };
+    args.extend(["list", "table"]);
+    args.extend(TABLE.split(' '));
+    args
+}
+
+/// `nft list table inet kws`, or `None` when the table does not exist.
+fn list_table() -> Result<Option<String>, Error> {
+    listing(false)
+}
+
+fn listing(json: bool) -> Result<Option<String>, Error> {
+    let args = table_args(json);
+    let out = run("nft", &args, None)?;
+    if out.success {
+        Ok(Some(out.stdout))
+    } else if out.stderr.contains("No such file or directory") {
+        Ok(None)
+    } else {
+        Err(Error::Command { command: format!("nft {}", args.join(" ")), message: out.stderr })
+    }
+}
+
+/// The netfilter items of kws's table (empty when the table is absent).
+pub(super) fn read() -> Result<NetfilterReadback, Error> {
+    let Some(json) = listing(true)? else { return Ok(NetfilterReadback::default()) };
+    let value: serde_json::Value = serde_json::from_str(&json)
+        .map_err(|e| Error::Readback { what: "nft -j output", message: e.to_string() })?;
+    let objects = value.get("nftables").and_then(|v| v.as_array()).map_or(&[][..], Vec::as_slice);
+    let rules = objects.iter().filter_map(|o| {
+        let rule = o.get("rule")?;
+        Some((rule.get("chain")?.as_str()?, rule.get("comment")?.as_str()?))
+    });
+    Ok(NetfilterReadback::from_tags(rules))
+}
+
+const FIREWALLS: [&str; 2] = ["iptables", "ip6tables"];
+
+fn rule_args<'a>(action: &'a [&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-w"];
+    args.extend_from_slice(action);
+    args.extend_from_slice(&DOCKER_USER_RULE);
+    args
+}
+
+/// When Docker's `DOCKER-USER` chain exists (v4 or v6), makes sure kws's accept is in it.
+/// Returns how many rules were inserted. A missing `iptables` binary means no such chain.
+pub(super) fn docker_user_allow() -> Result<usize, Error> {
+    let mut added = 0;
+    let line = format!("-A DOCKER-USER {}", DOCKER_USER_RULE.join(" "));
+    for tool in FIREWALLS {
+        let Ok(listed) = run(tool, &["-w", "-S", "DOCKER-USER"], None) else { continue };
+        if !listed.success || listed.stdout.lines().any(|l| l == line) {
+            continue;
+        }
+        run_ok(tool, &rule_args(&["-I", "DOCKER-USER", "1"]), None)?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Removes every copy of kws's accept from `DOCKER-USER`; returns the errors met.
+pub(super) fn docker_user_remove() -> Vec<Error> {
+    let mut errors = Vec::new();
+    for tool in FIREWALLS {
+        // Bounded: a rule that cannot be deleted must not spin forever.
+        for _ in 0..16 {
+            match run(tool, &rule_args(&["-C", "DOCKER-USER"]), None) {
+                Ok(check) if check.success => {
+                    if let Err(e) = run_ok(tool, &rule_args(&["-D", "DOCKER-USER"]), None) {
+                        errors.push(e);
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    errors
+}

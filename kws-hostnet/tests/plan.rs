@@ -1,0 +1,68 @@
+//! The plan backend: the hand setup renders to the commands that were typed by hand, and the
+//! backend passes the conformance suite (directly and through `dyn HostNetwork`).
+
+use std::sync::Arc;
+
+use kws_hostnet::{HostNetState, HostNetwork, PlanHostNetwork, plan, testkit};
+
+fn hand_setup() -> HostNetState {
+    HostNetState::from_toml(include_str!("../data/hand_setup.toml")).expect("hand setup parses")
+}
+
+/// Every step of the hand setup appears, in the order the batch needs (NAT chains, then forward accepts).
+#[test]
+fn the_hand_setup_renders_to_what_was_done_by_hand() {
+    let script = plan::render_apply(&hand_setup());
+    let steps = [
+        "ip link add name vmbr1 type bridge",
+        "ip address replace 192.168.69.1/29 dev vmbr1",
+        "sysctl -qw net.ipv4.ip_forward=1",
+        "tcp dport 443 dnat ip to 192.168.69.2:443",
+        "udp dport 51820 dnat ip to 192.168.69.2:51820",
+        "ip saddr 192.168.69.0/29 oifname \"eth0\" masquerade",
+        "ip daddr 192.168.69.2 tcp dport 443 ct status dnat ct mark set ct mark | 0x00100000 accept",
+        "ip daddr 192.168.69.2 udp dport 51820 ct status dnat ct mark set ct mark | 0x00100000 accept",
+        "iptables -w -I DOCKER-USER 1 -m connmark --mark 0x100000/0x100000",
+    ];
+    let mut from = 0;
+    for step in steps {
+        let at = script[from..].find(step).unwrap_or_else(|| panic!("missing {step:?}:\n{script}"));
+        from += at + step.len();
+    }
+    // Only kws's table is named in the netfilter batch.
+    let batch = plan::render_batch(&hand_setup());
+    for line in batch.lines().filter(|l| l.contains("table")) {
+        assert!(line.ends_with("table inet kws") || line == "table inet kws {", "{line}");
+    }
+}
+
+#[test]
+fn teardown_script_removes_what_apply_made() {
+    let script = plan::render_teardown(&hand_setup());
+    assert!(script.contains("nft delete table inet kws"));
+    assert!(script.contains("ip link delete dev vmbr1 type bridge"));
+    assert!(script.contains("iptables -w -D DOCKER-USER -m connmark"));
+}
+
+#[tokio::test]
+async fn plan_backend_changes_nothing_and_records_scripts() {
+    let net = PlanHostNetwork::new();
+    let report = net.apply(&hand_setup()).await.expect("apply");
+    assert_eq!(report.links_changed, 1);
+    assert_eq!(report.sysctls_written, 1);
+    assert!(net.apply(&hand_setup()).await.expect("again").changed_nothing());
+    assert_eq!(net.scripts(), vec![plan::render_apply(&hand_setup())]);
+}
+
+#[tokio::test]
+async fn plan_backend_passes_the_conformance_suite() {
+    testkit::apply_read_reapply_teardown(&PlanHostNetwork::new(), &hand_setup()).await;
+    let boxed: Box<dyn HostNetwork> = Box::new(PlanHostNetwork::new());
+    testkit::apply_read_reapply_teardown(boxed.as_ref(), &hand_setup()).await;
+    let shared: Arc<dyn HostNetwork> = Arc::new(PlanHostNetwork::new());
+    let smaller = HostNetState::from_toml(
+        "[[bridges]]\nname = \"vmbr2\"\naddresses = [\"10.1.0.1/24\", \"fd00:1::1/64\"]\n",
+    )
+    .expect("valid");
+    testkit::apply_converges_on_change(shared.as_ref(), &hand_setup(), &smaller).await;
+}
