@@ -1,0 +1,45 @@
+//! Running `nginx -t` and `nginx -s reload`.
+
+use std::path::Path;
+
+use tokio::process::Command;
+
+use crate::nginx::{NginxConfig, workers};
+
+/// `nginx -t -c <config> -p <prefix>`; `Err` carries what nginx printed.
+pub(crate) async fn test(config: &NginxConfig, conf: &Path) -> Result<(), String> {
+    run(config, &["-t", "-q"], conf).await
+}
+
+/// `nginx -s reload -c <main> -p <prefix>` (signals the master named by the `pid` file), then
+/// waits until the master's new workers serve and the old ones stopped accepting.
+pub(crate) async fn reload(config: &NginxConfig) -> Result<(), String> {
+    let master = workers::master(&config.pid_file);
+    let before = master.map(workers::workers).unwrap_or_default();
+    run(config, &["-s", "reload"], &config.main_config).await?;
+    let Some(master) = master else { return Ok(()) };
+    let timeout = config.reload_timeout;
+    tokio::task::spawn_blocking(move || workers::wait_reloaded(master, &before, timeout))
+        .await
+        .map_err(|e| format!("waiting for the reload: {e}"))?
+}
+
+async fn run(config: &NginxConfig, args: &[&str], conf: &Path) -> Result<(), String> {
+    let output = Command::new(&config.binary)
+        .args(args)
+        .arg("-c")
+        .arg(conf)
+        .arg("-p")
+        .arg(&config.prefix)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", config.binary.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        Err(format!("{} ({})", text.trim(), output.status))
+    }
+}

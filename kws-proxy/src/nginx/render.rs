@@ -1,0 +1,127 @@
+//! The text of kws's nginx files: the shared `http.conf`, one file per route, and the wrapper
+//! that checks one route file alone.
+
+use std::{fmt::Write as _, net::SocketAddr, path::Path, time::Duration};
+
+use crate::{Route, nginx::NginxConfig};
+
+/// The first line of every route file: `# kws-route <route as JSON>`.
+pub(crate) const HEADER: &str = "# kws-route ";
+
+/// The variable that `http.conf` maps from `$http_upgrade`.
+const CONNECTION_VAR: &str = "$kws_connection_upgrade";
+
+/// A path as an nginx string (double-quoted; `NginxConfig::check_paths` refused paths with
+/// quotes, backslashes, control characters or non-UTF-8 bytes).
+pub(crate) fn quoted(path: &Path) -> String {
+    format!("\"{}\"", path.display())
+}
+
+/// The part every check needs: the WebSocket `Connection` map.
+pub(crate) fn shared_conf() -> String {
+    format!(
+        "# Written by kws. The Connection header for WebSocket routes.\n\
+         map $http_upgrade {CONNECTION_VAR} {{\n    default upgrade;\n    '' close;\n}}\n"
+    )
+}
+
+/// `http.conf`: the one file the operator includes inside nginx's `http {}` block.
+pub(crate) fn http_conf(config: &NginxConfig) -> String {
+    let mut out =
+        String::from("# Written by kws: include this file inside nginx's http {} block.\n");
+    let _ = writeln!(out, "include {};", quoted(&config.shared_conf_path()));
+    if config.default_server {
+        // Unknown hosts get 404 over HTTP and a refused TLS handshake over HTTPS, never some
+        // other route's upstream.
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {} default_server;\n    return 404;\n}}",
+            config.http_listen
+        );
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {} ssl default_server;\n    ssl_reject_handshake on;\n}}",
+            config.https_listen
+        );
+    }
+    let _ = writeln!(out, "include {};", quoted(&config.routes_dir().join("*.conf")));
+    out
+}
+
+/// The wrapper that checks `route_file` alone with `nginx -t -c`.
+pub(crate) fn wrapper_conf(config: &NginxConfig, route_file: &Path) -> String {
+    format!(
+        "# Written by kws: checks one route file alone.\n\
+         pid {pid};\n\
+         events {{}}\n\
+         http {{\n    include {shared};\n    include {route};\n}}\n",
+        pid = quoted(&config.check_dir().join("nginx.pid")),
+        shared = quoted(&config.shared_conf_path()),
+        route = quoted(route_file),
+    )
+}
+
+/// The file of one route.
+pub(crate) fn route_conf(config: &NginxConfig, route: &Route) -> String {
+    let host = route.host();
+    let mut out = String::new();
+    // The header carries the route so the table can be rebuilt from the files.
+    let json = serde_json::to_string(route).unwrap_or_default();
+    let _ = writeln!(out, "{HEADER}{json}");
+    if route.tls() {
+        let https = config.https_listen;
+        let port = if https.port() == 443 { String::new() } else { format!(":{}", https.port()) };
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {http};\n    server_name {host};\n    \
+             return 308 https://{host}{port}$request_uri;\n}}",
+            http = config.http_listen
+        );
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {https} ssl;\n    server_name {host};\n    \
+             ssl_certificate {chain};\n    ssl_certificate_key {key};\n{location}}}",
+            chain = quoted(&config.certificate.chain),
+            key = quoted(&config.certificate.key),
+            location = location(config, route, route.upstream()),
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {http};\n    server_name {host};\n{location}}}",
+            http = config.http_listen,
+            location = location(config, route, route.upstream()),
+        );
+    }
+    out
+}
+
+fn location(config: &NginxConfig, route: &Route, upstream: SocketAddr) -> String {
+    let t = &config.timeouts;
+    let read = if route.websocket() { t.websocket_read } else { t.read };
+    let mut out = format!(
+        "    location / {{\n        proxy_pass http://{upstream};\n        \
+         proxy_http_version 1.1;\n        \
+         proxy_set_header Host $host;\n        \
+         proxy_set_header X-Real-IP $remote_addr;\n        \
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+         proxy_set_header X-Forwarded-Proto $scheme;\n        \
+         proxy_set_header X-Forwarded-Host $host;\n        \
+         proxy_set_header X-Forwarded-Port $server_port;\n"
+    );
+    if route.websocket() {
+        let _ = writeln!(out, "        proxy_set_header Upgrade $http_upgrade;");
+        let _ = writeln!(out, "        proxy_set_header Connection {CONNECTION_VAR};");
+    } else {
+        let _ = writeln!(out, "        proxy_set_header Connection \"\";");
+    }
+    let _ = writeln!(out, "        proxy_connect_timeout {};", secs(t.connect));
+    let _ = writeln!(out, "        proxy_send_timeout {};", secs(t.send));
+    let _ = writeln!(out, "        proxy_read_timeout {};", secs(read));
+    out.push_str("    }\n");
+    out
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs().max(1))
+}

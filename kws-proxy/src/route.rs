@@ -1,0 +1,143 @@
+//! `Route` (what one public hostname serves) and `RoutePolicy` (which routes a platform allows).
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use kws_core::{Domain, Hostname};
+use serde::{Deserialize, Serialize};
+
+use crate::ProxyError;
+
+/// What a route serves: a user's app, or an instance's browser IDE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// A published app, `https://<app>.<domain>`.
+    App,
+    /// An instance's browser IDE, `https://<instance>.<domain>`; always carries WebSocket
+    /// upgrades.
+    Ide,
+}
+
+/// One public hostname and the upstream it proxies to.
+///
+/// # Contract
+/// `host` is a `Hostname` (one `DnsLabel` under a `Domain`), so it can appear verbatim in an
+/// nginx `server_name` and a file name. An IDE route always has `websocket() == true`.
+/// Whether the host lies under the platform domain and the upstream inside the allowed subnets
+/// is checked by `RoutePolicy::check` when the route is published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    host: Hostname,
+    upstream: SocketAddr,
+    kind: RouteKind,
+    websocket: bool,
+    tls: bool,
+}
+
+impl Route {
+    /// An app route with TLS on and WebSocket upgrades off.
+    pub fn app(host: Hostname, upstream: SocketAddr) -> Self {
+        Self { host, upstream, kind: RouteKind::App, websocket: false, tls: true }
+    }
+
+    /// An IDE route with TLS and WebSocket upgrades on.
+    pub fn ide(host: Hostname, upstream: SocketAddr) -> Self {
+        Self { host, upstream, kind: RouteKind::Ide, websocket: true, tls: true }
+    }
+
+    /// Sets the WebSocket flag; an IDE route keeps it on whatever `on` says.
+    #[must_use]
+    pub fn with_websocket(mut self, on: bool) -> Self {
+        self.websocket = on || self.kind == RouteKind::Ide;
+        self
+    }
+
+    /// Sets the TLS flag: on, the route is served over HTTPS with the wildcard certificate and
+    /// plain HTTP redirects to it; off, it is served over plain HTTP only.
+    #[must_use]
+    pub fn with_tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
+    /// The public hostname.
+    pub fn host(&self) -> &Hostname {
+        &self.host
+    }
+
+    /// The upstream address requests are proxied to.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// App or IDE.
+    pub fn kind(&self) -> RouteKind {
+        self.kind
+    }
+
+    /// Whether WebSocket upgrades are passed through (always true for an IDE route).
+    pub fn websocket(&self) -> bool {
+        self.websocket
+    }
+
+    /// Whether the route is served over HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Restores the IDE invariant on a route read back from storage.
+    pub(crate) fn normalized(self) -> Self {
+        let websocket = self.websocket;
+        self.with_websocket(websocket)
+    }
+}
+
+/// Which routes a platform accepts: hosts under its domain, upstreams inside its subnets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePolicy {
+    domain: Domain,
+    allowed_upstreams: Vec<IpNet>,
+}
+
+impl RoutePolicy {
+    /// Routes under `domain` whose upstream lies in one of `allowed_upstreams` (for example the
+    /// instance networks).
+    pub fn new(domain: Domain, allowed_upstreams: impl IntoIterator<Item = IpNet>) -> Self {
+        Self { domain, allowed_upstreams: allowed_upstreams.into_iter().collect() }
+    }
+
+    /// The platform domain.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// The subnets upstreams must lie in.
+    pub fn allowed_upstreams(&self) -> &[IpNet] {
+        &self.allowed_upstreams
+    }
+
+    /// Parses `raw` as one label under the platform domain.
+    pub fn host(&self, raw: &str) -> Result<Hostname, ProxyError> {
+        Hostname::parse_under(raw, &self.domain).map_err(ProxyError::InvalidHost)
+    }
+
+    /// Checks that `route` may be published: its host lies under the platform domain and its
+    /// upstream inside an allowed subnet.
+    pub fn check(&self, route: &Route) -> Result<(), ProxyError> {
+        if route.host.domain() != &self.domain {
+            return Err(ProxyError::OutsideDomain {
+                host: route.host.clone(),
+                domain: self.domain.clone(),
+            });
+        }
+        let ip = route.upstream.ip();
+        if !self.allowed_upstreams.iter().any(|net| net.contains(&ip)) {
+            return Err(ProxyError::UpstreamNotAllowed {
+                upstream: route.upstream,
+                allowed: self.allowed_upstreams.clone(),
+            });
+        }
+        Ok(())
+    }
+}

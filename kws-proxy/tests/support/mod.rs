@@ -1,0 +1,221 @@
+//! What the tests share: a test CA, real upstream HTTP servers on loopback, curl, a private
+//! nginx, and pebble with pebble-challtestsrv.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod pebble;
+
+use std::{net::SocketAddr, path::PathBuf, process::Output, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::ws::{Message, WebSocket, WebSocketUpgrade},
+    http::HeaderMap,
+    response::IntoResponse,
+    routing::get,
+};
+use kws_proxy::{CertFiles, RoutePolicy};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+/// A test certificate authority that signs leaf certificates.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("CA key");
+        Self { issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate") }
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Writes `<stem>.pem` (chain) and `<stem>.key` into `dir` for `names`; returns the files
+    /// and writes the CA itself to `ca.pem`.
+    pub fn leaf(&self, dir: &std::path::Path, stem: &str, names: &[&str]) -> CertFiles {
+        let key = KeyPair::generate().expect("leaf key");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        let files = CertFiles {
+            chain: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.chain, cert.pem()).expect("write chain");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write key");
+        std::fs::write(dir.join("ca.pem"), self.pem()).expect("write ca");
+        files
+    }
+}
+
+/// The policy of every test: `example.test`, upstreams in 127.0.0.0/8.
+pub fn policy() -> RoutePolicy {
+    RoutePolicy::new("example.test".parse().expect("domain"), ["127.0.0.0/8".parse().expect("net")])
+}
+
+/// A real HTTP server on loopback: `GET /` answers `upstream <name> host=<Host>
+/// xfp=<X-Forwarded-Proto> xff=<X-Forwarded-For>`; `GET /ws` is a WebSocket echo.
+pub async fn upstream(name: &str) -> SocketAddr {
+    let name: Arc<str> = name.into();
+    let app = Router::new().route("/ws", get(ws_echo)).fallback(move |headers: HeaderMap| {
+        let name = name.clone();
+        async move {
+            let h =
+                |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+            format!(
+                "upstream {name} host={} xfp={} xff={} xfh={}\n",
+                h("host"),
+                h("x-forwarded-proto"),
+                h("x-forwarded-for"),
+                h("x-forwarded-host")
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn ws_echo(upgrade: WebSocketUpgrade) -> impl IntoResponse {
+    upgrade.on_upgrade(|mut socket: WebSocket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            let reply = match msg {
+                Message::Text(t) => Message::Text(format!("echo {t}").into()),
+                Message::Binary(b) => Message::Binary(b),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Runs curl with `args`.
+pub async fn curl(args: &[String]) -> Output {
+    tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .await
+        .expect("run curl")
+}
+
+/// `curl --resolve host:port:127.0.0.1 --cacert ca https://host:port/`; returns (ok, body or
+/// error).
+pub async fn https_get(host: &str, addr: SocketAddr, ca: &std::path::Path) -> (bool, String) {
+    let out = curl(&[
+        "--resolve".into(),
+        format!("{host}:{}:127.0.0.1", addr.port()),
+        "--cacert".into(),
+        ca.display().to_string(),
+        format!("https://{host}:{}/", addr.port()),
+    ])
+    .await;
+    let text = if out.status.success() { out.stdout } else { out.stderr };
+    (out.status.success(), String::from_utf8_lossy(&text).into_owned())
+}
+
+/// Polls `https_get` until it answers with `expected` in the body, or 10 s pass; returns the
+/// time it took.
+pub async fn wait_served(
+    host: &str,
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    expected: &str,
+) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let (ok, body) = https_get(host, addr, ca).await;
+        if ok && body.contains(expected) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{host} not served: {body}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The files of kws's route folder, sorted.
+pub fn route_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("routes"))
+        .expect("routes dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The wrapper files left in kws's check folder.
+pub fn check_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("check"))
+        .expect("check dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".conf") || n.ends_with(".tmp"))
+        .collect()
+}
+
+/// nginx on PATH, or a loud skip (a failure under KWS_TEST_REQUIRE=1).
+pub fn nginx_available() -> bool {
+    match std::process::Command::new("nginx").arg("-v").output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            kws_testenv::unavailable::<()>("nginx", format!("nginx -v: {}", out.status)).is_some()
+        }
+        Err(e) => kws_testenv::unavailable::<()>("nginx", e).is_some(),
+    }
+}
+
+pub fn path(s: &str) -> PathBuf {
+    PathBuf::from(s)
+}
+
+/// A private nginx with a test wildcard certificate, and an `NginxProxy` on it.
+#[cfg(feature = "nginx")]
+pub struct Fixture {
+    pub proxy: kws_proxy::nginx::NginxProxy,
+    pub nginx: kws_proxy::nginx::LocalNginx,
+    pub ca: PathBuf,
+    pub certs: CertFiles,
+    pub tmp: tempfile::TempDir,
+}
+
+#[cfg(feature = "nginx")]
+impl Fixture {
+    pub async fn start() -> Option<Self> {
+        if !nginx_available() {
+            return None;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let certs_dir = tmp.path().join("certs");
+        std::fs::create_dir_all(&certs_dir).expect("certs dir");
+        let certs = TestCa::new("kws test CA").leaf(
+            &certs_dir,
+            "wildcard",
+            &["*.example.test", "example.test"],
+        );
+        let prefix = tmp.path().join("nginx");
+        let nginx =
+            kws_proxy::nginx::LocalNginx::start(&prefix, certs.clone()).expect("start nginx");
+        let proxy = kws_proxy::nginx::NginxProxy::open(policy(), nginx.config().clone())
+            .await
+            .expect("open proxy");
+        Some(Self { proxy, nginx, ca: certs_dir.join("ca.pem"), certs, tmp })
+    }
+
+    pub fn host(&self, label: &str) -> kws_core::Hostname {
+        kws_proxy::ProxyWriter::policy(&self.proxy)
+            .host(&format!("{label}.example.test"))
+            .expect("host")
+    }
+
+    pub fn kws_dir(&self) -> PathBuf {
+        self.nginx.config().dir.clone()
+    }
+}
