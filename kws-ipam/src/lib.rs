@@ -2,15 +2,21 @@
 //! pool size or fill level, on memory, Redis, PostgreSQL, or PostgreSQL with Redis as a fast path.
 //! Every VPN peer and every instance gets its address here; the `IpAllocator` trait is the contract.
 
+mod audit;
 mod error;
 mod memory;
 pub mod pool;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod types;
 
+pub use audit::Audit;
 pub use error::Error;
 pub use memory::MemoryAllocator;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresAllocator;
 pub use types::{Gateway, Lease, LeaseOwner, PoolSpec, Usage};
 
 use std::{fmt::Debug, net::IpAddr};

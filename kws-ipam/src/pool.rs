@@ -208,6 +208,15 @@ impl PoolLayout {
         seg.last - cursor.next + 1 + rest
     }
 
+    /// True when the cursor has not reached `host` yet. O(log segments).
+    pub fn is_ahead(&self, cursor: &Cursor, host: u128) -> bool {
+        if cursor.segment >= self.segments.len() {
+            return false;
+        }
+        let i = self.segments.partition_point(|s| s.last < host);
+        i > cursor.segment || (i == cursor.segment && host >= cursor.next)
+    }
+
     fn place_in_range(&self, addr: IpAddr, lo: u128, hi: u128) -> Option<u128> {
         self.host_of(addr).filter(|h| (lo..=hi).contains(h))
     }

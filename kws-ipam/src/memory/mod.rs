@@ -14,7 +14,7 @@ use std::{
 use kws_core::DnsLabel;
 
 use crate::{
-    Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage,
+    Audit, Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage,
     pool::{Cursor, PoolLayout},
 };
 use free_queue::FreeQueue;
@@ -66,12 +66,22 @@ impl MemoryAllocator {
         })
     }
 
+    /// The state of `pool` for invariant checks.
+    pub fn audit(&self, pool: &DnsLabel) -> Result<Audit, Error> {
+        self.with_pool(pool, |s| {
+            let leases =
+                s.leases.iter().map(|(h, o)| s.lease(h, LeaseOwner::trusted(o.into()))).collect();
+            let free = s.free.iter().map(|h| s.layout.addr_of(h)).collect();
+            Ok(Audit::new(&s.layout, s.cursor, leases, free))
+        })
+    }
+
     /// How many usable addresses of `pool` were never handed out (the cursor has not reached
     /// them and no `allocate_specific` took them).
     pub fn never_handed_out(&self, pool: &DnsLabel) -> Result<u128, Error> {
         self.with_pool(pool, |s| {
-            let ahead = s.leases.iter().filter(|(h, _)| s.is_ahead(*h)).count()
-                + s.free.iter().filter(|h| s.is_ahead(*h)).count();
+            let ahead = s.leases.iter().filter(|(h, _)| s.layout.is_ahead(&s.cursor, *h)).count()
+                + s.free.iter().filter(|h| s.layout.is_ahead(&s.cursor, *h)).count();
             Ok(s.layout.remaining(&s.cursor) - ahead as u128)
         })
     }
@@ -86,18 +96,6 @@ impl MemoryAllocator {
 impl PoolState {
     fn lease(&self, host: u128, owner: LeaseOwner) -> Lease {
         Lease { pool: self.layout.name().clone(), addr: self.layout.addr_of(host), owner }
-    }
-
-    /// True when the cursor has not reached `host` yet.
-    fn is_ahead(&self, host: u128) -> bool {
-        let segs = self.layout.segments();
-        match segs.get(self.cursor.segment) {
-            None => false,
-            Some(_) => {
-                let i = segs.partition_point(|s| s.last < host);
-                i > self.cursor.segment || (i == self.cursor.segment && host >= self.cursor.next)
-            }
-        }
     }
 
     fn allocate(&mut self, owner: &LeaseOwner) -> Result<Lease, Error> {

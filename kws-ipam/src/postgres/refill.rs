@@ -1,0 +1,115 @@
+//! Pool creation and the persisted cursor: moving the next chunk of fresh addresses into the
+//! `fresh` table, under the pool row's lock, in a transaction of its own.
+
+use std::net::IpAddr;
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::backend;
+use crate::{Error, PoolSpec, pool::Cursor, pool::PoolLayout};
+
+/// Creates the pool row; `PoolExists` for a taken name, `InvalidPool` for an overlap.
+pub(super) async fn create_pool(db: &PgPool, spec: PoolSpec) -> Result<(), Error> {
+    let layout = PoolLayout::new(&spec)?;
+    let start = layout.start();
+    let json = serde_json::to_value(&spec).map_err(backend)?;
+    let done = sqlx::query(
+        "INSERT INTO kws_ipam.pools (name, prefix, spec, quarantine, cursor_segment, cursor_next) \
+         VALUES ($1, $2::cidr, $3, make_interval(secs => $4), 0, $5) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(spec.name.as_str())
+    .bind(spec.prefix.to_string())
+    .bind(json)
+    .bind(spec.quarantine.as_secs_f64())
+    .bind(layout.addr_of(start.next))
+    .execute(db)
+    .await;
+    match done {
+        Ok(r) if r.rows_affected() == 0 => Err(Error::PoolExists(spec.name)),
+        Ok(_) => Ok(()),
+        Err(e) if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23P01") => {
+            Err(Error::InvalidPool(format!(
+                "pool {} ({}) overlaps an existing pool: {e}",
+                spec.name, spec.prefix
+            )))
+        }
+        Err(e) => Err(backend(e)),
+    }
+}
+
+/// The pool's cursor, locking the pool row when `lock`.
+pub(super) async fn read_cursor(
+    tx: &mut Transaction<'_, Postgres>,
+    layout: &PoolLayout,
+    lock: bool,
+) -> Result<Cursor, Error> {
+    let sql = if lock {
+        "SELECT cursor_segment, cursor_next FROM kws_ipam.pools WHERE name = $1 FOR NO KEY UPDATE"
+    } else {
+        "SELECT cursor_segment, cursor_next FROM kws_ipam.pools WHERE name = $1"
+    };
+    let (segment, next): (i32, Option<IpAddr>) = sqlx::query_as(sql)
+        .bind(layout.name().as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| Error::PoolNotFound(layout.name().clone()))?;
+    let segment = usize::try_from(segment).unwrap_or(usize::MAX).min(layout.segments().len());
+    let next = next.and_then(|a| layout.host_of(a));
+    Ok(match next {
+        Some(next) if segment < layout.segments().len() => Cursor { segment, next },
+        _ => Cursor { segment: layout.segments().len(), next: 0 },
+    })
+}
+
+/// Moves up to `chunk` fresh addresses from the cursor into `fresh`, skipping those that
+/// `allocate_specific` took (leased, or released into the queue). Returns false when the
+/// cursor is at the end and nothing is left to allocate fresh.
+pub(super) async fn refill(db: &PgPool, layout: &PoolLayout, chunk: usize) -> Result<bool, Error> {
+    let mut tx = db.begin().await.map_err(backend)?;
+    let mut cursor = read_cursor(&mut tx, layout, true).await?;
+    let pool = layout.name().as_str();
+    // Another process may have refilled while this one waited for the lock.
+    let waiting: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM kws_ipam.fresh WHERE pool = $1)")
+            .bind(pool)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+    if waiting {
+        tx.commit().await.map_err(backend)?;
+        return Ok(true);
+    }
+    let addrs: Vec<IpAddr> = std::iter::from_fn(|| layout.advance(&mut cursor))
+        .take(chunk)
+        .map(|h| layout.addr_of(h))
+        .collect();
+    if addrs.is_empty() {
+        // Released addresses may still be in quarantine; "exhausted" means nothing is ready.
+        tx.commit().await.map_err(backend)?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO kws_ipam.fresh (pool, address) \
+         SELECT $1, a FROM unnest($2::inet[]) AS a \
+         WHERE NOT EXISTS (SELECT 1 FROM kws_ipam.leases l WHERE l.pool = $1 AND l.address = a) \
+           AND NOT EXISTS (SELECT 1 FROM kws_ipam.free_queue f WHERE f.pool = $1 AND f.address = a) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(pool)
+    .bind(&addrs)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let exhausted = cursor.segment >= layout.segments().len();
+    let next = (!exhausted).then(|| layout.addr_of(cursor.next));
+    sqlx::query("UPDATE kws_ipam.pools SET cursor_segment = $2, cursor_next = $3 WHERE name = $1")
+        .bind(pool)
+        .bind(i32::try_from(cursor.segment).unwrap_or(i32::MAX))
+        .bind(next)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(true)
+}
