@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use kws_core::{DnsLabel, IfName, OwnerId};
 
-use crate::{PresharedKey, PublicKey};
+use crate::{PresharedKey, PublicKey, device::PeerConfig};
 
 /// One client device on one interface.
 ///
@@ -47,6 +47,19 @@ impl Peer {
             ips.push(IpNet::V6(Ipv6Net::from(v6)));
         }
         ips
+    }
+
+    /// The peer as the server interface should have it: its own addresses as allowed IPs, its
+    /// preshared key, no keepalive from the server side (the client keeps the NAT open), and
+    /// no endpoint (the interface learns it from the first handshake).
+    pub fn device_config(&self) -> PeerConfig {
+        PeerConfig {
+            public_key: self.public_key,
+            preshared_key: self.preshared_key.clone(),
+            allowed_ips: self.allowed_ips(),
+            keepalive: None,
+            endpoint: None,
+        }
     }
 
     /// True when the peer has expired at `now`.

@@ -19,8 +19,7 @@ use kws_ipam::{IpAllocator, Lease, LeaseOwner, MemoryAllocator};
 
 use crate::{
     ClientConfig, Error, MemoryDevice, MemoryPeerStore, Peer, PeerStore, PresharedKey, PrivateKey,
-    PublicKey, WgDevice,
-    device::{PeerConfig, WgDeviceExt},
+    PublicKey, WgDevice, device::WgDeviceExt,
 };
 
 /// The VPN of one server interface.
@@ -86,6 +85,11 @@ impl VpnService {
         &self.settings
     }
 
+    /// The IP allocator.
+    pub fn allocator(&self) -> &Arc<dyn IpAllocator> {
+        &self.allocator
+    }
+
     /// The peer store.
     pub fn store(&self) -> &Arc<dyn PeerStore> {
         &self.store
@@ -104,17 +108,6 @@ impl VpnService {
             self.settings.interface, request.owner, request.name
         ))
         .map_err(Error::from)
-    }
-
-    /// The interface's view of a stored peer.
-    pub(crate) fn peer_config(peer: &Peer) -> PeerConfig {
-        PeerConfig {
-            public_key: peer.public_key,
-            preshared_key: peer.preshared_key.clone(),
-            allowed_ips: peer.allowed_ips(),
-            keepalive: None,
-            endpoint: None,
-        }
     }
 
     /// Adds a device: allocates its address(es), stores the peer and puts it on the interface.
@@ -178,7 +171,7 @@ impl VpnService {
         };
         self.store.insert(&peer).await.map_err(fail)?;
         if peer.is_active(Utc::now()) {
-            self.device.add_peer(Self::peer_config(&peer)).await.map_err(|e| (e, true))?;
+            self.device.add_peer(peer.device_config()).await.map_err(|e| (e, true))?;
         }
         Ok(peer)
     }
@@ -229,7 +222,7 @@ impl VpnService {
     pub async fn enable(&self, key: &PublicKey) -> Result<Peer, Error> {
         let peer = self.store.set_enabled(key, true).await?;
         if peer.is_active(Utc::now()) {
-            self.device.add_peer(Self::peer_config(&peer)).await?;
+            self.device.add_peer(peer.device_config()).await?;
         }
         Ok(peer)
     }

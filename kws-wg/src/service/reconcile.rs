@@ -55,7 +55,7 @@ impl VpnService {
             .await?
             .iter()
             .filter(|p| p.is_active(now))
-            .map(|p| (p.public_key, Self::peer_config(p)))
+            .map(|p| (p.public_key, p.device_config()))
             .collect();
         let state = self.device().get().await?;
         let mut report = ReconcileReport::default();
@@ -90,7 +90,9 @@ impl VpnService {
             report.added.push(wanted.public_key);
             changes.push(PeerChange::Upsert(wanted));
         }
-        self.device().apply(&changes).await?;
+        if !changes.is_empty() {
+            self.device().apply(&changes).await?;
+        }
         if !report.is_noop() {
             tracing::info!(
                 interface = %settings.interface,
