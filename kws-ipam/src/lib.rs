@@ -8,6 +8,8 @@ mod memory;
 pub mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod types;
@@ -17,6 +19,8 @@ pub use error::Error;
 pub use memory::MemoryAllocator;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresAllocator;
+#[cfg(feature = "redis")]
+pub use redis::RedisAllocator;
 pub use types::{Gateway, Lease, LeaseOwner, PoolSpec, Usage};
 
 use std::{fmt::Debug, net::IpAddr};
