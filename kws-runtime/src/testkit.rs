@@ -242,5 +242,6 @@ pub async fn bad_specs(rt: &dyn Runtime, fx: &Fixture) {
             other => panic!("{what}: expected a typed refusal, got {other:?}"),
         }
     }
-    assert!(rt.list(&fx.owner).await.expect("list").is_empty(), "no instance was made");
+    let made = rt.inspect(&fx.key("bad")).await;
+    assert!(matches!(made, Err(Error::NotFound { .. })), "no instance was made: {made:?}");
 }

@@ -83,6 +83,22 @@ impl TestEnv {
         Fixture { owner: self.owner().clone(), image: ImageRef::parse(BUSYBOX).expect("image") }
     }
 
+    /// Leases held in every pool the runtime could have made (the allocator is this test's own).
+    pub async fn leases(&self) -> u128 {
+        use kws_ipam::IpAllocator;
+        let config = self.rt.config();
+        let mut total = 0;
+        for subnet in config.owner_range.subnets(config.owner_prefix_len).expect("subnets") {
+            let [a, b, c, d] = subnet.network().octets();
+            let pool = format!("kws-{a}-{b}-{c}-{d}-{}", subnet.prefix_len());
+            let pool = kws_core::DnsLabel::parse(&pool).expect("pool name");
+            if let Ok(usage) = self.allocator.usage(&pool).await {
+                total += usage.allocated;
+            }
+        }
+        total
+    }
+
     /// Containers and volumes carrying `kws.owner=<owner>`, by name.
     pub async fn objects_of(&self, owner: &OwnerId) -> (Vec<String>, Vec<String>) {
         objects_of(&self.docker, owner).await
