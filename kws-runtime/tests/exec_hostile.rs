@@ -1,0 +1,238 @@
+//! Hostile code in the real sandbox (Docker): each case ends within its limit plus a small
+//! grace with the right event, the next job of that language succeeds in a clean sandbox, the
+//! host is unaffected, and the pool is back at full size.
+#![cfg(feature = "docker")]
+
+#[path = "exec_support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use kws_runtime::exec::{ExecEngine, JobEvent, Limits};
+use support::{Finished, engine, finish, run, wall};
+
+/// Time past a limit within which a killed job's terminal event must be there.
+const GRACE: Duration = Duration::from_millis(1500);
+const LIMIT: Duration = Duration::from_secs(2);
+
+/// After a hostile job: the next job of the language runs normally, in a sandbox with empty
+/// writable paths and no process but its own, and the pool is full again.
+async fn next_job_is_clean(engine: &ExecEngine, language: &str) {
+    let probe = match language {
+        "python3" => {
+            "import os\nfor d in ['/workspace', '/tmp', '/var/tmp', '/dev/shm']:\n    \
+             print(d, sorted(x for x in os.listdir(d) if x != 'main.py'))\n\
+             for p in os.listdir('/proc'):\n    \
+             if p.isdigit() and int(p) != os.getpid():\n        \
+             print('proc', open('/proc/%s/cmdline' % p).read().replace('\\0', ' ').strip())\n"
+        }
+        _ => {
+            "for d in /workspace /tmp /var/tmp /dev/shm; do echo \"$d [$(ls -A $d | grep -v \
+             '^main.sh$' | tr '\\n' ' ')]\"; done\n\
+             for p in /proc/[0-9]*; do [ \"${p#/proc/}\" = \"$$\" ] || \
+             echo \"proc $(tr '\\0' ' ' < $p/cmdline)\"; done\n"
+        }
+    };
+    let next = run(engine, language, probe, "", Limits::default()).await;
+    assert!(matches!(next.outcome(), JobEvent::Exited { code: 0, .. }), "{:?}", next.events);
+    let out = next.stdout();
+    for dir in ["/workspace", "/tmp", "/var/tmp", "/dev/shm"] {
+        let empty = [format!("{dir} []"), format!("{dir} [ ]")];
+        assert!(
+            out.lines().any(|l| empty.iter().any(|e| l.trim_end() == e.trim_end())),
+            "{dir} is not empty for the next job: {out}"
+        );
+    }
+    // Only process 1 and the probe's own shell pieces (a forked `sh main.sh`, `tr`).
+    for process in out.lines().filter_map(|l| l.strip_prefix("proc")).map(str::trim) {
+        let own = ["sleep 2147483647", "sh main.sh", "tr"].iter().any(|p| process.starts_with(p));
+        assert!(own || process.is_empty(), "a process of an earlier job is visible: {out}");
+    }
+    engine.wait_until_full(Duration::from_secs(30)).await.expect("the pool refills");
+}
+
+fn assert_ended_in_time(job: &Finished, limit: Duration) {
+    assert!(job.took <= limit + GRACE, "took {:?} for a {limit:?} limit", job.took);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_programs_time_out_and_their_sandbox_is_replaced() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let cases = [
+        ("python3", "while True:\n    pass\n"),
+        ("sh", "sleep 1000000"),
+        ("sh", "echo stopping; kill -STOP $$; echo never"),
+        ("sh", "echo stopping; kill -STOP 0; echo never"),
+        // A background process that keeps the output open past the end of the job.
+        ("sh", "sleep 1000 & echo detached"),
+    ];
+    for (language, source) in cases {
+        let retired = engine.pools()[&support::label(language)].retired;
+        let job = run(&engine, language, source, "", wall(LIMIT)).await;
+        assert_eq!(job.outcome(), &JobEvent::TimedOut, "{source}: {:?}", job.events);
+        assert!(job.took >= LIMIT, "{source}: ended early after {:?}", job.took);
+        assert_ended_in_time(&job, LIMIT);
+        assert!(!job.stdout().contains("never"), "{source}");
+        next_job_is_clean(&engine, language).await;
+        assert_eq!(engine.pools()[&support::label(language)].retired, retired + 1, "{source}");
+    }
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_hits_the_pids_limit_and_the_host_keeps_working() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let bomb =
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
+    let submitted = std::time::Instant::now();
+    let bombing = run(&engine, "python3", bomb, "", wall(LIMIT));
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // The host can still start processes, and another language's jobs still run.
+        let host = tokio::process::Command::new("true").status().await.expect("host forks");
+        assert!(host.success());
+        let other = run(&engine, "sh", "echo alive", "", Limits::default()).await;
+        assert_eq!(other.stdout(), "alive\n");
+        submitted.elapsed()
+    };
+    let (job, other_done) = tokio::join!(bombing, meanwhile);
+    assert!(other_done < LIMIT + GRACE, "the other job waited for the bomb: {other_done:?}");
+    assert_eq!(job.outcome(), &JobEvent::TimedOut, "{:?}", job.events);
+    assert_ended_in_time(&job, LIMIT);
+    next_job_is_clean(&engine, "python3").await;
+    let sh_bomb = "b() { b | b & }; b; sleep 100";
+    let job = run(&engine, "sh", sh_bomb, "", wall(LIMIT)).await;
+    assert_eq!(job.outcome(), &JobEvent::TimedOut, "{:?}", job.events);
+    assert_ended_in_time(&job, LIMIT);
+    next_job_is_clean(&engine, "sh").await;
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_stop_at_the_output_cap() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let cap = 64 * 1024;
+    let cases = [
+        ("sh", "yes flood"),
+        ("sh", "yes flood >&2"),
+        (
+            "python3",
+            "import sys\nwhile True:\n    sys.stderr.write('e' * 4096)\n    print('o' * 100)\n",
+        ),
+    ];
+    for (language, source) in cases {
+        let job = run(&engine, language, source, "", Limits::default()).await;
+        assert_eq!(job.outcome(), &JobEvent::OutputLimitExceeded, "{source}");
+        assert_eq!(job.output_len(), cap, "{source}: exactly the cap is delivered");
+        assert!(job.took < Duration::from_secs(3), "{source}: took {:?}", job.took);
+        next_job_is_clean(&engine, language).await;
+    }
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_left_behind_are_gone_for_the_next_job_of_a_reused_sandbox() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let litter = "for d in /workspace /tmp /var/tmp /dev/shm; do\n\
+                  echo secret > $d/f; echo secret > $d/.hidden; mkdir -p $d/locked/deep\n\
+                  echo secret > $d/locked/deep/g; chmod 000 $d/locked/deep $d/locked\n\
+                  done; echo littered";
+    let reused = engine.pools()[&support::label("sh")].reused;
+    let job = run(&engine, "sh", litter, "", Limits::default()).await;
+    assert!(matches!(job.outcome(), JobEvent::Exited { code: 0, .. }), "{:?}", job.events);
+    assert_eq!(job.stdout(), "littered\n");
+    next_job_is_clean(&engine, "sh").await;
+    let pool = &engine.pools()[&support::label("sh")];
+    assert!(pool.reused > reused, "the sandbox was wiped and reused: {pool:?}");
+
+    let py_litter = "import os\nfor d in ['/tmp', '/var/tmp', '/dev/shm']:\n    \
+                     open(d + '/py', 'w').write('secret')\nprint('ok')\n";
+    let job = run(&engine, "python3", py_litter, "", Limits::default()).await;
+    assert_eq!(job.stdout(), "ok\n");
+    next_job_is_clean(&engine, "python3").await;
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_fill_stops_at_the_tmpfs_size_and_the_root_is_read_only() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let fill = "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; echo \"dd=$?\"\n\
+                touch /etc/x 2>&1; touch /x 2>&1; df -k /tmp | tail -1";
+    let job = run(&engine, "sh", fill, "", Limits::default()).await;
+    let out = job.stdout();
+    assert!(matches!(job.outcome(), JobEvent::Exited { code: 0, .. }), "{:?}", job.events);
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(!out.contains("dd=0"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(job.took < Duration::from_secs(5), "{:?}", job.took);
+    next_job_is_clean(&engine, "sh").await;
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_allocation_is_killed_by_the_memory_limit() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let job =
+        run(&engine, "python3", "x = bytearray(1 << 30)\nprint('allocated')\n", "", wall(LIMIT))
+            .await;
+    let JobEvent::Killed { reason } = job.outcome() else {
+        panic!("expected Killed, got {:?}", job.events);
+    };
+    assert!(reason.contains("memory"), "{reason}");
+    assert!(!job.stdout().contains("allocated"));
+    assert_ended_in_time(&job, LIMIT);
+    next_job_is_clean(&engine, "python3").await;
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_network_no_secrets_and_a_background_process_dies_with_its_sandbox() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    // A listener on every host address: the sandbox must not reach it.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let connect = format!(
+        "import socket\nfor host in ['127.0.0.1', '172.17.0.1', '10.0.2.2', '8.8.8.8']:\n    \
+         try:\n        socket.create_connection((host, {port}), timeout=0.5)\n        \
+         print(host, 'CONNECTED')\n    except OSError as e:\n        print(host, 'blocked')\n\
+         print(sorted(i[1] for i in socket.if_nameindex()))\n"
+    );
+    let accept = tokio::time::timeout(Duration::from_secs(3), listener.accept());
+    let (job, accepted) =
+        tokio::join!(run(&engine, "python3", &connect, "", Limits::default()), accept);
+    assert!(accepted.is_err(), "the sandbox reached the host: {accepted:?}");
+    let out = job.stdout();
+    assert!(!out.contains("CONNECTED"), "{out}");
+    assert_eq!(out.matches("blocked").count(), 4, "{out}");
+    assert!(out.contains("['lo']"), "only loopback: {out}");
+    next_job_is_clean(&engine, "python3").await;
+
+    let env = "import os\nfor k in sorted(os.environ): print(k + '=' + os.environ[k])\n\
+               try:\n    open('/proc/1/environ').read()\n    print('READ PID 1')\n\
+               except OSError:\n    print('pid 1 hidden')\n";
+    let job = run(&engine, "python3", env, "", Limits::default()).await;
+    let out = job.stdout();
+    let allowed = ["PATH", "HOME", "LANG", "TMPDIR", "HOSTNAME", "PWD", "OLDPWD"];
+    for line in out.lines().filter(|l| l.contains('=')) {
+        let name = line.split('=').next().unwrap_or_default();
+        assert!(allowed.contains(&name), "unexpected variable in the sandbox: {line}");
+    }
+    for (name, value) in std::env::vars() {
+        if value.len() >= 8 {
+            assert!(!out.contains(&value), "the host's {name} leaked into the sandbox");
+        }
+    }
+    assert!(out.contains("pid 1 hidden"), "{out}");
+
+    // A process that detaches and outlives its job: the job ends, the process dies with the
+    // retired sandbox, and the next job does not see it.
+    let retired = engine.pools()[&support::label("sh")].retired;
+    let job =
+        run(&engine, "sh", "sleep 1000 >/dev/null 2>&1 </dev/null &\necho left", "", wall(LIMIT))
+            .await;
+    assert!(matches!(job.outcome(), JobEvent::Exited { code: 0, .. }), "{:?}", job.events);
+    assert!(job.took < LIMIT, "{:?}", job.took);
+    next_job_is_clean(&engine, "sh").await;
+    assert_eq!(engine.pools()[&support::label("sh")].retired, retired + 1);
+    finish(engine).await;
+}
