@@ -47,6 +47,7 @@ impl Cloudflare {
         method: Method,
         path: &str,
         body: Option<&Value>,
+        missing_ok: bool,
     ) -> Result<(StatusCode, Value), DnsError> {
         let url = format!("{}{path}", self.base);
         let (status, answer) = self.client.send(method, &url, Some(&self.token), body).await?;
@@ -54,7 +55,7 @@ impl Cloudflare {
             return Err(DnsError::Unauthorized { provider: PROVIDER, status: status.as_u16() });
         }
         let success = answer.get("success").and_then(Value::as_bool).unwrap_or(false);
-        if status.is_success() && success || status == StatusCode::NOT_FOUND {
+        if status.is_success() && success || missing_ok && status == StatusCode::NOT_FOUND {
             return Ok((status, answer));
         }
         Err(DnsError::Refused {
@@ -71,7 +72,7 @@ impl Cloudflare {
         while let Some((_, parent)) = candidate.split_once('.') {
             candidate = parent;
             let (_, answer) = self
-                .call("list zones", Method::GET, &format!("/zones?name={parent}"), None)
+                .call("list zones", Method::GET, &format!("/zones?name={parent}"), None, false)
                 .await?;
             let zones = answer.get("result").and_then(Value::as_array);
             let id = zones
@@ -95,7 +96,7 @@ impl DnsProvider for Cloudflare {
             json!({ "type": "TXT", "name": name.as_str(), "content": value, "ttl": self.ttl });
         let path = format!("/zones/{zone}/dns_records");
         let (status, answer) =
-            self.call("create TXT record", Method::POST, &path, Some(&body)).await?;
+            self.call("create TXT record", Method::POST, &path, Some(&body), false).await?;
         let id = answer.pointer("/result/id").and_then(Value::as_str).ok_or_else(|| {
             DnsError::Transport {
                 provider: PROVIDER,
@@ -119,6 +120,6 @@ impl DnsProvider for Cloudflare {
             });
         };
         let path = format!("/zones/{zone}/dns_records/{id}");
-        self.call("delete TXT record", Method::DELETE, &path, None).await.map(|_| ())
+        self.call("delete TXT record", Method::DELETE, &path, None, true).await.map(|_| ())
     }
 }
