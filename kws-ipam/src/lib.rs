@@ -5,6 +5,8 @@
 mod audit;
 mod error;
 mod memory;
+#[cfg(all(feature = "postgres", feature = "redis"))]
+mod pg_redis;
 pub mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -17,6 +19,8 @@ mod types;
 pub use audit::Audit;
 pub use error::Error;
 pub use memory::MemoryAllocator;
+#[cfg(all(feature = "postgres", feature = "redis"))]
+pub use pg_redis::PgRedisAllocator;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresAllocator;
 #[cfg(feature = "redis")]

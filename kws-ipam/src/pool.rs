@@ -2,7 +2,10 @@
 //! pool (its prefix less network, IPv4 broadcast, gateway and reservations), and the cursor
 //! that walks them. Every backend builds on this; none of it does I/O.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use ipnet::IpNet;
 
@@ -47,6 +50,7 @@ pub enum Placement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolLayout {
     name: DnsLabel,
+    quarantine: Duration,
     prefix: IpNet,
     base: u128,
     last: u128,
@@ -81,6 +85,7 @@ impl PoolLayout {
         };
         let mut layout = Self {
             name: spec.name.clone(),
+            quarantine: spec.quarantine,
             prefix,
             base,
             last,
@@ -117,6 +122,11 @@ impl PoolLayout {
     /// The pool's name.
     pub fn name(&self) -> &DnsLabel {
         &self.name
+    }
+
+    /// How long a released address rests before it is handed out again.
+    pub fn quarantine(&self) -> Duration {
+        self.quarantine
     }
 
     /// The prefix.

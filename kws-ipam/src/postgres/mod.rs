@@ -39,14 +39,23 @@ fn is_retryable(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "40001" || c == "40P01")
 }
 
-/// What `kws_ipam.allocate` (or `claim`) answered.
+/// What `kws_ipam.allocate` answered.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// The owner's existing lease, or a new one.
     Leased(IpAddr),
     /// Nothing ready in the queues.
     Empty,
-    /// The candidate was not in the free queue.
+}
+
+/// What `kws_ipam.claim` answered about a fast-path candidate.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The candidate is now leased to the owner.
+    Leased,
+    /// The owner already held this address; the candidate is untouched.
+    Held(IpAddr),
+    /// The candidate was not ready in the free queue (taken, leased, or in quarantine).
     Stale,
 }
 
@@ -114,7 +123,7 @@ impl PostgresAllocator {
         pool: &DnsLabel,
         addr: IpAddr,
         owner: &LeaseOwner,
-    ) -> Result<(Outcome, IpAddr), Error> {
+    ) -> Result<Claim, Error> {
         for _ in 0..ATTEMPTS {
             let row: Result<(IpAddr, String), _> =
                 sqlx::query_as("SELECT address, outcome FROM kws_ipam.claim($1, $2, $3)")
@@ -124,9 +133,9 @@ impl PostgresAllocator {
                     .fetch_one(&self.db)
                     .await;
             match row {
-                Ok((a, o)) if o == "stale" => return Ok((Outcome::Stale, a)),
-                Ok((a, o)) if o == "held" => return Ok((Outcome::Leased(a), a)),
-                Ok((a, _)) => return Ok((Outcome::Leased(a), addr)),
+                Ok((_, o)) if o == "stale" => return Ok(Claim::Stale),
+                Ok((a, o)) if o == "held" => return Ok(Claim::Held(a)),
+                Ok(_) => return Ok(Claim::Leased),
                 Err(e) if is_retryable(&e) => continue,
                 Err(e) => return Err(backend(e)),
             }
@@ -146,7 +155,7 @@ impl PostgresAllocator {
                 Outcome::Leased(addr) => {
                     return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
                 }
-                Outcome::Empty | Outcome::Stale => {
+                Outcome::Empty => {
                     if !refill::refill(&self.db, &layout, CHUNK).await? {
                         return Err(Error::Exhausted { pool: pool.clone() });
                     }
@@ -156,15 +165,34 @@ impl PostgresAllocator {
         Err(retries_exhausted(pool))
     }
 
-    /// Every address of `pool` in `free_queue`, oldest first (with those in quarantine).
-    pub async fn free_queue(&self, pool: &DnsLabel) -> Result<Vec<IpAddr>, Error> {
-        sqlx::query_scalar(
-            "SELECT address FROM kws_ipam.free_queue WHERE pool = $1 ORDER BY ready_at, id",
+    /// Every address of `pool` in `free_queue`, oldest first (with those in quarantine), and
+    /// when each is ready, in milliseconds since the Unix epoch.
+    pub async fn free_queue(&self, pool: &DnsLabel) -> Result<Vec<(IpAddr, i64)>, Error> {
+        sqlx::query_as(
+            "SELECT address, (extract(epoch FROM ready_at) * 1000)::bigint \
+             FROM kws_ipam.free_queue WHERE pool = $1 ORDER BY ready_at, id",
         )
         .bind(pool.as_str())
         .fetch_all(&self.db)
         .await
         .map_err(backend)
+    }
+
+    /// Removes free entries (queued or fresh) of `pool` whose address is leased: a
+    /// `allocate_specific` racing a release can leave one (allocations skip them anyway).
+    /// Returns how many it removed.
+    pub async fn reconcile(&self, pool: &DnsLabel) -> Result<u64, Error> {
+        self.layout(pool).await?;
+        let mut removed = 0;
+        for table in ["free_queue", "fresh"] {
+            let sql = format!(
+                "DELETE FROM kws_ipam.{table} f USING kws_ipam.leases l \
+                 WHERE f.pool = $1 AND l.pool = $1 AND l.address = f.address"
+            );
+            let r = sqlx::query(&sql).bind(pool.as_str()).execute(&self.db).await;
+            removed += r.map_err(backend)?.rows_affected();
+        }
+        Ok(removed)
     }
 
     /// The state of `pool` for checks: leases, free addresses (queue and fresh), and the number
@@ -226,14 +254,13 @@ impl IpAllocator for PostgresAllocator {
     ) -> Result<Lease, Error> {
         self.layout(pool).await?.usable_host(addr)?;
         for _ in 0..ATTEMPTS {
-            let row: Result<(String, IpAddr), _> = sqlx::query_as(
-                "SELECT holder, held FROM kws_ipam.allocate_specific($1, $2, $3)",
-            )
-            .bind(pool.as_str())
-            .bind(addr)
-            .bind(owner.as_str())
-            .fetch_one(&self.db)
-            .await;
+            let row: Result<(String, IpAddr), _> =
+                sqlx::query_as("SELECT holder, held FROM kws_ipam.allocate_specific($1, $2, $3)")
+                    .bind(pool.as_str())
+                    .bind(addr)
+                    .bind(owner.as_str())
+                    .fetch_one(&self.db)
+                    .await;
             let (holder, held) = match row {
                 Ok(r) => r,
                 Err(e) if is_retryable(&e) => continue,
@@ -284,11 +311,12 @@ impl IpAllocator for PostgresAllocator {
         let capacity = self.layout(pool).await?.capacity();
         // An index-only count: O(leases), the one operation that is not O(1) here (a shared
         // counter would be the hot row every allocation waits on).
-        let allocated: i64 = sqlx::query_scalar("SELECT count(*) FROM kws_ipam.leases WHERE pool = $1")
-            .bind(pool.as_str())
-            .fetch_one(&self.db)
-            .await
-            .map_err(backend)?;
+        let allocated: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM kws_ipam.leases WHERE pool = $1")
+                .bind(pool.as_str())
+                .fetch_one(&self.db)
+                .await
+                .map_err(backend)?;
         let allocated = u128::try_from(allocated).unwrap_or(0);
         Ok(Usage { capacity, allocated, free: capacity.saturating_sub(allocated) })
     }

@@ -40,6 +40,14 @@ pub struct RedisAllocator {
     layouts: Arc<RwLock<HashMap<DnsLabel, Arc<PoolLayout>>>>,
 }
 
+/// Leases, queue, queue membership and cursor of a pool, as Redis returns them.
+type RawPool = (
+    HashMap<String, String>,
+    Vec<String>,
+    HashMap<String, String>,
+    (Option<usize>, Option<String>),
+);
+
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Backend { backend: "redis", source: Box::new(e) }
 }
@@ -72,12 +80,7 @@ impl RedisAllocator {
             allocate_specific: script(include_str!("allocate_specific.lua")),
             release: script(include_str!("release.lua")),
         };
-        Self {
-            conn,
-            prefix: prefix.into(),
-            scripts: Arc::new(scripts),
-            layouts: Arc::default(),
-        }
+        Self { conn, prefix: prefix.into(), scripts: Arc::new(scripts), layouts: Arc::default() }
     }
 
     fn keys(&self, pool: &DnsLabel) -> PoolKeys {
@@ -103,7 +106,12 @@ impl RedisAllocator {
         Ok(layout)
     }
 
-    async fn run(&self, script: &Script, keys: &PoolKeys, args: &[&str]) -> Result<Vec<String>, Error> {
+    async fn run(
+        &self,
+        script: &Script,
+        keys: &PoolKeys,
+        args: &[&str],
+    ) -> Result<Vec<String>, Error> {
         let mut inv = script.prepare_invoke();
         for k in keys.all() {
             inv.key(k);
@@ -118,12 +126,7 @@ impl RedisAllocator {
     pub async fn audit(&self, pool: &DnsLabel) -> Result<Audit, Error> {
         let layout = self.layout(pool).await?;
         let k = self.keys(pool);
-        let (leases, queue, queued, cur): (
-            HashMap<String, String>,
-            Vec<String>,
-            HashMap<String, String>,
-            (Option<usize>, Option<String>),
-        ) = redis::pipe()
+        let (leases, queue, queued, cur): RawPool = redis::pipe()
             .atomic()
             .hgetall(&k.leases)
             .lrange(&k.queue, 0, -1)
@@ -204,9 +207,11 @@ impl IpAllocator for RedisAllocator {
         let layout = self.layout(pool).await?;
         let r = self.run(&self.scripts.allocate, &self.keys(pool), &[owner.as_str()]).await?;
         match (r.first().map(String::as_str), r.get(1)) {
-            (Some("held" | "new"), Some(h)) => {
-                Ok(Lease { pool: pool.clone(), addr: layout.addr_of(unhex(h)?), owner: owner.clone() })
-            }
+            (Some("held" | "new"), Some(h)) => Ok(Lease {
+                pool: pool.clone(),
+                addr: layout.addr_of(unhex(h)?),
+                owner: owner.clone(),
+            }),
             (Some("exhausted"), _) => Err(Error::Exhausted { pool: pool.clone() }),
             (Some("nopool"), _) => Err(Error::PoolNotFound(pool.clone())),
             _ => Err(protocol(format!("allocate answered {r:?}"))),
@@ -247,7 +252,9 @@ impl IpAllocator for RedisAllocator {
         let layout = self.layout(pool).await?;
         let host = match layout.usable_host(addr) {
             Ok(h) => h,
-            Err(Error::Reserved { .. }) => return Err(Error::NotAllocated { pool: pool.clone(), addr }),
+            Err(Error::Reserved { .. }) => {
+                return Err(Error::NotAllocated { pool: pool.clone(), addr });
+            }
             Err(e) => return Err(e),
         };
         let r = self.run(&self.scripts.release, &self.keys(pool), &[&hex(host)]).await?;

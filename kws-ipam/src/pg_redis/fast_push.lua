@@ -1,0 +1,9 @@
+-- KEYS: 1 the fast queue of a pool. ARGV: 1 address, 2 quarantine ms.
+-- Appends `addr|ready_ms` (ready_ms 0 without quarantine).
+local q = tonumber(ARGV[2])
+local ready = 0
+if q > 0 then
+  local t = redis.call('TIME')
+  ready = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + q
+end
+return redis.call('RPUSH', KEYS[1], ARGV[1] .. '|' .. ready)

@@ -1,0 +1,211 @@
+//! `PgRedisAllocator`: the original design made correct. PostgreSQL is the truth (leases, the
+//! free queue, the cursor); Redis holds a copy of the free queue as the fast path.
+//!
+//! - allocate: pop a candidate from Redis, then lease it in PostgreSQL with `kws_ipam.claim`,
+//!   which deletes it from the PostgreSQL free queue and inserts the lease in one transaction.
+//!   The lease row is the commit point: a candidate that is not free there (a stale entry, a
+//!   duplicate, an address taken by `allocate_specific`) is skipped. With Redis empty, down or
+//!   flushed, allocation goes through PostgreSQL alone (`SKIP LOCKED` queue, then the cursor).
+//! - release: one PostgreSQL transaction ends the lease and queues the address, then the
+//!   address is pushed to Redis. A crash between the two leaves it queued in PostgreSQL, where
+//!   the PostgreSQL path and `reconcile()` find it: nothing leaks.
+//! - `reconcile()` rebuilds the Redis queue from PostgreSQL after Redis lost its data.
+
+use std::net::IpAddr;
+
+use kws_core::DnsLabel;
+use redis::{Script, aio::MultiplexedConnection};
+use sqlx::PgPool;
+
+use crate::{
+    Audit, Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage,
+    postgres::{Claim, PostgresAllocator},
+    redis::backend as redis_backend,
+};
+
+/// Candidates popped from Redis per allocation before falling back to PostgreSQL alone.
+const MAX_STALE: usize = 32;
+
+/// An allocator on PostgreSQL (the truth) with Redis as the fast path.
+#[derive(Debug, Clone)]
+pub struct PgRedisAllocator {
+    pg: PostgresAllocator,
+    conn: MultiplexedConnection,
+    prefix: String,
+    pop: Script,
+    push: Script,
+}
+
+impl PgRedisAllocator {
+    /// Uses `db` (applying migrations) and `client`, with Redis keys under `prefix`.
+    pub async fn new(
+        db: PgPool,
+        client: &redis::Client,
+        prefix: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let pg = PostgresAllocator::new(db).await?;
+        let conn = client.get_multiplexed_async_connection().await.map_err(redis_backend)?;
+        Ok(Self {
+            pg,
+            conn,
+            prefix: prefix.into(),
+            pop: Script::new(include_str!("fast_pop.lua")),
+            push: Script::new(include_str!("fast_push.lua")),
+        })
+    }
+
+    /// The PostgreSQL side.
+    pub fn postgres(&self) -> &PostgresAllocator {
+        &self.pg
+    }
+
+    /// The Redis key of `pool`'s fast queue (a list of `address|ready_ms`).
+    pub fn fast_queue_key(&self, pool: &DnsLabel) -> String {
+        format!("{}ipam:fast:{pool}", self.prefix)
+    }
+
+    /// The addresses in `pool`'s fast queue, front first (stale entries included).
+    pub async fn fast_queue(&self, pool: &DnsLabel) -> Result<Vec<IpAddr>, Error> {
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.fast_queue_key(pool))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_backend)?;
+        raw.iter()
+            .map(|e| {
+                let addr = e.split('|').next().unwrap_or_default();
+                addr.parse().map_err(|err| Error::Backend {
+                    backend: "redis",
+                    source: format!("bad fast-queue entry {e:?}: {err}").into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Rebuilds `pool`'s Redis queue from the PostgreSQL free queue (same order, same
+    /// quarantine ends) and removes stale PostgreSQL entries; returns the queue length.
+    ///
+    /// Run it after Redis lost its data, or at start-up. A release that commits while it runs
+    /// may miss the fast path; it stays queued in PostgreSQL, which allocations reach when the
+    /// Redis queue is empty.
+    pub async fn reconcile(&self, pool: &DnsLabel) -> Result<usize, Error> {
+        self.pg.reconcile(pool).await?;
+        let entries = self.pg.free_queue(pool).await?;
+        let key = self.fast_queue_key(pool);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key).ignore();
+        for chunk in entries.chunks(1000) {
+            let items: Vec<String> =
+                chunk.iter().map(|(a, r)| format!("{a}|{}", r.max(&0))).collect();
+            pipe.rpush(&key, items).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(redis_backend)?;
+        Ok(entries.len())
+    }
+
+    /// The state of `pool` (from PostgreSQL, the truth).
+    pub async fn audit(&self, pool: &DnsLabel) -> Result<Audit, Error> {
+        self.pg.audit(pool).await
+    }
+
+    async fn pop(&self, pool: &DnsLabel) -> Result<Option<IpAddr>, Error> {
+        let raw: Option<String> = self
+            .pop
+            .key(self.fast_queue_key(pool))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_backend)?;
+        // An unparsable entry is stale by definition: the unspecified address, which no pool
+        // can claim, makes the caller skip it like any other.
+        Ok(raw.map(|a| a.parse().unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))))
+    }
+
+    async fn push(&self, pool: &DnsLabel, addr: IpAddr, quarantine_ms: u128) -> Result<(), Error> {
+        self.push
+            .key(self.fast_queue_key(pool))
+            .arg(addr.to_string())
+            .arg(quarantine_ms.to_string())
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(|_| ())
+            .map_err(redis_backend)
+    }
+
+    async fn push_front(&self, pool: &DnsLabel, addr: IpAddr) -> Result<(), Error> {
+        redis::cmd("LPUSH")
+            .arg(self.fast_queue_key(pool))
+            .arg(format!("{addr}|0"))
+            .query_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(|_| ())
+            .map_err(redis_backend)
+    }
+}
+
+#[async_trait::async_trait]
+impl IpAllocator for PgRedisAllocator {
+    async fn create_pool(&self, spec: PoolSpec) -> Result<(), Error> {
+        let key = self.fast_queue_key(&spec.name);
+        self.pg.create_pool(spec).await?;
+        // Leftovers of an earlier pool of that name would only be stale; drop them.
+        let _: Result<i64, _> =
+            redis::cmd("DEL").arg(key).query_async(&mut self.conn.clone()).await;
+        Ok(())
+    }
+
+    async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
+        self.pg.layout(pool).await?;
+        for _ in 0..MAX_STALE {
+            // Redis failing is not an allocation failure: PostgreSQL alone can serve.
+            let Ok(Some(addr)) = self.pop(pool).await else { break };
+            match self.pg.claim(pool, addr, owner).await? {
+                Claim::Leased => {
+                    return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
+                }
+                Claim::Held(held) => {
+                    let _ = self.push_front(pool, addr).await;
+                    return Ok(Lease { pool: pool.clone(), addr: held, owner: owner.clone() });
+                }
+                Claim::Stale => continue,
+            }
+        }
+        self.pg.allocate_in_db(pool, owner).await
+    }
+
+    async fn allocate_specific(
+        &self,
+        pool: &DnsLabel,
+        addr: IpAddr,
+        owner: &LeaseOwner,
+    ) -> Result<Lease, Error> {
+        // A copy of `addr` left in Redis is now stale; allocations skip it.
+        self.pg.allocate_specific(pool, addr, owner).await
+    }
+
+    async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
+        let quarantine = self.pg.layout(pool).await?.quarantine().as_millis();
+        let lease = self.pg.release(pool, addr).await?;
+        // The address is queued in PostgreSQL already; if this push is lost, the PostgreSQL
+        // path and reconcile() still find it.
+        let _ = self.push(pool, addr, quarantine).await;
+        Ok(lease)
+    }
+
+    async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
+        self.pg.lookup(pool, addr).await
+    }
+
+    async fn lookup_owner(
+        &self,
+        pool: &DnsLabel,
+        owner: &LeaseOwner,
+    ) -> Result<Option<Lease>, Error> {
+        self.pg.lookup_owner(pool, owner).await
+    }
+
+    async fn usage(&self, pool: &DnsLabel) -> Result<Usage, Error> {
+        self.pg.usage(pool).await
+    }
+}
