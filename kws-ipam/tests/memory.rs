@@ -34,3 +34,18 @@ async fn every_address_is_leased_queued_or_never_handed_out() {
     assert_eq!(usage.allocated + queued.len() as u128 + never, usage.capacity);
     assert_eq!(a.leases(&pool).expect("leases").len() as u128, usage.allocated);
 }
+
+fn shared(n: usize) -> Vec<std::sync::Arc<dyn IpAllocator>> {
+    let a: std::sync::Arc<dyn IpAllocator> = std::sync::Arc::new(MemoryAllocator::new());
+    vec![a; n]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flaw1_concurrent_allocators_never_share_an_address() {
+    testkit::concurrent_allocators_never_share(&shared(4), 8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flaw3_release_racing_allocation_never_requeues_a_leased_address() {
+    testkit::release_racing_allocation(&shared(3), 300).await;
+}

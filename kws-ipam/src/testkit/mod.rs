@@ -1,12 +1,27 @@
 //! The conformance suite every backend runs (feature `testkit`), once directly and once through
 //! `Box<dyn IpAllocator>`. Each check panics with a message naming what broke.
 //!
+//! The flaws of the design this crate comes from, and the checks that catch each:
+//! 1. two allocators reading the same maximum hand out one address: [`concurrent_allocators_never_share`];
+//! 2. a crash between the Redis and the database halves leaks the address: the PgRedis tests
+//!    `flaw2_*` (the other backends have one atomic step per operation);
+//! 3. a release racing an allocation requeues an address in use: [`release_racing_allocation`];
+//! 4. LIFO reuse hands a just-revoked address to the next peer: [`reuse_is_fifo`],
+//!    [`quarantine_holds_back_released`];
+//! 5. Redis losing its data leaks addresses or causes duplicates: the PgRedis tests `flaw5_*`;
+//! 6. a static assignment near the top strands everything below it:
+//!    [`allocate_specific_keeps_the_cursor`];
+//! 7. only three prefix lengths and one base work: [`ipv6_pools`], [`point_to_point_pools`],
+//!    [`reservations_are_never_handed_out`] and the `pool` unit tests.
+//!
 //! The checks use fixed, disjoint prefixes under `10.200.0.0/16` and `fd00:c0f::/32`, so
 //! [`run_all`] needs an allocator with no overlapping pools: a fresh one.
 
 mod checks;
+mod races;
 
 pub use checks::*;
+pub use races::*;
 
 use std::net::IpAddr;
 
