@@ -3,11 +3,15 @@
 //! `cargo run --example quickstart`. Each capability shows its part in a module of this folder.
 
 mod names;
+#[cfg(feature = "proxy")]
+mod proxy;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "kws quickstart (embedded defaults: in-memory stores, nothing outside this process)\n"
     );
     names::show()?;
+    #[cfg(feature = "proxy")]
+    proxy::show()?;
     Ok(())
 }

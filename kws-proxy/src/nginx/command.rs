@@ -12,7 +12,9 @@ pub(crate) async fn test(config: &NginxConfig, conf: &Path) -> Result<(), String
 }
 
 /// `nginx -s reload -c <main> -p <prefix>` (signals the master named by the `pid` file), then
-/// waits until the master's new workers serve and the old ones stopped accepting.
+/// waits until the master's new workers serve and the old ones stopped accepting. nginx's
+/// master waits 100 ms after starting new workers before it stops the old ones, so a reload
+/// takes at least that long.
 pub(crate) async fn reload(config: &NginxConfig) -> Result<(), String> {
     let master = workers::master(&config.pid_file);
     let before = master.map(workers::workers).unwrap_or_default();

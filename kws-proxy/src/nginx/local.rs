@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use kws_core::Domain;
+
 use crate::{
     CertFiles,
     nginx::{NginxConfig, ProxyTimeouts},
@@ -134,6 +136,28 @@ impl Drop for LocalNginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Makes a self-signed wildcard certificate for `*.<domain>` and `<domain>` in `dir` with the
+/// `openssl` command (for development and examples; production certificates come from
+/// `tls::CertIssuer`). The chain file is also the CA to trust (`curl --cacert`).
+pub fn self_signed_certificate(dir: &Path, domain: &Domain) -> std::io::Result<CertFiles> {
+    std::fs::create_dir_all(dir)?;
+    let files = CertFiles { chain: dir.join("self-signed.pem"), key: dir.join("self-signed.key") };
+    let output = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "30", "-subj", &format!("/CN={domain}")])
+        .args(["-addext", &format!("subjectAltName=DNS:*.{domain},DNS:{domain}")])
+        .arg("-keyout")
+        .arg(&files.key)
+        .arg("-out")
+        .arg(&files.chain)
+        .output()?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        return Err(std::io::Error::other(format!("openssl req failed: {err}")));
+    }
+    Ok(files)
 }
 
 fn main_conf(prefix: &Path, config: &NginxConfig) -> String {

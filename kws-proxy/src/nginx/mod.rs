@@ -16,7 +16,7 @@ use kws_core::Hostname;
 use tokio::{sync::Mutex, task::JoinSet};
 
 pub use config::{NginxConfig, ProxyTimeouts};
-pub use local::LocalNginx;
+pub use local::{LocalNginx, self_signed_certificate};
 
 use crate::{CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, table::RouteTable};
 use files::Change;

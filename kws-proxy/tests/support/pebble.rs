@@ -4,7 +4,7 @@
 use std::{
     net::{Ipv4Addr, TcpListener, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
