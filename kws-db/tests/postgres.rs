@@ -68,6 +68,7 @@ async fn t7_rotate_password_retires_the_old_one() {
 async fn t8_the_quota_is_enforced() {
     let Some(fx) = Fixture::new().await else { return };
     both_ways!(testkit::quota_is_enforced, fx.provisioner(2).await, 2);
+    both_ways!(testkit::concurrent_creates_respect_the_quota, fx.provisioner(2).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +110,7 @@ async fn hostile_names_are_typed_errors_and_leave_nothing_on_the_server() {
 async fn the_role_has_only_login_and_the_server_keeps_only_scram() {
     let Some(fx) = Fixture::new().await else { return };
     let p = PostgresProvisioner::builder(fx.admin_options())
-        .connection_limit(7)
+        .connection_limit(2)
         .build()
         .await
         .expect("provisioner");
@@ -132,7 +133,7 @@ async fn the_role_has_only_login_and_the_server_keeps_only_scram() {
     for attr in ["rolsuper", "rolcreatedb", "rolcreaterole", "rolreplication", "rolbypassrls"] {
         assert!(!role.get::<bool, _>(attr), "{attr}");
     }
-    assert_eq!(role.get::<i32, _>("rolconnlimit"), 7);
+    assert_eq!(role.get::<i32, _>("rolconnlimit"), 2);
     let stored: String = role.get("rolpassword");
     assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
     assert!(!stored.contains(creds.password.expose()));
@@ -165,7 +166,11 @@ async fn the_role_has_only_login_and_the_server_keeps_only_scram() {
     .expect("schema ACL");
     assert_eq!(schema.get::<i64, _>("public_create"), 0);
     assert!(schema.get::<bool, _>("mine"));
-    drop(tenant);
+    // The connection limit holds: a second session fits, a third is refused.
+    let second = testkit::connect(&creds).await;
+    let code = testkit::refused_connection(&creds.url(), "a third session").await;
+    assert_eq!(code, "53300", "too_many_connections");
+    drop((tenant, second));
     testkit::drop_ok(&p, &owner, &name).await;
     assert_eq!(objects(&mut admin, &creds.database).await, [0, 0, 0]);
 }

@@ -13,6 +13,12 @@
 //! any such row is abandoned, and it removes the row's objects before doing anything else.
 //! `drop_database` moves the row to `dropping` first, for the same reason.
 //!
+//! # Passwords
+//! The provisioner sends the server a SCRAM-SHA-256 verifier it computed itself, never the
+//! password. A tenant may still change its own password (PostgreSQL lets every role do that)
+//! and choose the MD5 format; with `scram-sha-256` in `pg_hba.conf`, as the platform's server
+//! has, such a password cannot log in, so the weaker format buys nothing.
+//!
 //! # What the admin role needs
 //! Superuser (what the tests use), or `CREATEDB` and `CREATEROLE` plus membership in every
 //! role it creates (PostgreSQL 16 grants that to the creator).
@@ -69,7 +75,6 @@ impl CreateStep {
 /// left for the next operation to clean up.
 enum Abort {
     Fail(Error),
-    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     Crash(Error),
 }
 

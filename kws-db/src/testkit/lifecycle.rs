@@ -123,6 +123,25 @@ pub async fn quota_is_enforced<P: DatabaseProvisioner + ?Sized>(p: &P, quota: u3
     assert!(p.list(&owner).await.expect("list").is_empty());
 }
 
+/// Concurrent creates of distinct names by one owner: exactly `quota` succeed, the others are
+/// `QuotaExceeded`.
+pub async fn concurrent_creates_respect_the_quota<P: DatabaseProvisioner + ?Sized>(
+    p: &P,
+    quota: u32,
+) {
+    let owner = unique_owner("rush");
+    let names: Vec<_> = (0..quota + 2).map(|i| label(&format!("rush{i}"))).collect();
+    let results = join_all(names.iter().map(|name| p.create(&owner, name))).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, quota as usize, "{results:?}");
+    for r in &results {
+        assert!(matches!(r, Ok(_) | Err(Error::QuotaExceeded { .. })), "{r:?}");
+    }
+    for db in p.list(&owner).await.expect("list") {
+        drop_ok(p, &owner, &db.name).await;
+    }
+}
+
 /// A second `create` of a name fails with `AlreadyExists` and leaves the first database as it
 /// was (its password still works).
 pub async fn duplicates_are_refused<P: DatabaseProvisioner + ?Sized>(p: &P) {

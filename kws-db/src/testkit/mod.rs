@@ -15,9 +15,10 @@ pub use isolation::{
     cannot_reach_other_tenants_objects, cannot_read_pg_authid,
 };
 pub use lifecycle::{
-    concurrent_creates_of_one_name, drop_works_while_connected, duplicates_are_refused,
-    hostile_names_create_nothing, quota_is_enforced, rotation_replaces_the_password,
-    tenant_uses_its_database, unknown_names_are_not_found,
+    concurrent_creates_of_one_name, concurrent_creates_respect_the_quota,
+    drop_works_while_connected, duplicates_are_refused, hostile_names_create_nothing,
+    quota_is_enforced, rotation_replaces_the_password, tenant_uses_its_database,
+    unknown_names_are_not_found,
 };
 
 use kws_core::{DnsLabel, OwnerId};
@@ -36,6 +37,7 @@ pub async fn run_all<P: DatabaseProvisioner + ?Sized>(p: &P, quota: u32) {
     drop_works_while_connected(p).await;
     rotation_replaces_the_password(p).await;
     quota_is_enforced(p, quota).await;
+    concurrent_creates_respect_the_quota(p, quota).await;
     duplicates_are_refused(p).await;
     unknown_names_are_not_found(p).await;
     hostile_names_create_nothing(p).await;
