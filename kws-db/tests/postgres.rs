@@ -137,6 +137,14 @@ async fn the_role_has_only_login_and_the_server_keeps_only_scram() {
     let stored: String = role.get("rolpassword");
     assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
     assert!(!stored.contains(creds.password.expose()));
+    let marker: Option<String> = sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(&creds.role)
+    .fetch_one(&mut admin)
+    .await
+    .expect("marker");
+    assert_eq!(marker, Some(format!("kws-db {owner}/{name}")));
 
     // The role owns its database; PUBLIC has no privilege on it.
     let db = sqlx::query(
@@ -255,28 +263,36 @@ async fn a_crash_in_create_is_cleaned_up_by_the_next_call_for_the_owner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_foreign_role_of_the_derived_name_is_left_alone() {
+async fn a_foreign_role_or_database_of_the_derived_name_is_left_alone() {
     let Some(fx) = Fixture::new().await else { return };
     let mut admin = fx.admin().await;
     let p = fx.provisioner(5).await;
     let owner = testkit::unique_owner("foreign");
-    let name = testkit::label("taken");
-    let ident = format!("kws_{owner}_{name}");
-    sqlx::raw_sql(&format!("CREATE ROLE {}", testkit::quote(&ident)))
-        .execute(&mut admin)
-        .await
-        .expect("a role made by someone else");
-    let result = p.create(&owner, &name).await;
-    let still = objects(&mut admin, &ident).await;
-    sqlx::raw_sql(&format!("DROP ROLE {}", testkit::quote(&ident)))
-        .execute(&mut admin)
-        .await
-        .expect("drop the foreign role");
-    match result {
-        Err(Error::IdentifierTaken { kind: "role", identifier }) => assert_eq!(identifier, ident),
-        other => panic!("{other:?}"),
+    for (kind, statement) in [("role", "CREATE ROLE"), ("database", "CREATE DATABASE")] {
+        let name = testkit::label(kind);
+        let ident = format!("kws_{owner}_{name}");
+        let quoted = testkit::quote(&ident);
+        sqlx::raw_sql(&format!("{statement} {quoted}"))
+            .execute(&mut admin)
+            .await
+            .expect("an object made by someone else");
+        let result = p.create(&owner, &name).await;
+        let left = objects(&mut admin, &ident).await;
+        let undo = if kind == "role" { "DROP ROLE" } else { "DROP DATABASE" };
+        sqlx::raw_sql(&format!("{undo} {quoted}"))
+            .execute(&mut admin)
+            .await
+            .expect("drop the foreign object");
+        match result {
+            Err(Error::IdentifierTaken { kind: k, identifier }) => {
+                assert_eq!((k, identifier), (kind, ident));
+            }
+            other => panic!("{kind}: {other:?}"),
+        }
+        // Only the foreign object is left: create undid its own steps and nothing else.
+        let expected = if kind == "role" { [1, 0, 0] } else { [0, 1, 0] };
+        assert_eq!(left, expected, "{kind}");
     }
-    assert_eq!(still, [1, 0, 0], "the foreign role survives; no database, no row");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@
 //! 2. the role; 3. the database; 4. `REVOKE ... ON DATABASE`; 5. `REVOKE ... ON SCHEMA public`;
 //! 6. the row moves to `ready`.
 //!
-//! A failing step undoes the earlier ones in reverse (database, role, row). If the process dies
+//! A failing step undoes the earlier ones in reverse (database, role, row); only a role that
+//! carries kws-db's marker, and a database that role owns, are removed (see `server`). If the process dies
 //! instead, the row stays in `creating`; the next operation for that owner holds the lock, so
 //! any such row is abandoned, and it removes the row's objects before doing anything else.
 //! `drop_database` moves the row to `dropping` first, for the same reason.
@@ -41,7 +42,6 @@ use crate::{Credentials, DatabaseInfo, DatabaseProvisioner, Error, Password};
 use catalogue::State;
 use ident::PgIdent;
 use lock::OwnerLock;
-use server::Made;
 
 /// The steps of `create`, in order (see the module documentation); fault injection in tests
 /// names the step after which `create` fails.
@@ -168,26 +168,25 @@ impl PostgresProvisioner {
         owner: &OwnerId,
     ) -> Result<(), Error> {
         for name in catalogue::unfinished(conn, owner).await? {
-            server::remove(conn, &PgIdent::derive(owner, &name), Made::ALL).await?;
+            server::remove(conn, &PgIdent::derive(owner, &name), &server::marker(owner, &name))
+                .await?;
             catalogue::forget(conn, owner, &name).await?;
         }
         Ok(())
     }
 
-    /// Steps 2 to 5 of `create`, recording in `made` what exists.
+    /// Steps 2 to 5 of `create`.
     async fn build(
         &self,
         conn: &mut PgConnection,
         ident: &PgIdent,
+        marker: &str,
         password: &Password,
-        made: &mut Made,
     ) -> Result<(), Abort> {
         let verifier = scram::verifier(password).map_err(backend)?;
-        server::create_role(conn, ident, &verifier, self.connection_limit).await?;
-        made.role = true;
+        server::create_role(conn, ident, marker, &verifier, self.connection_limit).await?;
         self.checkpoint(CreateStep::RoleCreated)?;
         server::create_database(conn, ident).await?;
-        made.database = true;
         self.checkpoint(CreateStep::DatabaseCreated)?;
         server::restrict_database(conn, ident).await?;
         self.checkpoint(CreateStep::DatabaseRestricted)?;
@@ -206,10 +205,10 @@ impl PostgresProvisioner {
     ) -> Result<Credentials, Abort> {
         self.finish_unfinished(conn, owner).await?;
         catalogue::reserve(conn, owner, name, ident, self.quota).await?;
-        let mut made = Made::default();
+        let marker = server::marker(owner, name);
         let password = Password::generate();
         let built = match self.checkpoint(CreateStep::Reserved) {
-            Ok(()) => self.build(conn, ident, &password, &mut made).await,
+            Ok(()) => self.build(conn, ident, &marker, &password).await,
             Err(abort) => Err(abort),
         };
         let done = match built {
@@ -219,7 +218,7 @@ impl PostgresProvisioner {
         };
         match done {
             Ok(()) => Ok(self.credentials(ident, password)),
-            Err(cause) => Err(Abort::Fail(undo(conn, owner, name, ident, made, cause).await)),
+            Err(cause) => Err(Abort::Fail(undo(conn, owner, name, ident, cause).await)),
         }
     }
 
@@ -245,10 +244,9 @@ async fn undo(
     owner: &OwnerId,
     name: &DnsLabel,
     ident: &PgIdent,
-    made: Made,
     cause: Error,
 ) -> Error {
-    let cleaned = match server::remove(conn, ident, made).await {
+    let cleaned = match server::remove(conn, ident, &server::marker(owner, name)).await {
         Ok(()) => catalogue::forget(conn, owner, name).await,
         Err(e) => Err(e),
     };
@@ -363,7 +361,8 @@ impl DatabaseProvisioner for PostgresProvisioner {
                 return Err(Error::NotFound { owner: owner.clone(), name: name.clone() });
             }
             catalogue::set_state(conn, owner, name, State::Dropping).await?;
-            server::remove(conn, &PgIdent::derive(owner, name), Made::ALL).await?;
+            let (ident, marker) = (PgIdent::derive(owner, name), server::marker(owner, name));
+            server::remove(conn, &ident, &marker).await?;
             catalogue::forget(conn, owner, name).await
         })
         .await

@@ -1,23 +1,17 @@
 //! The statements that make and remove a tenant's role and database on the server. Every name
-//! is a quoted `PgIdent`; the only literal is a SCRAM verifier, quoted too. Each function is one
-//! step of `create` or `drop_database`, so the caller can record what exists and undo it.
+//! is a quoted `PgIdent`; the literals (a SCRAM verifier, the role's marker) are quoted too.
+//! Each function is one step of `create` or `drop_database`.
+//!
+//! A role kws-db makes carries a marker, its comment `kws-db <owner>/<name>`, set in the same
+//! transaction as the role; only a role with its marker, and only a database that role owns,
+//! is ever removed. So undoing a failed `create`, or cleaning up after a crash, never drops a
+//! role or a database that kws-db did not make, whatever the name.
 
-use sqlx::{Executor, PgConnection, postgres::PgConnectOptions};
+use kws_core::{DnsLabel, OwnerId};
+use sqlx::{Executor, PgConnection, Row, postgres::PgConnectOptions};
 
 use super::{PgIdent, backend, ident::quote_literal};
 use crate::Error;
-
-/// What a `create` has made so far, i.e. what undoing it must remove.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Made {
-    pub(crate) role: bool,
-    pub(crate) database: bool,
-}
-
-impl Made {
-    /// Everything: for an operation whose progress is unknown (it was interrupted).
-    pub(crate) const ALL: Made = Made { role: true, database: true };
-}
 
 /// SQLSTATE 42710: duplicate_object (a role of that name exists).
 const DUPLICATE_OBJECT: &str = "42710";
@@ -40,18 +34,27 @@ fn taken(e: sqlx::Error, code: &str, kind: &'static str, ident: &PgIdent) -> Err
     }
 }
 
-/// The login role: no attribute beyond `LOGIN`, a connection limit, a SCRAM verifier.
+/// The comment that marks `(owner, name)`'s role as kws-db's.
+pub(crate) fn marker(owner: &OwnerId, name: &DnsLabel) -> String {
+    format!("kws-db {owner}/{name}")
+}
+
+/// The login role: no attribute beyond `LOGIN`, a connection limit, a SCRAM verifier, and the
+/// marker. Both statements go in one string, hence one implicit transaction: the role never
+/// exists without its marker.
 pub(crate) async fn create_role(
     conn: &mut PgConnection,
     ident: &PgIdent,
+    marker: &str,
     verifier: &str,
     connection_limit: u32,
 ) -> Result<(), Error> {
     let sql = format!(
-        "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
-         NOBYPASSRLS CONNECTION LIMIT {connection_limit} PASSWORD {}",
+        "CREATE ROLE {0} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
+         NOBYPASSRLS CONNECTION LIMIT {connection_limit} PASSWORD {1}; COMMENT ON ROLE {0} IS {2}",
         ident.quoted(),
-        quote_literal(verifier)
+        quote_literal(verifier),
+        quote_literal(marker),
     );
     run(conn, &sql).await.map_err(|e| taken(e, DUPLICATE_OBJECT, "role", ident))
 }
@@ -103,41 +106,41 @@ pub(crate) async fn set_password(
     run(conn, &sql).await.map_err(backend)
 }
 
-/// Removes what `made` says exists: stops new logins, ends every session of the role and every
-/// session on the database (waiting for each to exit, so its temporary objects are gone), then
-/// drops the database and the role. Each statement tolerates an object that is already gone.
+/// Removes `ident`'s database and role if the role carries `marker` (else nothing: the name
+/// is not kws-db's). Stops new logins, ends every session of the role and every session on the
+/// database (waiting for each to exit, so its temporary objects are gone), then drops the
+/// database (only if that role owns it) and the role. Repeating it is harmless.
 pub(crate) async fn remove(
     conn: &mut PgConnection,
     ident: &PgIdent,
-    made: Made,
+    marker: &str,
 ) -> Result<(), Error> {
-    if made.role {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(ident.as_str())
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(backend)?;
-        if exists {
-            run(conn, &format!("ALTER ROLE {} WITH NOLOGIN", ident.quoted()))
-                .await
-                .map_err(backend)?;
-        }
-    }
+    let found = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = $1 AND d.datdba = r.oid) \
+                AS owns_database \
+         FROM pg_roles r \
+         WHERE r.rolname = $1 AND shobj_description(r.oid, 'pg_authid') = $2",
+    )
+    .bind(ident.as_str())
+    .bind(marker)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let Some(row) = found else { return Ok(()) };
+    let owns_database: bool = row.try_get("owns_database").map_err(backend)?;
+    run(conn, &format!("ALTER ROLE {} WITH NOLOGIN", ident.quoted())).await.map_err(backend)?;
     sqlx::query(
         "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
-         WHERE (usename = $1 OR datname = $1) AND pid <> pg_backend_pid()",
+         WHERE usename = $1 AND pid <> pg_backend_pid()",
     )
     .bind(ident.as_str())
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
-    if made.database {
+    if owns_database {
+        // FORCE ends the remaining sessions on the database, whoever they belong to.
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident.quoted());
         run(conn, &sql).await.map_err(backend)?;
     }
-    if made.role {
-        run(conn, &format!("DROP ROLE IF EXISTS {}", ident.quoted())).await.map_err(backend)?;
-    }
-    Ok(())
+    run(conn, &format!("DROP ROLE IF EXISTS {}", ident.quoted())).await.map_err(backend)
 }
