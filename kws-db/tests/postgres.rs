@@ -184,7 +184,7 @@ async fn the_role_has_only_login_and_the_server_keeps_only_scram() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_cannot_read_the_catalogue() {
+async fn a_tenant_cannot_read_the_catalogue_and_its_sessions_elsewhere_end_on_drop() {
     let Some(fx) = Fixture::new().await else { return };
     let p = fx.provisioner(5).await;
     let owner = testkit::unique_owner("cat");
@@ -196,8 +196,16 @@ async fn a_tenant_cannot_read_the_catalogue() {
     let mut conn = testkit::connect(&into_admin).await;
     let code = testkit::refused(&mut conn, "SELECT * FROM kws_db.databases").await;
     assert_eq!(code, "42501");
-    drop(conn);
+    // A temporary table there depends on the role; drop still works while that session is
+    // open (it ends the session and waits for it, so the table is gone before DROP ROLE).
+    sqlx::raw_sql("CREATE TEMPORARY TABLE scratch (x int)")
+        .execute(&mut conn)
+        .await
+        .expect("PUBLIC may make temporary tables in this database");
     testkit::drop_ok(&p, &owner, &name).await;
+    assert!(sqlx::raw_sql("SELECT 1").execute(&mut conn).await.is_err(), "session ended");
+    let mut admin = fx.admin().await;
+    assert_eq!(objects(&mut admin, &into_admin.role).await, [0, 0, 0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
