@@ -141,3 +141,38 @@ impl RoutePolicy {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ide_routes_keep_websocket_on() {
+        let host = Hostname::parse("i.example.test").expect("host");
+        let addr = "10.0.0.1:1".parse().expect("addr");
+        assert!(Route::ide(host.clone(), addr).with_websocket(false).websocket());
+        assert!(!Route::app(host.clone(), addr).websocket());
+        assert!(Route::app(host, addr).with_websocket(true).websocket());
+        let json = r#"{"host":"i.example.test","upstream":"10.0.0.1:1","kind":"ide","websocket":false,"tls":true}"#;
+        let read: Route = serde_json::from_str(json).expect("route");
+        assert!(read.normalized().websocket());
+    }
+
+    #[test]
+    fn policy_checks_domain_and_subnets() {
+        let policy = RoutePolicy::new(
+            "example.test".parse().expect("domain"),
+            ["10.0.0.0/8".parse().expect("net"), "fd00::/8".parse().expect("net")],
+        );
+        let host = policy.host("a.example.test").expect("host");
+        assert!(policy.check(&Route::app(host.clone(), "10.9.9.9:80".parse().expect("a"))).is_ok());
+        assert!(
+            policy.check(&Route::app(host.clone(), "[fd00::1]:80".parse().expect("a"))).is_ok()
+        );
+        let err = policy.check(&Route::app(host, "11.0.0.1:80".parse().expect("a")));
+        assert!(matches!(err, Err(ProxyError::UpstreamNotAllowed { .. })));
+        let outside = Hostname::parse("a.example.org").expect("host");
+        let err = policy.check(&Route::app(outside, "10.0.0.1:80".parse().expect("a")));
+        assert!(matches!(err, Err(ProxyError::OutsideDomain { .. })));
+    }
+}

@@ -200,6 +200,14 @@ async fn bad_input_is_a_typed_error_and_writes_no_file() {
         assert!(matches!(err, Err(ProxyError::DuplicateHost { .. })), "{err:?}");
     }
     assert_eq!(route_files(&fx.kws_dir()), before);
+
+    // A kws folder whose path cannot be written into an nginx configuration is refused
+    // before anything is created.
+    let mut config = fx.nginx.config().clone();
+    config.dir = fx.tmp.path().join("bad\";dir");
+    let err = kws_proxy::nginx::NginxProxy::open(policy.clone(), config.clone()).await;
+    assert!(matches!(err, Err(ProxyError::UnsafePath { .. })), "{err:?}");
+    assert!(!config.dir.exists());
     assert!(support::check_files(&fx.kws_dir()).is_empty(), "wrapper files left behind");
 }
 
@@ -232,4 +240,28 @@ async fn reopening_reads_the_routes_back_from_their_files() {
     .await;
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("upstream r host=r3.example.test xfp=http"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_reload_restores_the_files() {
+    let Some(fx) = Fixture::start().await else { return };
+    let up = upstream("z").await;
+    fx.proxy.publish(Route::app(fx.host("stay"), up)).await.expect("publish");
+    // nginx goes away: the checks pass, the reload cannot happen.
+    let pid = fx.nginx.pid().to_string();
+    let status = std::process::Command::new("kill").args(["-QUIT", &pid]).status().expect("kill");
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    // A stopped child is a zombie with an empty command line until it is reaped.
+    while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "nginx did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = fx.proxy.publish(Route::app(fx.host("lost"), up)).await;
+    assert!(matches!(err, Err(ProxyError::Reload { .. })), "{err:?}");
+    assert_eq!(route_files(&fx.kws_dir()), vec!["stay.example.test.conf"]);
+    let err = fx.proxy.unpublish(&fx.host("stay")).await;
+    assert!(matches!(err, Err(ProxyError::Reload { .. })), "{err:?}");
+    assert_eq!(route_files(&fx.kws_dir()), vec!["stay.example.test.conf"]);
+    assert_eq!(fx.proxy.routes().await.expect("routes").len(), 1);
 }

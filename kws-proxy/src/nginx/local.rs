@@ -52,7 +52,7 @@ impl LocalNginx {
             main_config: prefix.join("conf/nginx.conf"),
             prefix: prefix.to_path_buf(),
             pid_file: prefix.join("logs/nginx.pid"),
-            reload_timeout: Duration::from_secs(10),
+            reload_timeout: Duration::from_secs(60),
             dir: prefix.join("kws"),
             http_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, http_port)),
             https_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, https_port)),

@@ -125,3 +125,80 @@ fn location(config: &NginxConfig, route: &Route, upstream: SocketAddr) -> String
 fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs().max(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::{CertFiles, nginx::ProxyTimeouts};
+
+    fn config() -> NginxConfig {
+        NginxConfig {
+            binary: "nginx".into(),
+            main_config: "/etc/nginx/nginx.conf".into(),
+            prefix: "/etc/nginx".into(),
+            pid_file: "/run/nginx.pid".into(),
+            reload_timeout: Duration::from_secs(5),
+            dir: PathBuf::from("/etc/kws/nginx"),
+            http_listen: "0.0.0.0:80".parse().expect("addr"),
+            https_listen: "0.0.0.0:443".parse().expect("addr"),
+            default_server: false,
+            certificate: CertFiles {
+                chain: "/etc/kws/tls/chain.pem".into(),
+                key: "/etc/kws/tls/key.pem".into(),
+            },
+            timeouts: ProxyTimeouts::default(),
+        }
+    }
+
+    fn host(raw: &str) -> kws_core::Hostname {
+        kws_core::Hostname::parse(raw).expect("host")
+    }
+
+    #[test]
+    fn ide_route_carries_websocket_headers_and_long_read_timeout() {
+        let route = Route::ide(host("ws1.example.test"), "10.1.2.3:8443".parse().expect("addr"));
+        let text = route_conf(&config(), &route);
+        assert!(text.starts_with(HEADER));
+        assert!(text.contains("proxy_set_header Upgrade $http_upgrade;"));
+        assert!(text.contains("proxy_set_header Connection $kws_connection_upgrade;"));
+        assert!(text.contains("proxy_read_timeout 3600s;"));
+        // Port 443 is not written in the redirect.
+        assert!(text.contains("return 308 https://ws1.example.test$request_uri;"));
+        assert!(text.contains("ssl_certificate \"/etc/kws/tls/chain.pem\";"));
+    }
+
+    #[test]
+    fn app_route_has_forwarded_headers_and_no_upgrade() {
+        let route = Route::app(host("shop.example.test"), "[fd00::5]:8080".parse().expect("addr"));
+        let text = route_conf(&config(), &route);
+        for header in ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-IP"] {
+            assert!(text.contains(header), "{header} missing");
+        }
+        assert!(text.contains("proxy_pass http://[fd00::5]:8080;"));
+        assert!(!text.contains("Upgrade"));
+        assert!(text.contains("proxy_read_timeout 60s;"));
+        assert!(text.contains("proxy_connect_timeout 5s;"));
+    }
+
+    #[test]
+    fn plain_http_route_has_no_tls_and_no_redirect() {
+        let route = Route::app(host("p.example.test"), "10.0.0.1:80".parse().expect("addr"))
+            .with_tls(false);
+        let text = route_conf(&config(), &route);
+        assert!(!text.contains("ssl"));
+        assert!(!text.contains("return 308"));
+        assert!(text.contains("listen 0.0.0.0:80;"));
+    }
+
+    #[test]
+    fn http_conf_declares_default_servers_only_when_asked() {
+        let mut config = config();
+        assert!(!http_conf(&config).contains("default_server"));
+        config.default_server = true;
+        let text = http_conf(&config);
+        assert!(text.contains("ssl_reject_handshake on;"));
+        assert!(text.contains("include \"/etc/kws/nginx/routes/*.conf\";"));
+    }
+}

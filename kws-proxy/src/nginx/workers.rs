@@ -21,21 +21,32 @@ pub(crate) fn master(pid_file: &Path) -> Option<u32> {
 
 /// The worker processes of `master` (children whose title names a worker).
 pub(crate) fn workers(master: u32) -> Vec<Worker> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|entry| {
-            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The command name is in parentheses and may hold spaces; the ppid follows it.
-            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-            if ppid != master {
-                return None;
-            }
+    children(master)
+        .into_iter()
+        .filter_map(|pid| {
             let title = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let title = String::from_utf8_lossy(&title);
             title
                 .contains("worker process")
                 .then(|| Worker { pid, shutting_down: title.contains("shutting down") })
+        })
+        .collect()
+}
+
+/// The children of `pid`: from `/proc/<pid>/task/<pid>/children` where the kernel has it,
+/// otherwise by scanning every process's parent.
+fn children(pid: u32) -> Vec<u32> {
+    if let Ok(list) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return list.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| {
+            let child: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // The command name is in parentheses and may hold spaces; the ppid follows it.
+            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some(child)
         })
         .collect()
 }
@@ -61,6 +72,6 @@ pub(crate) fn wait_reloaded(
                 "nginx (pid {master}) did not switch to new workers within {timeout:?}; see its error log"
             ));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(3));
     }
 }
