@@ -51,7 +51,7 @@ async fn setup(renew_within: Duration) -> Option<Setup> {
         files: files.clone(),
         renew_within,
         propagation_delay: Duration::ZERO,
-        order_timeout: Duration::from_secs(30),
+        order_timeout: Duration::from_secs(60),
     };
     let issuer = CertIssuer::new(config, Arc::new(dns), Some(proxy.clone()));
     Some(Setup { issuer, proxy, nginx, pebble, files, _tmp: tmp })

@@ -237,7 +237,7 @@ async fn issues_a_wildcard_through_cloudflare_with_pebble() {
         files: CertFiles { chain: tmp.path().join("chain.pem"), key: tmp.path().join("key.pem") },
         renew_within: IssuerConfig::days(30),
         propagation_delay: Duration::from_millis(10),
-        order_timeout: Duration::from_secs(30),
+        order_timeout: Duration::from_secs(60),
     };
     let cf = Cloudflare::new(base, TOKEN).expect("client");
     let info = CertIssuer::new(config, Arc::new(cf), None).issue().await.expect("issue");

@@ -215,7 +215,9 @@ async fn bad_input_is_a_typed_error_and_writes_no_file() {
 async fn reopening_reads_the_routes_back_from_their_files() {
     let Some(fx) = Fixture::start().await else { return };
     let up = upstream("r").await;
+    let longest = "l".repeat(63);
     let routes = vec![
+        Route::app(fx.host(&longest), up),
         Route::app(fx.host("r1"), up),
         Route::ide(fx.host("r2"), up),
         Route::app(fx.host("r3"), up).with_tls(false).with_websocket(true),
@@ -228,7 +230,10 @@ async fn reopening_reads_the_routes_back_from_their_files() {
         .await
         .expect("reopen");
     assert_eq!(reopened.routes().await.expect("routes"), routes);
-    assert_eq!(route_files(&fx.kws_dir()).len(), 3);
+    assert_eq!(route_files(&fx.kws_dir()).len(), 4);
+    let (ok, body) =
+        https_get(&format!("{longest}.example.test"), fx.nginx.https_addr(), &fx.ca).await;
+    assert!(ok && body.contains("upstream r"), "63-character label: {body}");
 
     // A plain-HTTP route is served over HTTP.
     let http = fx.nginx.http_addr();

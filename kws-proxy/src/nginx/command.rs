@@ -27,7 +27,9 @@ pub(crate) async fn reload(config: &NginxConfig) -> Result<(), String> {
 }
 
 async fn run(config: &NginxConfig, args: &[&str], conf: &Path) -> Result<(), String> {
+    // `-e stderr`: nginx's early error log goes to us, not to its compiled-in log file.
     let output = Command::new(&config.binary)
+        .args(["-e", "stderr"])
         .args(args)
         .arg("-c")
         .arg(conf)

@@ -66,6 +66,7 @@ impl LocalNginx {
         std::fs::write(config.http_conf_path(), crate::nginx::render::http_conf(&config))?;
         std::fs::write(&config.main_config, main_conf(prefix, &config))?;
         let child = Command::new(&config.binary)
+            .args(["-e", "stderr"])
             .arg("-p")
             .arg(prefix)
             .arg("-c")
@@ -98,7 +99,7 @@ impl LocalNginx {
     }
 
     fn wait_listening(&mut self) -> std::io::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait()? {
                 let log = std::fs::read_to_string(self.config.prefix.join("logs/error.log"))
@@ -115,7 +116,7 @@ impl LocalNginx {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(std::io::Error::other("nginx did not listen within 10 s"));
+                return Err(std::io::Error::other("nginx did not listen within 30 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -171,7 +172,7 @@ fn main_conf(prefix: &Path, config: &NginxConfig) -> String {
          client_body_temp_path \"{tmp}/body\";\n    proxy_temp_path \"{tmp}/proxy\";\n    \
          fastcgi_temp_path \"{tmp}/fastcgi\";\n    uwsgi_temp_path \"{tmp}/uwsgi\";\n    \
          scgi_temp_path \"{tmp}/scgi\";\n    \
-         server_names_hash_bucket_size 128;\n    server_names_hash_max_size 65536;\n    \
+         server_names_hash_bucket_size 256;\n    server_names_hash_max_size 65536;\n    \
          include \"{http}\";\n    include \"{extra}/*.conf\";\n}}\n",
         log = p("logs/error.log"),
         pid = config.pid_file.display(),

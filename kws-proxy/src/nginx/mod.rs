@@ -38,7 +38,7 @@ impl NginxProxy {
     /// It does not reload nginx.
     pub async fn open(policy: RoutePolicy, config: NginxConfig) -> Result<Self, ProxyError> {
         config.check_paths()?;
-        for dir in [config.dir.clone(), config.routes_dir(), config.check_dir()] {
+        for dir in [config.dir.clone(), config.routes_dir(), config.check_dir().join("tmp")] {
             tokio::fs::create_dir_all(&dir).await.map_err(ProxyError::io("create", dir))?;
         }
         files::write_atomic(&config.shared_conf_path(), &render::shared_conf()).await?;

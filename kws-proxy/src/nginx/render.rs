@@ -48,17 +48,21 @@ pub(crate) fn http_conf(config: &NginxConfig) -> String {
     out
 }
 
-/// The wrapper that checks `route_file` alone with `nginx -t -c`.
+/// The wrapper that checks `route_file` alone with `nginx -t -c`. Its temporary paths lie in
+/// kws's check folder, so a check never creates folders elsewhere.
 pub(crate) fn wrapper_conf(config: &NginxConfig, route_file: &Path) -> String {
-    format!(
-        "# Written by kws: checks one route file alone.\n\
-         pid {pid};\n\
-         events {{}}\n\
-         http {{\n    include {shared};\n    include {route};\n}}\n",
-        pid = quoted(&config.check_dir().join("nginx.pid")),
-        shared = quoted(&config.shared_conf_path()),
-        route = quoted(route_file),
-    )
+    let check = config.check_dir();
+    let mut out = format!(
+        "# Written by kws: checks one route file alone.\npid {pid};\nevents {{}}\nhttp {{\n",
+        pid = quoted(&check.join("nginx.pid")),
+    );
+    for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        let _ = writeln!(out, "    {kind}_temp_path {};", quoted(&check.join("tmp").join(kind)));
+    }
+    let _ = writeln!(out, "    server_names_hash_bucket_size 256;");
+    let _ = writeln!(out, "    include {};", quoted(&config.shared_conf_path()));
+    let _ = writeln!(out, "    include {};\n}}", quoted(route_file));
+    out
 }
 
 /// The file of one route.

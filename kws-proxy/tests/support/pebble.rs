@@ -31,7 +31,7 @@ fn free_ports<const N: usize>() -> [u16; N] {
 }
 
 fn wait_port(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited: {status}");
