@@ -260,6 +260,16 @@ async fn a_crash_in_create_is_cleaned_up_by_the_next_call_for_the_owner() {
         let [roles, dbs, rows] = objects(&mut admin, &ident).await;
         assert_eq!(rows, 1, "{step:?}: the row records the interrupted create");
         assert_eq!((roles, dbs), (i64::from(i >= 1), i64::from(i >= 2)), "{step:?}");
+        if step == CreateStep::DatabaseCreated {
+            // Before PUBLIC's CONNECT is revoked, nobody may connect at all.
+            let open: bool =
+                sqlx::query_scalar("SELECT datallowconn FROM pg_database WHERE datname = $1")
+                    .bind(&ident)
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("pg_database");
+            assert!(!open, "a fresh database is closed until it is restricted");
+        }
         assert!(p.list(&owner).await.expect("list").is_empty(), "{step:?}: not listed");
         // The next operation for the owner (here a create of the same name, under a quota of
         // one) removes the leftovers first.

@@ -3,16 +3,19 @@
 //!
 //! # Steps of `create`, and how a failure is undone
 //! `CREATE DATABASE` cannot run in a transaction, so `create` is a sequence of committed steps
-//! under the owner's advisory lock, each recorded before it is taken:
+//! under the owner's advisory lock:
 //! 1. a catalogue row in state `creating` (after the duplicate and quota checks);
-//! 2. the role; 3. the database; 4. `REVOKE ... ON DATABASE`; 5. `REVOKE ... ON SCHEMA public`;
+//! 2. the role, with its marker comment (one transaction);
+//! 3. the database, owned by the role and closed to connections;
+//! 4. `REVOKE CONNECT, TEMPORARY ... FROM PUBLIC` on it, then open to connections;
+//! 5. `REVOKE CREATE ON SCHEMA public FROM PUBLIC` inside it;
 //! 6. the row moves to `ready`.
 //!
 //! A failing step undoes the earlier ones in reverse (database, role, row); only a role that
-//! carries kws-db's marker, and a database that role owns, are removed (see `server`). If the process dies
-//! instead, the row stays in `creating`; the next operation for that owner holds the lock, so
-//! any such row is abandoned, and it removes the row's objects before doing anything else.
-//! `drop_database` moves the row to `dropping` first, for the same reason.
+//! carries kws-db's marker, and a database that role owns, are removed (see `server`). If the
+//! process dies instead, the row stays in `creating`; the next operation for that owner holds
+//! the lock, so any such row is abandoned, and it removes the row's objects before doing
+//! anything else. `drop_database` moves the row to `dropping` first, for the same reason.
 //!
 //! # Passwords
 //! The provisioner sends the server a SCRAM-SHA-256 verifier it computed itself, never the
@@ -21,8 +24,9 @@
 //! has, such a password cannot log in, so the weaker format buys nothing.
 //!
 //! # What the admin role needs
-//! Superuser (what the tests use), or `CREATEDB` and `CREATEROLE` plus membership in every
-//! role it creates (PostgreSQL 16 grants that to the creator).
+//! A superuser is the tested setup. A role with only `CREATEDB` and `CREATEROLE` is not enough:
+//! it must also be able to `SET ROLE` to each role it creates (for `CREATE DATABASE ... OWNER`),
+//! which PostgreSQL 16 gives with `createrole_self_grant = 'set'`.
 
 mod catalogue;
 mod ident;
@@ -54,7 +58,7 @@ pub enum CreateStep {
     RoleCreated,
     /// The database exists.
     DatabaseCreated,
-    /// `CONNECT` and `TEMPORARY` are revoked from `PUBLIC`.
+    /// `CONNECT` and `TEMPORARY` are revoked from `PUBLIC`, and the database is open.
     DatabaseRestricted,
     /// `CREATE` on schema `public` is revoked from `PUBLIC`.
     SchemaRestricted,

@@ -59,20 +59,30 @@ pub(crate) async fn create_role(
     run(conn, &sql).await.map_err(|e| taken(e, DUPLICATE_OBJECT, "role", ident))
 }
 
-/// The database, owned by its role. From `template0`: it holds nothing an operator added to
-/// `template1`, and no tenant can connect to it (a session in the template would make every
-/// `CREATE DATABASE` fail).
+/// The database, owned by its role, closed to connections until `restrict_database` has
+/// revoked `PUBLIC`'s right to connect (the name is predictable: another tenant must not slip
+/// in between). From `template0`: it holds nothing an operator added to `template1`, and no
+/// tenant can connect to it (a session in the template would make every `CREATE DATABASE`
+/// fail).
 pub(crate) async fn create_database(conn: &mut PgConnection, ident: &PgIdent) -> Result<(), Error> {
-    let sql = format!("CREATE DATABASE {0} WITH OWNER {0} TEMPLATE template0", ident.quoted());
+    let sql = format!(
+        "CREATE DATABASE {0} WITH OWNER {0} TEMPLATE template0 ALLOW_CONNECTIONS false",
+        ident.quoted()
+    );
     run(conn, &sql).await.map_err(|e| taken(e, DUPLICATE_DATABASE, "database", ident))
 }
 
-/// Only the owner may connect to the database or make temporary tables in it.
+/// Only the owner may connect to the database or make temporary tables in it; then the
+/// database opens for connections (one implicit transaction: both or neither).
 pub(crate) async fn restrict_database(
     conn: &mut PgConnection,
     ident: &PgIdent,
 ) -> Result<(), Error> {
-    let sql = format!("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC", ident.quoted());
+    let sql = format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {0} FROM PUBLIC; \
+         ALTER DATABASE {0} WITH ALLOW_CONNECTIONS true",
+        ident.quoted()
+    );
     run(conn, &sql).await.map_err(backend)
 }
 
