@@ -97,6 +97,7 @@ pub enum ProxyError {
     },
 }
 
+#[cfg(feature = "nginx")]
 impl ProxyError {
     /// An `Io` error for `action` on `path`.
     pub(crate) fn io(

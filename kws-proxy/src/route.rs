@@ -87,6 +87,7 @@ impl Route {
     }
 
     /// Restores the IDE invariant on a route read back from storage.
+    #[cfg(any(feature = "nginx", test))]
     pub(crate) fn normalized(self) -> Self {
         let websocket = self.websocket;
         self.with_websocket(websocket)

@@ -179,3 +179,26 @@ async fn renewal_replaces_the_certificate_without_dropping_a_request() {
     assert!(done.load(Ordering::SeqCst) >= 5, "too few requests ran during the renewal");
     assert_eq!(mode(&s.files.key), 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_renewal_loop_issues_when_due_and_stops_on_shutdown() {
+    let Some(s) = setup(IssuerConfig::days(30)).await else { return };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let issuer = s.issuer.clone();
+    let task = tokio::spawn(async move {
+        issuer.run(Duration::from_millis(50), async { stopped.await.unwrap_or(()) }).await
+    });
+    let start = std::time::Instant::now();
+    while s.issuer.current().expect("current").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the loop issued nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Several more ticks pass: the certificate is fresh, nothing is issued again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.send(()).expect("stop");
+    let issued = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the loop stops on shutdown")
+        .expect("loop task");
+    assert_eq!(issued, 1);
+}

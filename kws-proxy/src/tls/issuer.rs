@@ -20,6 +20,12 @@ use crate::{
 };
 
 /// Something that serves the certificate files and must reload them once they change.
+///
+/// # Contract
+/// `reload_certificate` makes the server load the files again without dropping the requests
+/// in flight (nginx: check the whole configuration, then a graceful reload), and returns once
+/// new connections get the new certificate. On error the server keeps serving the previous
+/// certificate.
 #[async_trait]
 pub trait CertReload: Send + Sync + Debug + 'static {
     /// Loads the new certificate; returns once the proxy was told to.
@@ -113,6 +119,29 @@ impl CertIssuer {
             }
         }
         self.issue().await.map(RenewOutcome::Renewed)
+    }
+
+    /// Runs `renew_if_due` now and then every `every`, until `shutdown` completes. A failed
+    /// attempt is logged and retried at the next tick; the previous certificate keeps serving.
+    /// Returns how many certificates were issued.
+    pub async fn run(&self, every: Duration, shutdown: impl Future<Output = ()>) -> usize {
+        let mut issued = 0;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return issued,
+                _ = ticks.tick() => match self.renew_if_due(SystemTime::now()).await {
+                    Ok(RenewOutcome::Renewed(info)) => {
+                        issued += 1;
+                        tracing::info!(serial = %info.serial, "certificate renewed");
+                    }
+                    Ok(RenewOutcome::Fresh(_)) => {}
+                    Err(e) => tracing::warn!(error = %e, "certificate renewal failed"),
+                },
+            }
+        }
     }
 
     /// Orders a new certificate now, stores it and reloads the proxy.
