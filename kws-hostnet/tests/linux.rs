@@ -324,3 +324,56 @@ fn a_foreign_link_with_the_bridge_name_is_refused() {
     assert!(!topo.ruleset().contains("kws"), "nothing may change after a refusal");
     assert!(topo.router.run(["ip", "-d", "link", "show", "vmbr1"]).contains("veth"));
 }
+
+/// `current()` reads back every kind of item: IPv6 addresses and forwards, forwards bound to an
+/// incoming interface (including a name with `.` and `-`), masquerade and isolation.
+#[test]
+fn current_reads_back_every_kind_of_item() {
+    let Some(ns) = kws_testenv::Netns::new() else { return };
+    let state = HostNetState::from_toml(
+        r#"
+        forwarding = { ipv4 = true, ipv6 = true }
+        [[bridges]]
+        name = "kws-br.0"
+        addresses = ["10.20.0.1/24", "fd00:20::1/64"]
+        [[bridges]]
+        name = "kwsbr1"
+        addresses = ["10.21.0.1/24"]
+        [[masquerade]]
+        source = "10.20.0.0/24"
+        out_interface = "eth0.10"
+        [[masquerade]]
+        source = "fd00:20::/64"
+        out_interface = "eth0"
+        [[port_forwards]]
+        protocol = "tcp"
+        in_interface = "eth0.10"
+        external_port = 8443
+        destination = "10.20.0.5"
+        destination_port = 443
+        [[port_forwards]]
+        protocol = "udp"
+        external_port = 8443
+        destination = "10.21.0.5"
+        destination_port = 53
+        [[port_forwards]]
+        protocol = "tcp"
+        external_port = 443
+        destination = "fd00:20::5"
+        destination_port = 8443
+        [isolation]
+        interface = "wg-kws"
+        [[isolation.peers]]
+        address = "10.8.0.2"
+        allowed = ["10.20.0.5/32", "10.21.0.0/24"]
+        [[isolation.peers]]
+        address = "fd00:8::2"
+        allowed = ["fd00:20::5/128"]
+        "#,
+    )
+    .expect("valid");
+    let net = ns.enter(LinuxHostNetwork::new).expect("backend");
+    let rt = rt();
+    rt.block_on(kws_hostnet::testkit::apply_read_reapply_teardown(&net, &state));
+    assert!(!ns.run(["nft", "list", "ruleset"]).contains("kws"));
+}

@@ -17,11 +17,13 @@ fn the_hand_setup_renders_to_what_was_done_by_hand() {
         "ip link add name vmbr1 type bridge",
         "ip address replace 192.168.69.1/29 dev vmbr1",
         "sysctl -qw net.ipv4.ip_forward=1",
-        "tcp dport 443 dnat ip to 192.168.69.2:443",
-        "udp dport 51820 dnat ip to 192.168.69.2:51820",
+        "map dnat4_any {",
+        "elements = { tcp . 443 : 192.168.69.2 . 443, udp . 51820 : 192.168.69.2 . 51820 }",
+        "set accept4_any {",
+        "elements = { 192.168.69.2 . tcp . 443, 192.168.69.2 . udp . 51820 }",
+        "meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @dnat4_any",
         "ip saddr 192.168.69.0/29 oifname \"eth0\" masquerade",
-        "ip daddr 192.168.69.2 tcp dport 443 ct status dnat ct mark set ct mark | 0x00100000 accept",
-        "ip daddr 192.168.69.2 udp dport 51820 ct status dnat ct mark set ct mark | 0x00100000 accept",
+        "ct status dnat ip daddr . meta l4proto . th dport @accept4_any ct mark set ct mark | 0x00100000 accept",
         "iptables -w -I DOCKER-USER 1 -m connmark --mark 0x100000/0x100000",
     ];
     let mut from = 0;

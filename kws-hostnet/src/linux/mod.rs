@@ -7,6 +7,7 @@
 //! namespace it was created in, whatever runtime later calls it.
 
 mod command;
+mod generation;
 mod links;
 mod netfilter;
 mod sysctl;
@@ -133,6 +134,7 @@ impl Worker {
         let sysctls_written = sysctl::converge(desired.forwarding)?;
         let netfilter_replaced = self.netfilter.converge(desired)?;
         let foreign_chain_rules_added = netfilter::docker_user_allow()?;
+        self.netfilter.settle()?;
         Ok(ApplyReport {
             links_changed,
             addresses_changed,

@@ -1,37 +1,63 @@
 //! kws's nftables table (replaced in one `nft -f` batch, read back from its rule tags) and the
 //! one accept kws puts into Docker's `DOCKER-USER` chain when that chain exists.
 
-use super::command::{run, run_ok};
+use super::{
+    command::{run, run_ok},
+    generation,
+};
 use crate::{
     DOCKER_USER_RULE, Error, HostNetState, TABLE,
     render::nft::{NetfilterReadback, render_batch},
 };
 
-/// The last batch this worker applied and the listing the kernel gave right after it. When
-/// both still match, the table is intact and the desired state unchanged: nothing to do.
+/// What this worker last wrote: the batch, the kernel's listing of the table right after it,
+/// and the ruleset generation once the whole apply was done.
 #[derive(Debug, Default)]
 pub(super) struct TableCache {
-    last: Option<(String, String)>,
+    last: Option<Written>,
+}
+
+#[derive(Debug)]
+struct Written {
+    batch: String,
+    listing: String,
+    generation: Option<u32>,
 }
 
 impl TableCache {
     /// Replaces the table unless it already holds exactly `desired`; true when replaced.
+    ///
+    /// Unchanged desired state and unchanged ruleset generation: nothing to read or write.
+    /// Unchanged desired state but a newer generation (some tool changed some table): the table
+    /// is listed and compared with the listing taken after kws's write.
     pub(super) fn converge(&mut self, desired: &HostNetState) -> Result<bool, Error> {
         let batch = render_batch(desired);
-        let listing = list_table()?;
-        if let (Some((applied, seen)), Some(now)) = (&self.last, &listing) {
-            if *applied == batch && seen == now {
+        if let Some(last) = self.last.as_mut().filter(|l| l.batch == batch) {
+            let now = generation::current()?;
+            if last.generation == Some(now) {
+                return Ok(false);
+            }
+            if list_table()?.as_deref() == Some(last.listing.as_str()) {
+                last.generation = Some(now);
                 return Ok(false);
             }
         }
         self.last = None;
         run_ok("nft", &["-f", "-"], Some(&batch))?;
-        let after = list_table()?.ok_or_else(|| Error::Readback {
+        let listing = list_table()?.ok_or_else(|| Error::Readback {
             what: "nftables table",
             message: format!("table {TABLE} missing right after it was created"),
         })?;
-        self.last = Some((batch, after));
+        self.last = Some(Written { batch, listing, generation: None });
         Ok(true)
+    }
+
+    /// Records the ruleset generation at the end of an apply (after every write kws made).
+    pub(super) fn settle(&mut self) -> Result<(), Error> {
+        if let Some(last) = self.last.as_mut() {
+            last.generation = Some(generation::current()?);
+        }
+        Ok(())
     }
 
     /// Deletes kws's table when present (in one transaction with its `add`, so a missing table
@@ -72,12 +98,8 @@ pub(super) fn read() -> Result<NetfilterReadback, Error> {
     let Some(json) = listing(true)? else { return Ok(NetfilterReadback::default()) };
     let value: serde_json::Value = serde_json::from_str(&json)
         .map_err(|e| Error::Readback { what: "nft -j output", message: e.to_string() })?;
-    let objects = value.get("nftables").and_then(|v| v.as_array()).map_or(&[][..], Vec::as_slice);
-    let rules = objects.iter().filter_map(|o| {
-        let rule = o.get("rule")?;
-        Some((rule.get("chain")?.as_str()?, rule.get("comment")?.as_str()?))
-    });
-    Ok(NetfilterReadback::from_tags(rules))
+    NetfilterReadback::from_json(&value)
+        .map_err(|message| Error::Readback { what: "kws nftables table", message })
 }
 
 const FIREWALLS: [&str; 2] = ["iptables", "ip6tables"];

@@ -1,12 +1,14 @@
 //! The nftables side: kws's whole table rendered as one atomic `nft -f` batch, and the netfilter
 //! part of the state read back from the tags of a listed table.
 
-use std::{fmt::Write as _, net::IpAddr};
+use std::{collections::HashSet, fmt::Write as _, net::IpAddr};
 
 use ipnet::IpNet;
 
 use super::tag::RuleTag;
-use crate::{HostNetState, Masquerade, PeerIsolation, PeerRule, PortForward};
+use kws_core::IfName;
+
+use crate::{HostNetState, Masquerade, PeerIsolation, PeerRule, Port, PortForward, Protocol};
 
 /// The family and name of the only nftables table kws owns.
 pub const TABLE: &str = "inet kws";
@@ -18,14 +20,29 @@ pub const CONNMARK: u32 = 0x0010_0000;
 /// The batch that replaces kws's table as a whole, in one transaction: `add` makes the `delete`
 /// valid when the table is missing, the `table` block recreates it. Nothing else is named, so
 /// nothing outside the table changes.
+///
+/// Port forwards live in maps (`dnat4_any`, `dnat6_if_<interface>`, ...) and their accepts in
+/// sets, one pair per incoming interface and family: one rule each, whatever the number of
+/// forwards, so the batch, the listing and the per-packet lookup stay small.
 pub fn render_batch(state: &HostNetState) -> String {
-    let mut out = String::with_capacity(256 + 300 * state.port_forwards.len());
+    let mut out = String::with_capacity(512 + 120 * state.port_forwards.len());
     let _ = writeln!(out, "add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{");
+    let groups = forward_groups(&state.port_forwards);
+    for group in &groups {
+        group.render_sets(&mut out);
+    }
     out.push_str(
         "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n",
     );
-    for forward in &state.port_forwards {
-        dnat_rule(&mut out, forward);
+    for group in &groups {
+        let _ = writeln!(
+            out,
+            "\t\t{}meta l4proto {{ tcp, udp }} dnat {} to meta l4proto . th dport map @{} comment \"{}\"",
+            group.iif(),
+            group.family,
+            group.name("dnat"),
+            RuleTag::Dnat
+        );
     }
     out.push_str("\t}\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
     for masq in &state.masquerade {
@@ -48,8 +65,15 @@ pub fn render_batch(state: &HostNetState) -> String {
     if let Some(isolation) = &state.isolation {
         isolation_rules(&mut out, isolation);
     }
-    for forward in &state.port_forwards {
-        forward_accept_rule(&mut out, forward);
+    for group in &groups {
+        let _ = writeln!(
+            out,
+            "\t\t{}ct status dnat {} daddr . meta l4proto . th dport @{} {MARK_ACCEPT} comment \"{}\"",
+            group.iif(),
+            group.family,
+            group.name("accept"),
+            RuleTag::Dnat
+        );
     }
     for masq in &state.masquerade {
         let _ = writeln!(
@@ -66,39 +90,79 @@ pub fn render_batch(state: &HostNetState) -> String {
     out
 }
 
+/// The forwards that share an incoming interface and an address family.
+struct ForwardGroup<'a> {
+    family: &'static str,
+    in_interface: Option<&'a IfName>,
+    forwards: Vec<&'a PortForward>,
+}
+
+fn forward_groups(forwards: &[PortForward]) -> Vec<ForwardGroup<'_>> {
+    let mut groups: Vec<ForwardGroup<'_>> = Vec::new();
+    for forward in forwards {
+        let family = addr_family(&forward.destination);
+        let iif = forward.in_interface.as_ref();
+        match groups.iter_mut().find(|g| g.family == family && g.in_interface == iif) {
+            Some(group) => group.forwards.push(forward),
+            None => {
+                groups.push(ForwardGroup { family, in_interface: iif, forwards: vec![forward] })
+            }
+        }
+    }
+    groups.sort_by(|a, b| (a.family, a.in_interface).cmp(&(b.family, b.in_interface)));
+    groups
+}
+
+impl ForwardGroup<'_> {
+    /// `dnat4_any`, `accept6_if_eth0`: the family and the interface are in the name, so the
+    /// state can be read back from the map alone.
+    fn name(&self, what: &str) -> String {
+        let v = if self.family == "ip" { 4 } else { 6 };
+        match self.in_interface {
+            None => format!("{what}{v}_any"),
+            Some(i) => format!("{what}{v}_if_{i}"),
+        }
+    }
+
+    fn iif(&self) -> String {
+        self.in_interface.map(|i| format!("iifname \"{i}\" ")).unwrap_or_default()
+    }
+
+    fn render_sets(&self, out: &mut String) {
+        let addr_type = if self.family == "ip" { "ipv4_addr" } else { "ipv6_addr" };
+        let _ = write!(
+            out,
+            "\tmap {} {{\n\t\ttype inet_proto . inet_service : {addr_type} . inet_service\n\t\telements = {{ ",
+            self.name("dnat")
+        );
+        for (i, f) in self.forwards.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(
+                out,
+                "{sep}{} . {} : {} . {}",
+                f.protocol, f.external_port, f.destination, f.destination_port
+            );
+        }
+        let _ = write!(
+            out,
+            " }}\n\t}}\n\tset {} {{\n\t\ttype {addr_type} . inet_proto . inet_service\n\t\telements = {{ ",
+            self.name("accept")
+        );
+        let mut seen: HashSet<(IpAddr, Protocol, Port)> =
+            HashSet::with_capacity(self.forwards.len());
+        for f in &self.forwards {
+            let key = (f.destination, f.protocol, f.destination_port);
+            let sep = if seen.is_empty() { "" } else { ", " };
+            if seen.insert(key) {
+                let _ =
+                    write!(out, "{sep}{} . {} . {}", f.destination, f.protocol, f.destination_port);
+            }
+        }
+        out.push_str(" }\n\t}\n");
+    }
+}
+
 pub(crate) const MARK_ACCEPT: &str = "ct mark set ct mark | 0x00100000 accept";
-
-fn iif(forward: &PortForward) -> String {
-    forward.in_interface.as_ref().map(|i| format!("iifname \"{i}\" ")).unwrap_or_default()
-}
-
-fn dnat_rule(out: &mut String, forward: &PortForward) {
-    let to = match forward.destination {
-        IpAddr::V4(a) => format!("ip to {a}:{}", forward.destination_port),
-        IpAddr::V6(a) => format!("ip6 to [{a}]:{}", forward.destination_port),
-    };
-    let _ = writeln!(
-        out,
-        "\t\t{}{} dport {} dnat {to} comment \"{}\"",
-        iif(forward),
-        forward.protocol,
-        forward.external_port,
-        RuleTag::Forward(forward.clone())
-    );
-}
-
-fn forward_accept_rule(out: &mut String, forward: &PortForward) {
-    let _ = writeln!(
-        out,
-        "\t\t{}{} daddr {} {} dport {} ct status dnat {MARK_ACCEPT} comment \"{}\"",
-        iif(forward),
-        addr_family(&forward.destination),
-        forward.destination,
-        forward.protocol,
-        forward.destination_port,
-        RuleTag::Forward(forward.clone())
-    );
-}
 
 fn isolation_rules(out: &mut String, isolation: &PeerIsolation) {
     let wg = &isolation.interface;
@@ -127,8 +191,9 @@ fn net_family(net: &IpNet) -> &'static str {
     addr_family(&net.addr())
 }
 
-/// The netfilter part of a state, rebuilt from the `(chain, comment)` pairs of kws's table in
-/// rule order. Rules without a kws tag are ignored.
+/// The netfilter part of a state, rebuilt from `nft -j list table inet kws`: port forwards
+/// from the `dnat*` maps, masquerade and isolation from the tags of the rules (in rule order).
+/// Objects kws did not render are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct NetfilterReadback {
     pub(crate) masquerade: Vec<Masquerade>,
@@ -137,30 +202,83 @@ pub(crate) struct NetfilterReadback {
 }
 
 impl NetfilterReadback {
-    /// Folds tagged rules: port forwards from the DNAT chain, masquerade from the SNAT chain,
-    /// isolation from the forward chain (each item is also tagged on its forward accept).
-    pub(crate) fn from_tags<'a>(rules: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    /// Reads the objects of `nft -j` output.
+    pub(crate) fn from_json(listing: &serde_json::Value) -> Result<Self, String> {
         let mut back = Self::default();
-        for (chain, comment) in rules {
-            let Ok(tag) = comment.parse::<RuleTag>() else { continue };
-            match (chain, tag) {
-                ("prerouting", RuleTag::Forward(f)) => back.port_forwards.push(f),
-                ("postrouting", RuleTag::Masquerade(m)) => back.masquerade.push(m),
-                ("forward", RuleTag::Isolate(interface)) => {
-                    back.isolation.get_or_insert(PeerIsolation { interface, peers: Vec::new() });
+        let objects =
+            listing.get("nftables").and_then(|v| v.as_array()).map_or(&[][..], Vec::as_slice);
+        for object in objects {
+            if let Some(map) = object.get("map") {
+                back.read_dnat_map(map)?;
+            } else if let Some(rule) = object.get("rule") {
+                let chain = rule.get("chain").and_then(|c| c.as_str());
+                let tag = rule.get("comment").and_then(|c| c.as_str()).and_then(|c| c.parse().ok());
+                if let (Some(chain), Some(tag)) = (chain, tag) {
+                    back.read_tag(chain, tag);
                 }
-                ("forward", RuleTag::Peer { interface, address, allowed }) => {
-                    let iso = back
-                        .isolation
-                        .get_or_insert(PeerIsolation { interface, peers: Vec::new() });
-                    match iso.peers.iter_mut().find(|p| p.address == address) {
-                        Some(peer) => peer.allowed.push(allowed),
-                        None => iso.peers.push(PeerRule { address, allowed: vec![allowed] }),
-                    }
-                }
-                _ => {}
             }
         }
-        back
+        Ok(back)
+    }
+
+    fn read_dnat_map(&mut self, map: &serde_json::Value) -> Result<(), String> {
+        let name = map.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+        let Some(iif) = name.strip_prefix("dnat4_").or_else(|| name.strip_prefix("dnat6_")) else {
+            return Ok(());
+        };
+        let in_interface = match iif.strip_prefix("if_") {
+            Some(i) => Some(IfName::parse(i).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let elements = map.get("elem").and_then(|e| e.as_array()).map_or(&[][..], Vec::as_slice);
+        for element in elements {
+            let bad = || format!("unexpected element in map {name}: {element}");
+            let pair = |i: usize| -> Option<&Vec<serde_json::Value>> {
+                element.get(i)?.get("concat")?.as_array()
+            };
+            let (Some(key), Some(value)) = (pair(0), pair(1)) else { return Err(bad()) };
+            let port = |v: Option<&serde_json::Value>| {
+                v.and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u32::try_from(p).ok())
+                    .and_then(|p| Port::new(p).ok())
+            };
+            let protocol = match key.first().and_then(|p| p.as_str()) {
+                Some("tcp") => Protocol::Tcp,
+                Some("udp") => Protocol::Udp,
+                _ => return Err(bad()),
+            };
+            let destination = value.first().and_then(|a| a.as_str()).and_then(|a| a.parse().ok());
+            let (Some(external_port), Some(destination), Some(destination_port)) =
+                (port(key.get(1)), destination, port(value.get(1)))
+            else {
+                return Err(bad());
+            };
+            self.port_forwards.push(PortForward {
+                protocol,
+                in_interface: in_interface.clone(),
+                external_port,
+                destination,
+                destination_port,
+            });
+        }
+        Ok(())
+    }
+
+    fn read_tag(&mut self, chain: &str, tag: RuleTag) {
+        match (chain, tag) {
+            ("postrouting", RuleTag::Masquerade(m)) => self.masquerade.push(m),
+            ("forward", RuleTag::Isolate(interface)) => {
+                self.isolation.get_or_insert(PeerIsolation { interface, peers: Vec::new() });
+            }
+            ("forward", RuleTag::Peer { interface, address, allowed }) => {
+                let iso =
+                    self.isolation.get_or_insert(PeerIsolation { interface, peers: Vec::new() });
+                match iso.peers.iter_mut().find(|p| p.address == address) {
+                    Some(peer) => peer.allowed.push(allowed),
+                    None => iso.peers.push(PeerRule { address, allowed: vec![allowed] }),
+                }
+            }
+            _ => {}
+        }
     }
 }

@@ -6,15 +6,16 @@ use std::{fmt, net::IpAddr, str::FromStr};
 use ipnet::IpNet;
 use kws_core::IfName;
 
-use crate::{Masquerade, Port, PortForward, Protocol};
+use crate::Masquerade;
 
 /// What one kws rule implements.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RuleTag {
     /// `kws masq <source> <out_interface>`.
     Masquerade(Masquerade),
-    /// `kws fwd <proto> <external_port> <destination> <destination_port> <in_interface|*>`.
-    Forward(PortForward),
+    /// `kws dnat`: a rule that applies the port-forward maps (the forwards are read back from
+    /// the maps themselves).
+    Dnat,
     /// `kws peer <interface> <address> <allowed prefix>`.
     Peer { interface: IfName, address: IpAddr, allowed: IpNet },
     /// `kws isolate <interface>`.
@@ -27,15 +28,7 @@ impl fmt::Display for RuleTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuleTag::Masquerade(m) => write!(f, "kws masq {} {}", m.source, m.out_interface),
-            RuleTag::Forward(p) => write!(
-                f,
-                "kws fwd {} {} {} {} {}",
-                p.protocol,
-                p.external_port,
-                p.destination,
-                p.destination_port,
-                p.in_interface.as_ref().map_or("*", IfName::as_str)
-            ),
+            RuleTag::Dnat => f.write_str("kws dnat"),
             RuleTag::Peer { interface, address, allowed } => {
                 write!(f, "kws peer {interface} {address} {allowed}")
             }
@@ -52,11 +45,6 @@ impl FromStr for RuleTag {
         let bad = || format!("unknown kws rule comment {comment:?}");
         let words: Vec<&str> = comment.split(' ').collect();
         let ifname = |s: &str| IfName::parse(s).map_err(|e| e.to_string());
-        let port = |s: &str| {
-            s.parse::<u32>()
-                .map_err(|e| e.to_string())
-                .and_then(|v| Port::new(v).map_err(|e| e.to_string()))
-        };
         let parsed = |s: &str| -> Result<IpAddr, String> { s.parse().map_err(|_| bad()) };
         let net = |s: &str| -> Result<IpNet, String> { s.parse().map_err(|_| bad()) };
         match words.as_slice() {
@@ -64,20 +52,6 @@ impl FromStr for RuleTag {
                 source: net(source)?,
                 out_interface: ifname(out)?,
             })),
-            ["kws", "fwd", proto, ext, dest, dport, iif] => {
-                let protocol = match *proto {
-                    "tcp" => Protocol::Tcp,
-                    "udp" => Protocol::Udp,
-                    _ => return Err(bad()),
-                };
-                Ok(RuleTag::Forward(PortForward {
-                    protocol,
-                    in_interface: if *iif == "*" { None } else { Some(ifname(iif)?) },
-                    external_port: port(ext)?,
-                    destination: parsed(dest)?,
-                    destination_port: port(dport)?,
-                }))
-            }
             ["kws", "peer", interface, address, allowed] => Ok(RuleTag::Peer {
                 interface: ifname(interface)?,
                 address: parsed(address)?,
@@ -85,6 +59,7 @@ impl FromStr for RuleTag {
             }),
             ["kws", "isolate", interface] => Ok(RuleTag::Isolate(ifname(interface)?)),
             ["kws", "flows"] => Ok(RuleTag::Flows),
+            ["kws", "dnat"] => Ok(RuleTag::Dnat),
             _ => Err(bad()),
         }
     }
@@ -99,8 +74,7 @@ mod tests {
         let tags = [
             "kws masq 192.168.69.0/29 eth0",
             "kws masq fd00::/64 up0",
-            "kws fwd tcp 443 192.168.69.2 443 *",
-            "kws fwd udp 51820 fd00::2 51821 eth0",
+            "kws dnat",
             "kws peer wg0 10.8.0.2 192.168.69.2/32",
             "kws isolate wg0",
             "kws flows",
@@ -109,9 +83,13 @@ mod tests {
             let tag: RuleTag = text.parse().expect(text);
             assert_eq!(tag.to_string(), text);
         }
-        for bad in
-            ["kws fwd tcp 0 1.2.3.4 443 *", "kws masq x eth0", "kws masq 1.0.0.0/8 a;b", "other"]
-        {
+        for bad in [
+            "kws fwd tcp 443",
+            "kws peer wg0 10.8.0.2 x",
+            "kws masq x eth0",
+            "kws masq 1.0.0.0/8 a;b",
+            "other",
+        ] {
             assert!(bad.parse::<RuleTag>().is_err(), "{bad}");
         }
     }
