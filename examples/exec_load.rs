@@ -1,0 +1,131 @@
+//! Load runner of the exec engine: submit-to-`Exited` latency of hello-world python on warm
+//! pools (p50, p99), the same snippet through a cold `docker run --rm` as the baseline, and
+//! jobs per second with jobs in flight.
+//!
+//! `cargo run --release --example exec_load --features docker -- [SEQUENTIAL] [THROUGHPUT]
+//! [COLD]` (defaults 100, 200 and 5, sized for CI; the figures in docs/PERFORMANCE.md use
+//! 1000 2000 20). Needs Docker at `DOCKER_HOST` and the images of `scripts/images`.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use kws_core::{DnsLabel, OwnerId};
+use kws_runtime::exec::{ExecConfig, ExecEngine, JobEvent, Language, Languages, Limits, RateLimit};
+
+const HELLO: &str = "print('hello')";
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(rank).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn hello(engine: &ExecEngine, user: &OwnerId, python: &DnsLabel) -> Result<Duration, String> {
+    let started = Instant::now();
+    let id = engine
+        .submit(user, python, HELLO, "", Limits::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut events = engine.events(id).ok_or("the job vanished")?;
+    while let Some(event) = events.next().await {
+        match event {
+            JobEvent::Exited { code: 0, .. } => return Ok(started.elapsed()),
+            event if event.is_terminal() => return Err(format!("job {id} ended with {event:?}")),
+            _ => {}
+        }
+    }
+    Err(format!("job {id} has no terminal event"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let sequential = args.first().copied().unwrap_or(100);
+    let throughput = args.get(1).copied().unwrap_or(200);
+    let cold = args.get(2).copied().unwrap_or(5);
+    let python = Language::python3();
+    let name = python.name.clone();
+    let config = ExecConfig {
+        languages: Languages::new([python.clone()])?,
+        pool_size: 5,
+        max_concurrent: 5,
+        queue_capacity: 10_000,
+        rate: RateLimit { per_second: 1e6, burst: 1_000_000 },
+        ..ExecConfig::default()
+    };
+    let engine = ExecEngine::start_local(config).await?;
+    let user: OwnerId = "load".parse()?;
+    let result = measure(&engine, &user, &name, sequential, throughput).await;
+    engine.shutdown().await?;
+    let (warm, jobs_per_second) = result?;
+
+    let mut cold_runs = Vec::new();
+    for _ in 0..cold {
+        let started = Instant::now();
+        let status = Command::new("docker")
+            .args(["run", "--rm", "--network", "none", &python.image, "python3", "-c", HELLO])
+            .output()?;
+        if !status.status.success() || status.stdout != b"hello\n" {
+            return Err(format!("docker run failed: {status:?}").into());
+        }
+        cold_runs.push(started.elapsed());
+    }
+    cold_runs.sort();
+    let cold_p50 = percentile(&cold_runs, 0.5);
+    let (p50, p99) = (percentile(&warm, 0.5), percentile(&warm, 0.99));
+    println!(
+        "exec engine, hello-world python ({} sequential jobs on a warm pool of 5)",
+        warm.len()
+    );
+    println!(
+        "  submit -> Exited  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        ms(p50),
+        ms(p99),
+        ms(warm.last().copied().unwrap_or_default())
+    );
+    println!("cold baseline: docker run --rm (CLI), {cold} runs  p50 {:.1} ms", ms(cold_p50));
+    println!("  cold p50 / warm p50 = {:.1}x", ms(cold_p50) / ms(p50).max(1e-9));
+    println!(
+        "throughput: {throughput} jobs, 25 in flight on 5 sandboxes  {jobs_per_second:.1} jobs/s"
+    );
+    Ok(())
+}
+
+/// Sequential latencies (sorted) and jobs per second with the pool kept busy.
+async fn measure(
+    engine: &ExecEngine,
+    user: &OwnerId,
+    python: &DnsLabel,
+    sequential: usize,
+    throughput: usize,
+) -> Result<(Vec<Duration>, f64), Box<dyn std::error::Error>> {
+    for _ in 0..5 {
+        hello(engine, user, python).await?;
+    }
+    engine.wait_until_full(Duration::from_secs(30)).await?;
+    let mut warm = Vec::with_capacity(sequential);
+    for _ in 0..sequential {
+        warm.push(hello(engine, user, python).await?);
+        // Measure a warm pool: let the sandbox be proven clean and come back first.
+        engine.wait_until_full(Duration::from_secs(30)).await?;
+    }
+    warm.sort();
+    let started = Instant::now();
+    let in_flight = 25;
+    let results: Vec<Result<Duration, String>> = futures::stream::iter(0..throughput)
+        .map(|_| hello(engine, user, python))
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    if let Some(Err(err)) = results.into_iter().find(Result::is_err) {
+        return Err(err.into());
+    }
+    Ok((warm, throughput as f64 / elapsed.as_secs_f64()))
+}
