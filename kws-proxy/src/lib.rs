@@ -2,6 +2,19 @@
 //! (nginx: one validated file per route, rolled back on failure). Its `tls` part obtains and
 //! renews the wildcard certificate by ACME DNS-01 through a `DnsProvider`.
 //!
+//! - `MemoryProxy` (always on): the routing rules without a server, for tests of pure logic
+//!   and the platform's embedded defaults.
+//! - `nginx::NginxProxy` (feature `nginx`): `dir/routes/<host>.conf`, one file per route,
+//!   written atomically, checked alone (`nginx -t` on a wrapper), then with the whole
+//!   configuration, then reloaded; any failure puts the previous files back and nginx keeps
+//!   serving. The operator adds `include <dir>/http.conf;` inside nginx's `http {}` block.
+//!   `nginx::LocalNginx` runs a private nginx (own prefix, loopback ports) for tests and
+//!   examples.
+//! - `tls` (feature `acme`): `CertIssuer` (instant-acme) orders `*.<domain>` and `<domain>`,
+//!   answers DNS-01 through `Cloudflare` or `ChallTestSrv` (pebble's test DNS), stores key and
+//!   chain with mode 0600, renews within a configurable time of expiry and reloads nginx.
+//! - `testkit` (feature `testkit`): the conformance suite every `ProxyWriter` runs.
+//!
 //! ```
 //! use kws_proxy::{MemoryProxy, ProxyWriter, Route, RoutePolicy};
 //!

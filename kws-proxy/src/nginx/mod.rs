@@ -25,6 +25,10 @@ use files::Change;
 const PARALLEL_CHECKS: usize = 4;
 
 /// The nginx `ProxyWriter`.
+///
+/// One `NginxProxy` owns its folder: changes are serialized inside it, and two writers on one
+/// folder (or hand edits of route files) are not supported. Routes are read back from the
+/// files' first line (`# kws-route <json>`) on `open`.
 #[derive(Debug)]
 pub struct NginxProxy {
     policy: RoutePolicy,
