@@ -3,6 +3,8 @@
 //! `cargo run --example quickstart`. Each capability shows its part in a module of this folder.
 
 mod names;
+#[cfg(feature = "wg")]
+mod wg;
 #[cfg(feature = "proxy")]
 mod proxy;
 
@@ -11,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kws quickstart (embedded defaults: in-memory stores, nothing outside this process)\n"
     );
     names::show()?;
+    #[cfg(feature = "wg")]
+    wg::show()?;
     #[cfg(feature = "proxy")]
     proxy::show()?;
     Ok(())

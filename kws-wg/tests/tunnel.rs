@@ -7,12 +7,28 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::{Lab, SERVER_VPN};
-use kws_wg::{DeviceRequest, PublicKey, WgDevice};
+use std::sync::Arc;
+
+use kws_wg::{DeviceRequest, NewDevice, PublicKey, Supervisor, VpnService, WgDevice};
 
 const FIRST_CONTACT: Duration = Duration::from_secs(10);
 
 fn request(owner: &str, name: &str) -> DeviceRequest {
     DeviceRequest::parse(owner, name, None).expect("request")
+}
+
+/// A lab whose client is configured from `request`'s rendered config and has pinged the server.
+async fn connected(
+    request: DeviceRequest,
+    every: Duration,
+    v6: bool,
+) -> Option<(Lab, Arc<VpnService>, Supervisor, NewDevice)> {
+    let mut lab = Lab::new()?;
+    let (vpn, supervisor) = lab.start_server(every, v6).await;
+    let device = vpn.add_device(request).await.expect("add_device");
+    lab.start_client(&device.config.render());
+    assert!(lab.ping_within(None, SERVER_VPN, FIRST_CONTACT), "no ping through the tunnel");
+    Some((lab, vpn, supervisor, device))
 }
 
 async fn on_interface(device: &dyn WgDevice, key: &PublicKey) -> bool {
@@ -21,13 +37,15 @@ async fn on_interface(device: &dyn WgDevice, key: &PublicKey) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_reaches_the_server_by_ping_and_tcp() {
-    let Some(mut lab) = Lab::new() else { return };
-    let (vpn, _supervisor) = lab.start_server(Duration::from_secs(30)).await;
-    let device = vpn.add_device(request("alice", "laptop")).await.expect("add_device");
-    lab.start_client(&device.config.render());
-
-    assert!(lab.ping_within(None, SERVER_VPN, FIRST_CONTACT), "no ping through the tunnel");
+async fn the_client_reaches_the_server_by_ping_and_tcp_over_ipv4_and_ipv6() {
+    let every = Duration::from_secs(30);
+    let Some((lab, vpn, _sup, device)) = connected(request("alice", "laptop"), every, true).await
+    else {
+        return;
+    };
+    let v6 = device.peer.ipv6.expect("an IPv6 address").to_string();
+    assert!(device.config.render().contains(&format!("/32, {v6}/128")), "v4 and v6 addresses");
+    assert!(lab.ping_within(Some(&v6), "fd08::1", FIRST_CONTACT), "no IPv6 ping");
     let payload = b"hello through the tunnel\n".repeat(1000);
     assert_eq!(lab.tcp_echo(&payload), payload, "TCP echo through the tunnel");
 
@@ -41,11 +59,11 @@ async fn the_client_reaches_the_server_by_ping_and_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_peer_gets_nothing_through() {
-    let Some(mut lab) = Lab::new() else { return };
-    let (vpn, _supervisor) = lab.start_server(Duration::from_secs(30)).await;
-    let device = vpn.add_device(request("bob", "phone")).await.expect("add_device");
-    lab.start_client(&device.config.render());
-    assert!(lab.ping_within(None, SERVER_VPN, FIRST_CONTACT), "no ping before revoke");
+    let every = Duration::from_secs(30);
+    let Some((lab, vpn, _sup, device)) = connected(request("bob", "phone"), every, false).await
+    else {
+        return;
+    };
 
     vpn.revoke(&device.peer.public_key).await.expect("revoke");
     assert!(!on_interface(vpn.device().as_ref(), &device.peer.public_key).await);
@@ -55,14 +73,11 @@ async fn a_revoked_peer_gets_nothing_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_peer_leaves_the_interface_on_the_timer() {
-    let Some(mut lab) = Lab::new() else { return };
     // The supervisor's timer reconciles every 500 ms: nobody calls reconcile by hand here.
-    let (vpn, _supervisor) = lab.start_server(Duration::from_millis(500)).await;
+    let every = Duration::from_millis(500);
     let expires = Utc::now() + chrono::Duration::seconds(5);
-    let device =
-        vpn.add_device(request("carol", "tablet").expires_at(expires)).await.expect("add_device");
-    lab.start_client(&device.config.render());
-    assert!(lab.ping_within(None, SERVER_VPN, FIRST_CONTACT), "no ping before expiry");
+    let req = request("carol", "tablet").expires_at(expires);
+    let Some((lab, vpn, _sup, device)) = connected(req, every, false).await else { return };
 
     let wait = (expires - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(1500);
     tokio::time::sleep(wait).await;
@@ -74,14 +89,15 @@ async fn an_expired_peer_leaves_the_interface_on_the_timer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_interface_process_comes_back_with_every_peer() {
-    let Some(mut lab) = Lab::new() else { return };
-    let (vpn, mut supervisor) = lab.start_server(Duration::from_secs(30)).await;
-    let device = vpn.add_device(request("dave", "desktop")).await.expect("add_device");
+    let every = Duration::from_secs(30);
+    let Some((lab, vpn, mut supervisor, _device)) =
+        connected(request("dave", "desktop"), every, false).await
+    else {
+        return;
+    };
     for i in 0..5 {
         vpn.add_device(request("dave", &format!("other{i}"))).await.expect("add_device");
     }
-    lab.start_client(&device.config.render());
-    assert!(lab.ping_within(None, SERVER_VPN, FIRST_CONTACT), "no ping before the kill");
 
     let pid = supervisor.pid().expect("pid");
     let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -100,11 +116,11 @@ async fn a_killed_interface_process_comes_back_with_every_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_added_by_hand_is_removed_by_reconcile_and_nobody_else_is_touched() {
-    let Some(mut lab) = Lab::new() else { return };
-    let (vpn, _supervisor) = lab.start_server(Duration::from_secs(30)).await;
-    let device = vpn.add_device(request("erin", "laptop")).await.expect("add_device");
-    lab.start_client(&device.config.render());
-    assert!(lab.ping_within(None, SERVER_VPN, FIRST_CONTACT), "no ping");
+    let every = Duration::from_secs(30);
+    let Some((lab, vpn, _sup, device)) = connected(request("erin", "laptop"), every, false).await
+    else {
+        return;
+    };
     let before = vpn.device().get().await.expect("get");
 
     let intruder = kws_wg::PrivateKey::generate().expect("rng").public_key();
@@ -133,7 +149,7 @@ async fn a_peer_added_by_hand_is_removed_by_reconcile_and_nobody_else_is_touched
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_spoofing_another_peers_address_gets_nothing_through() {
     let Some(mut lab) = Lab::new() else { return };
-    let (vpn, _supervisor) = lab.start_server(Duration::from_secs(30)).await;
+    let (vpn, _supervisor) = lab.start_server(Duration::from_secs(30), false).await;
     let mine = vpn.add_device(request("frank", "mine")).await.expect("add_device");
     let victim = vpn.add_device(request("gina", "victim")).await.expect("add_device");
     lab.start_client(&mine.config.render());

@@ -2,6 +2,7 @@
 //! cross-platform UAPI socket of wireguard-go and boringtun) and `MemoryDevice` (embedded
 //! defaults, no interface at all). `WireguardGo` starts a userspace interface to talk to.
 
+mod link;
 mod memory;
 mod uapi;
 mod wire;

@@ -1,5 +1,5 @@
 //! Starting a userspace interface with wireguard-go: the process runs in the foreground as our
-//! child (so a supervisor sees it die), and its address and link state are set with iproute2.
+//! child (so a supervisor sees it die), and its addresses and link state are set over netlink.
 
 use std::{
     path::{Path, PathBuf},
@@ -11,7 +11,10 @@ use ipnet::IpNet;
 use kws_core::{DnsLabel, IfName};
 use tokio::process::{Child, Command};
 
-use crate::{Error, device::UapiDevice};
+use crate::{
+    Error,
+    device::{UapiDevice, link},
+};
 
 /// How to start one wireguard-go interface.
 ///
@@ -111,11 +114,7 @@ impl WireguardGo {
             .map_err(|e| self.io(format!("cannot start {}", self.program.display()), e))?;
         let mut running = RunningInterface { child, interface: self.interface.clone() };
         self.wait_ready(&mut running).await?;
-        for addr in &self.addresses {
-            let addr = addr.to_string();
-            self.ip(&["address", "replace", &addr, "dev", self.interface.as_str()]).await?;
-        }
-        self.ip(&["link", "set", self.interface.as_str(), "up"]).await?;
+        link::set_up(&self.interface, self.netns.as_ref(), &self.addresses).await?;
         Ok(running)
     }
 
@@ -147,26 +146,6 @@ impl WireguardGo {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    async fn ip(&self, args: &[&str]) -> Result<(), Error> {
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["-n", ns.as_str()]);
-                c
-            }
-            None => Command::new("ip"),
-        };
-        let shown = format!("ip {}", args.join(" "));
-        let out = cmd.args(args).output().await.map_err(|e| self.io(shown.clone(), e))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(self.io(
-            format!("{shown}: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            std::io::Error::other("iproute2 refused"),
-        ))
     }
 }
 

@@ -3,7 +3,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use kws_core::{DnsLabel, IfName, OwnerId};
-use sqlx::{PgPool, Row, postgres::PgRow};
+use sqlx::{
+    PgPool, Postgres, Row,
+    postgres::{PgArguments, PgRow},
+    query::Query,
+};
 
 use crate::{Error, Peer, PeerStore, PresharedKey, PublicKey};
 
@@ -30,6 +34,15 @@ impl PostgresPeerStore {
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await.map_err(backend)?;
         Ok(Self { pool })
+    }
+
+    /// Runs a query that returns at most one peer row.
+    async fn fetch_peer(
+        &self,
+        query: Query<'_, Postgres, PgArguments>,
+    ) -> Result<Option<Peer>, Error> {
+        let row = query.fetch_optional(&self.pool).await.map_err(backend)?;
+        row.as_ref().map(from_row).transpose()
     }
 
     fn conflict(&self, peer: &Peer, e: sqlx::Error) -> Error {
@@ -120,23 +133,12 @@ impl PeerStore for PostgresPeerStore {
 
     async fn get(&self, key: &PublicKey) -> Result<Option<Peer>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM kws_wg_peers WHERE public_key = $1");
-        let row = sqlx::query(&sql)
-            .bind(key.to_base64())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(from_row).transpose()
+        self.fetch_peer(sqlx::query(&sql).bind(key.to_base64())).await
     }
 
     async fn find_by_name(&self, owner: &OwnerId, name: &DnsLabel) -> Result<Option<Peer>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM kws_wg_peers WHERE owner = $1 AND name = $2");
-        let row = sqlx::query(&sql)
-            .bind(owner.as_str())
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(from_row).transpose()
+        self.fetch_peer(sqlx::query(&sql).bind(owner.as_str()).bind(name.as_str())).await
     }
 
     async fn list(&self, interface: &IfName) -> Result<Vec<Peer>, Error> {
@@ -154,24 +156,15 @@ impl PeerStore for PostgresPeerStore {
 
     async fn remove(&self, key: &PublicKey) -> Result<Peer, Error> {
         let sql = format!("DELETE FROM kws_wg_peers WHERE public_key = $1 RETURNING {COLUMNS}");
-        let row = sqlx::query(&sql)
-            .bind(key.to_base64())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(from_row).transpose()?.ok_or(Error::PeerNotFound(*key))
+        let peer = self.fetch_peer(sqlx::query(&sql).bind(key.to_base64())).await?;
+        peer.ok_or(Error::PeerNotFound(*key))
     }
 
     async fn set_enabled(&self, key: &PublicKey, enabled: bool) -> Result<Peer, Error> {
         let sql = format!(
             "UPDATE kws_wg_peers SET enabled = $2 WHERE public_key = $1 RETURNING {COLUMNS}"
         );
-        let row = sqlx::query(&sql)
-            .bind(key.to_base64())
-            .bind(enabled)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(from_row).transpose()?.ok_or(Error::PeerNotFound(*key))
+        let peer = self.fetch_peer(sqlx::query(&sql).bind(key.to_base64()).bind(enabled)).await?;
+        peer.ok_or(Error::PeerNotFound(*key))
     }
 }

@@ -23,6 +23,8 @@ use kws_wg::{
 
 /// The server's VPN address in every lab.
 pub const SERVER_VPN: &str = "10.8.0.1";
+/// The IPv6 VPN subnet of labs started with IPv6; the server holds `fd08::1`.
+pub const SERVER_VPN6_SUBNET: &str = "fd08::/64";
 const SERVER_VETH: &str = "10.99.0.1";
 
 pub struct Lab {
@@ -54,20 +56,25 @@ impl Lab {
     }
 
     /// A `VpnService` on embedded stores and a real wireguard-go device in the server
-    /// namespace, supervised (reconcile every `every`).
-    pub async fn start_server(&self, every: Duration) -> (Arc<VpnService>, Supervisor) {
+    /// namespace, supervised (reconcile every `every`); with an IPv6 subnet when `v6`.
+    pub async fn start_server(&self, every: Duration, v6: bool) -> (Arc<VpnService>, Supervisor) {
         let port = 20_000 + u16::from_str_radix(&random_suffix(3), 16).expect("hex") * 8;
         let endpoint = Endpoint::parse(&format!("{SERVER_VETH}:{port}")).expect("endpoint");
-        let settings = VpnSettings::new(
+        let mut settings = VpnSettings::new(
             self.server_if.clone(),
             PrivateKey::generate().expect("randomness"),
             endpoint,
             "10.8.0.0/24".parse().expect("net"),
         )
         .expect("settings");
-        let launcher = WireguardGo::new(self.server_if.clone())
-            .netns(DnsLabel::parse(self.server.name()).expect("netns name"))
-            .address(settings.server_address_v4());
+        if v6 {
+            settings.subnet_v6 = Some(SERVER_VPN6_SUBNET.parse().expect("v6 subnet"));
+        }
+        let mut launcher = WireguardGo::new(self.server_if.clone())
+            .netns(DnsLabel::parse(self.server.name()).expect("netns name"));
+        for addr in settings.server_addresses() {
+            launcher = launcher.address(addr);
+        }
         let service = VpnService::new(
             settings,
             Arc::new(MemoryAllocator::new()),
