@@ -2,6 +2,8 @@
 //!
 //! `cargo run --example quickstart`. Each capability shows its part in a module of this folder.
 
+#[cfg(feature = "ipam")]
+mod ipam;
 mod names;
 #[cfg(feature = "wg")]
 mod wg;
@@ -13,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kws quickstart (embedded defaults: in-memory stores, nothing outside this process)\n"
     );
     names::show()?;
+    #[cfg(feature = "ipam")]
+    tokio::runtime::Runtime::new()?.block_on(ipam::show())?;
     #[cfg(feature = "wg")]
     wg::show()?;
     #[cfg(feature = "proxy")]

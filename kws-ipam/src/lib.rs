@@ -3,6 +3,8 @@
 //! Every VPN peer and every instance gets its address here; the `IpAllocator` trait is the contract.
 
 mod audit;
+#[cfg(all(feature = "postgres", feature = "redis"))]
+pub mod baseline;
 mod error;
 mod memory;
 #[cfg(all(feature = "postgres", feature = "redis"))]

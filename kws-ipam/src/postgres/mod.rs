@@ -70,6 +70,16 @@ impl PostgresAllocator {
         Ok(Self { db, layouts: Arc::default() })
     }
 
+    /// Connects to `url` with at most `max_connections` connections, then as [`Self::new`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await
+            .map_err(backend)?;
+        Self::new(db).await
+    }
+
     /// The connection pool.
     pub fn db(&self) -> &PgPool {
         &self.db

@@ -72,6 +72,12 @@ impl RedisAllocator {
         Ok(Self::with_connection(conn, prefix))
     }
 
+    /// Connects to `url` (one multiplexed connection), then as [`Self::new`].
+    pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, Error> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        Self::new(&client, prefix).await
+    }
+
     /// Uses an open connection.
     pub fn with_connection(conn: MultiplexedConnection, prefix: impl Into<String>) -> Self {
         let scripts = Scripts {
