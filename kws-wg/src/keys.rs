@@ -66,12 +66,18 @@ fn decode_base64(what: &'static str, raw: &str) -> Result<[u8; KEY_LEN], KeyErro
 
 fn decode_hex(what: &'static str, raw: &str) -> Result<[u8; KEY_LEN], KeyError> {
     let fail = || KeyError::Hex { what, len: raw.len() };
-    if raw.len() != KEY_LEN * 2 || !raw.is_ascii() {
+    if raw.len() != KEY_LEN * 2 {
         return Err(fail());
     }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
     let mut out = [0u8; KEY_LEN];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).map_err(|_| fail())?;
+    for (byte, pair) in out.iter_mut().zip(raw.as_bytes().chunks_exact(2)) {
+        *byte = (nibble(pair[0]).ok_or_else(fail)? << 4) | nibble(pair[1]).ok_or_else(fail)?;
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kws_core::IfName;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::UnixStream,
 };
 
@@ -49,39 +49,35 @@ impl UapiDevice {
         Error::DeviceProtocol { interface: self.interface.clone(), detail }
     }
 
-    /// Sends one request on a fresh connection and returns the answer's `key=value` lines
-    /// (without the final `errno`), failing on a non-zero errno.
-    async fn request(&self, op: &'static str, text: &str) -> Result<Vec<(String, String)>, Error> {
+    /// Sends one request on a fresh connection and returns the answer's body: every line
+    /// before the final `errno=N` (failing on a non-zero errno).
+    async fn request(&self, op: &'static str, text: &str) -> Result<String, Error> {
         let context = format!("{op} over {}", self.socket.display());
         let mut stream =
             UnixStream::connect(&self.socket).await.map_err(|e| self.io(&context, e))?;
         stream.write_all(text.as_bytes()).await.map_err(|e| self.io(&context, e))?;
-        let mut reader = BufReader::new(stream);
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line).await.map_err(|e| self.io(&context, e))?;
+        // The answer ends at its first empty line (no line of a body is empty). Read in large
+        // chunks and look for it only in what just arrived: 10,000 peers are megabytes.
+        let mut answer = Vec::with_capacity(4096);
+        let end = loop {
+            let searched_from = answer.len().saturating_sub(1);
+            if answer.capacity() - answer.len() < 16 * 1024 {
+                answer.reserve(64 * 1024);
+            }
+            let n = stream.read_buf(&mut answer).await.map_err(|e| self.io(&context, e))?;
             if n == 0 {
                 return Err(self.protocol(format!("connection closed before errno ({op})")));
             }
-            let trimmed = line.trim_end_matches('\n');
-            let Some((key, value)) = trimmed.split_once('=') else {
-                return Err(self.protocol(format!("line {trimmed:?} is not key=value")));
-            };
-            if key == "errno" {
-                let errno = wire::parse_errno(value).map_err(|d| self.protocol(d))?;
-                if errno != 0 {
-                    return Err(Error::DeviceErrno {
-                        interface: self.interface.clone(),
-                        op,
-                        errno,
-                    });
-                }
-                return Ok(lines);
+            if let Some(at) = answer[searched_from..].windows(2).position(|w| w == b"\n\n") {
+                break searched_from + at + 1;
             }
-            lines.push((key.to_owned(), value.to_owned()));
+        };
+        answer.truncate(end);
+        let (body, errno) = wire::split_answer(answer).map_err(|d| self.protocol(d))?;
+        if errno != 0 {
+            return Err(Error::DeviceErrno { interface: self.interface.clone(), op, errno });
         }
+        Ok(body)
     }
 
     async fn set(&self, text: String) -> Result<(), Error> {
@@ -96,8 +92,8 @@ impl WgDevice for UapiDevice {
     }
 
     async fn get(&self) -> Result<DeviceState, Error> {
-        let lines = self.request("get", "get=1\n\n").await?;
-        wire::parse_get(&lines).map_err(|d| self.protocol(d))
+        let body = self.request("get", "get=1\n\n").await?;
+        wire::parse_get(&body).map_err(|d| self.protocol(d))
     }
 
     async fn configure(&self, config: &InterfaceConfig) -> Result<(), Error> {

@@ -52,16 +52,27 @@ fn push_peer(out: &mut String, peer: &PeerConfig) {
     }
 }
 
-/// Reads the `errno=N` line that ends every answer (signed: wireguard-go sends negatives).
-pub(crate) fn parse_errno(value: &str) -> Result<i64, String> {
-    value.parse::<i64>().map_err(|_| format!("errno {value:?} is not a number"))
+/// Splits an answer (up to and without its final empty line) into its body and the errno of
+/// its last line, `errno=N` (signed: wireguard-go sends negative values).
+pub(crate) fn split_answer(answer: Vec<u8>) -> Result<(String, i64), String> {
+    let mut body = String::from_utf8(answer).map_err(|_| "the answer is not UTF-8".to_owned())?;
+    let without_newline = body.strip_suffix('\n').unwrap_or(&body);
+    let last_start = without_newline.rfind('\n').map_or(0, |i| i + 1);
+    let last = &without_newline[last_start..];
+    let value =
+        last.strip_prefix("errno=").ok_or_else(|| format!("the answer ends with {last:?}"))?;
+    let errno = value.parse::<i64>().map_err(|_| format!("errno {value:?} is not a number"))?;
+    body.truncate(last_start);
+    Ok((body, errno))
 }
 
 /// Parses the body of a `get` answer (every line before `errno=`).
-pub(crate) fn parse_get(lines: &[(String, String)]) -> Result<DeviceState, String> {
+pub(crate) fn parse_get(body: &str) -> Result<DeviceState, String> {
     let mut state = DeviceState { private_key: None, listen_port: 0, peers: Vec::new() };
     let mut peer: Option<PeerBuilder> = None;
-    for (key, value) in lines {
+    for line in body.lines() {
+        let (key, value) =
+            line.split_once('=').ok_or_else(|| format!("line {line:?} is not key=value"))?;
         let bad = |what: &str| format!("{key}={value}: {what}");
         if key == "public_key" {
             if let Some(done) = peer.take() {
@@ -72,7 +83,7 @@ pub(crate) fn parse_get(lines: &[(String, String)]) -> Result<DeviceState, Strin
             continue;
         }
         let Some(p) = peer.as_mut() else {
-            match key.as_str() {
+            match key {
                 "private_key" => {
                     let k = PrivateKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
                     // An all-zero private key means "none set".
@@ -84,7 +95,7 @@ pub(crate) fn parse_get(lines: &[(String, String)]) -> Result<DeviceState, Strin
             continue;
         };
         let number = || value.parse::<u64>().map_err(|_| bad("a number"));
-        match key.as_str() {
+        match key {
             "preshared_key" => {
                 p.status.config.preshared_key =
                     PresharedKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
@@ -153,13 +164,6 @@ impl PeerBuilder {
 mod tests {
     use super::*;
 
-    fn lines(text: &str) -> Vec<(String, String)> {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
-    }
-
     #[test]
     fn parses_a_wireguard_go_answer() {
         let peer = PrivateKey::generate().expect("rng").public_key();
@@ -172,7 +176,8 @@ mod tests {
             peer.to_hex(),
             PresharedKey::none_hex(),
         );
-        let state = parse_get(&lines(&text)).expect("parses");
+        let state = parse_get(&text).expect("parses");
+        assert!(parse_get("no equals sign").is_err());
         assert_eq!(state.listen_port, 51820);
         assert!(state.private_key.is_some());
         let p = &state.peers[0];
@@ -186,10 +191,14 @@ mod tests {
     }
 
     #[test]
-    fn errno_is_signed() {
-        assert_eq!(parse_errno("-22"), Ok(-22));
-        assert_eq!(parse_errno("0"), Ok(0));
-        assert!(parse_errno("x").is_err());
+    fn errno_is_signed_and_ends_the_answer() {
+        let split = |s: &str| split_answer(s.as_bytes().to_vec());
+        assert_eq!(split("errno=-22\n"), Ok((String::new(), -22)));
+        assert_eq!(split("errno=0\n"), Ok((String::new(), 0)));
+        assert_eq!(split("listen_port=1\nerrno=0\n"), Ok(("listen_port=1\n".to_owned(), 0)));
+        assert!(split("errno=x\n").is_err());
+        assert!(split("listen_port=1\n").is_err());
+        assert!(split_answer(vec![0xff, b'\n']).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `reconcile`: make the interface match the store by applying only the difference.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::Utc;
 
@@ -35,10 +35,14 @@ impl ReconcileReport {
 /// Whether the interface's peer matches the wanted one (endpoint and counters are the
 /// interface's own business; allowed IPs compare as a set).
 fn matches(have: &PeerConfig, want: &PeerConfig) -> bool {
-    let set = |c: &PeerConfig| c.allowed_ips.iter().map(|n| n.trunc()).collect::<BTreeSet<_>>();
+    // A peer has one or two prefixes: a quadratic subset test beats building sets.
+    let subset = |a: &PeerConfig, b: &PeerConfig| {
+        a.allowed_ips.iter().all(|x| b.allowed_ips.iter().any(|y| x.trunc() == y.trunc()))
+    };
     have.preshared_key == want.preshared_key
         && have.keepalive == want.keepalive
-        && set(have) == set(want)
+        && subset(have, want)
+        && subset(want, have)
 }
 
 impl VpnService {
