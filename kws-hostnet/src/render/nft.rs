@@ -195,12 +195,14 @@ fn net_family(net: &IpNet) -> &'static str {
 /// from the `dnat*` maps, masquerade and isolation from the tags of the rules (in rule order).
 /// Objects kws did not render are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "linux"), allow(dead_code))]
 pub(crate) struct NetfilterReadback {
     pub(crate) masquerade: Vec<Masquerade>,
     pub(crate) port_forwards: Vec<PortForward>,
     pub(crate) isolation: Option<PeerIsolation>,
 }
 
+#[cfg_attr(not(feature = "linux"), allow(dead_code))]
 impl NetfilterReadback {
     /// Reads the objects of `nft -j` output.
     pub(crate) fn from_json(listing: &serde_json::Value) -> Result<Self, String> {
