@@ -2,6 +2,8 @@
 //!
 //! `cargo run --example quickstart`. Each capability shows its part in a module of this folder.
 
+#[cfg(feature = "hostnet")]
+mod hostnet;
 #[cfg(feature = "ipam")]
 mod ipam;
 mod names;
@@ -17,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     names::show()?;
     #[cfg(feature = "ipam")]
     tokio::runtime::Runtime::new()?.block_on(ipam::show())?;
+    #[cfg(feature = "hostnet")]
+    hostnet::show()?;
     #[cfg(feature = "wg")]
     wg::show()?;
     #[cfg(feature = "proxy")]
