@@ -3,19 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::{
-    container::LogOutput,
-    exec::{CreateExecOptions, StartExecOptions, StartExecResults},
-};
+use bollard::container::LogOutput;
 use futures::StreamExt;
-use tokio::time::timeout_at;
+use tokio::{io::AsyncWriteExt, time::timeout_at};
 
 use super::{
     event::JobEvent,
     journal::Journal,
-    language::Language,
     queue::JobRequest,
-    sandbox::{BASE_ENV, JOB_USER, Sandbox, Sandboxes, WORK_DIR},
+    sandbox::{Armed, ArmedIo, Sandbox, Sandboxes, source_line},
     watcher::EventWatch,
 };
 
@@ -30,30 +26,6 @@ pub(crate) enum Aftermath {
 
 /// How long to wait for Docker's `oom` event after a SIGKILLed exit.
 const OOM_EVENT_WAIT: Duration = Duration::from_millis(200);
-
-/// The shell script that writes the source, compiles it if the language says so, and runs it
-/// with the job's stdin. Source and stdin arrive as `$1` and `$2`, never inside the script.
-pub(crate) fn job_script(language: &Language) -> String {
-    let file = shell_quote(&language.source_file);
-    let run = shell_words(&language.run);
-    let compile = language
-        .compile
-        .as_ref()
-        .map(|c| format!("{} </dev/null || exit $?\n", shell_words(c)))
-        .unwrap_or_default();
-    format!(
-        "cd {WORK_DIR} || exit 125\nprintf %s \"$1\" > {file} || exit 125\n{compile}\
-         if [ -n \"$2\" ]; then printf %s \"$2\" | {run}; else exec {run} </dev/null; fi"
-    )
-}
-
-fn shell_words(words: &[String]) -> String {
-    words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
-}
-
-fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
 
 /// Bytes a job may still print.
 #[derive(Debug)]
@@ -79,61 +51,28 @@ pub(crate) struct JobRun<'a> {
 }
 
 impl JobRun<'_> {
-    /// Runs `job` in `sandbox`, pushing `Started`, its output and its terminal event.
-    pub(crate) async fn run(
-        self,
-        language: &Language,
-        sandbox: &Sandbox,
-        job: &JobRequest,
-    ) -> Aftermath {
-        let docker = &self.sandboxes.docker;
-        let env = BASE_ENV.iter().map(|s| (*s).to_owned()).chain(language.env.iter().cloned());
-        let options = CreateExecOptions {
-            cmd: Some(vec![
-                "sh".to_owned(),
-                "-c".to_owned(),
-                job_script(language),
-                "kws-job".to_owned(),
-                job.source.clone(),
-                job.stdin.clone(),
-            ]),
-            user: Some(JOB_USER.to_owned()),
-            env: Some(env.collect()),
-            working_dir: Some(WORK_DIR.to_owned()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..CreateExecOptions::default()
+    /// Runs `job` in its armed `sandbox`, pushing `Started`, its output and its terminal
+    /// event.
+    pub(crate) async fn run(self, sandbox: &mut Sandbox, job: &JobRequest) -> Aftermath {
+        let Some(armed) = sandbox.armed.take() else {
+            return self.fail(job, "the sandbox was not armed".to_owned());
         };
+        let Armed { exec, io } = armed;
+        let ArmedIo { mut output, mut input } =
+            io.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
         let ooms_before = self.watch.ooms(&sandbox.id);
-        let exec = match docker.create_exec(&sandbox.id, options).await {
-            Ok(exec) => exec,
-            Err(err) => return self.fail(job, format!("creating the process: {err}")),
-        };
-        self.watch.expect_exec(&exec.id);
+        self.watch.expect_exec(&exec);
         let started = Instant::now();
         self.journal.push(job.id, JobEvent::Started);
         let deadline = tokio::time::Instant::from_std(started + job.limits.wall_time);
-        let aftermath = self.follow(sandbox, job, &exec.id, deadline, started, ooms_before).await;
-        self.watch.forget_exec(&exec.id);
-        aftermath
-    }
-
-    async fn follow(
-        self,
-        sandbox: &Sandbox,
-        job: &JobRequest,
-        exec: &str,
-        deadline: tokio::time::Instant,
-        started: Instant,
-        ooms_before: u64,
-    ) -> Aftermath {
-        let docker = &self.sandboxes.docker;
-        let start = StartExecOptions { detach: false, tty: false, output_capacity: None };
-        let mut output = match docker.start_exec(exec, Some(start)).await {
-            Ok(StartExecResults::Attached { output, .. }) => output,
-            Ok(StartExecResults::Detached) => return self.fail(job, "started detached".into()),
-            Err(err) => return self.fail(job, format!("starting the process: {err}")),
-        };
+        // The source line, then stdin, then end of input; a program that does not read its
+        // stdin must not hold up its own output, so this runs beside the output loop.
+        let mut feed = source_line(&job.source);
+        feed.extend_from_slice(job.stdin.as_bytes());
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(&feed).await;
+            let _ = input.shutdown().await;
+        });
         let mut budget = OutputBudget { left: job.limits.output_bytes };
         let ending = loop {
             let chunk = match timeout_at(deadline, output.next()).await {
@@ -158,15 +97,31 @@ impl JobRun<'_> {
         // Let go of the output first: Docker does not finish stopping a container while an
         // exec's output waits to be read.
         drop(output);
-        if let Some(event) = ending {
-            return self.kill(sandbox, job, event).await;
-        }
-        // Output closed; the program may still run (it can close its own stdout), so its end is
-        // what Docker says, bounded by the deadline like everything else.
+        writer.abort();
+        let aftermath = match ending {
+            Some(event) => self.kill(sandbox, job, event).await,
+            None => self.ended(sandbox, job, &exec, deadline, started, ooms_before).await,
+        };
+        self.watch.forget_exec(&exec);
+        aftermath
+    }
+
+    /// The output closed; the program may still run (it can close its own stdout), so its end
+    /// is what Docker says, bounded by the deadline like everything else.
+    async fn ended(
+        self,
+        sandbox: &mut Sandbox,
+        job: &JobRequest,
+        exec: &str,
+        deadline: tokio::time::Instant,
+        started: Instant,
+        ooms_before: u64,
+    ) -> Aftermath {
+        let docker = &self.sandboxes.docker;
         let inspected = docker.inspect_exec(exec).await.ok();
-        let code = match inspected
-            .and_then(|i| if i.running == Some(false) { i.exit_code } else { None })
-        {
+        let finished =
+            inspected.and_then(|i| if i.running == Some(false) { i.exit_code } else { None });
+        let code = match finished {
             Some(code) => code,
             None => match timeout_at(deadline, self.watch.exec_died(exec)).await {
                 Ok(code) => code,
@@ -204,7 +159,7 @@ impl JobRun<'_> {
     }
 
     /// Kills the sandbox first, then records why: when the event is seen, the program is gone.
-    async fn kill(self, sandbox: &Sandbox, job: &JobRequest, event: JobEvent) -> Aftermath {
+    async fn kill(self, sandbox: &mut Sandbox, job: &JobRequest, event: JobEvent) -> Aftermath {
         if let Err(err) = self.sandboxes.kill(sandbox).await {
             tracing::warn!(container = %sandbox.id, "killing an exec sandbox failed: {err}");
             // Removal (which the retirement does next) stops it even so.
@@ -227,17 +182,6 @@ fn failed(error: String) -> JobEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_script_quotes_the_language_and_never_holds_user_input() {
-        let mut language = Language::python3();
-        language.source_file = "it's.py".to_owned();
-        language.compile = Some(vec!["cc".into(), "-o".into(), "a b".into()]);
-        let script = job_script(&language);
-        assert!(script.contains(r"> 'it'\''s.py'"), "{script}");
-        assert!(script.contains("'cc' '-o' 'a b' </dev/null || exit $?"), "{script}");
-        assert!(script.contains("exec 'python3' '-I' '-S' '-u' 'main.py' </dev/null"), "{script}");
-    }
 
     #[test]
     fn the_output_budget_cuts_at_the_limit() {

@@ -1,7 +1,17 @@
 //! Sandbox containers: created hardened, killed, retired, and proven clean between jobs.
 
-use std::{collections::HashMap, sync::atomic::AtomicU64, sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    pin::Pin,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
+use bollard::container::LogOutput;
 use bollard::{
     Docker,
     exec::{CreateExecOptions, StartExecOptions, StartExecResults},
@@ -10,8 +20,9 @@ use bollard::{
         CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     },
 };
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kws_core::DnsLabel;
+use tokio::io::AsyncWrite;
 
 use super::{language::Language, limits::SandboxLimits};
 
@@ -36,11 +47,38 @@ pub(crate) const BASE_ENV: [&str; 4] =
 const WRITABLE: [&str; 5] = [WORK_DIR, "/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue"];
 
 /// One warm container of a language's pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Sandbox {
     pub(crate) id: String,
     pub(crate) language: DnsLabel,
+    /// The job's process, started ahead and waiting for its source (see [`Sandboxes::arm`]).
+    pub(crate) armed: Option<Armed>,
 }
+
+/// A fresh process in a sandbox that wiped and checked every writable path, said so, and now
+/// waits on its stdin for a job: one line with the source, then the job's stdin. Starting it
+/// ahead takes Docker's exec start off the job's latency.
+pub(crate) struct Armed {
+    pub(crate) exec: String,
+    /// Behind a mutex only so a `Sandbox` is `Sync`; it is taken out whole to run the job.
+    pub(crate) io: Mutex<ArmedIo>,
+}
+
+/// The armed process's output and input.
+pub(crate) struct ArmedIo {
+    pub(crate) output:
+        Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    pub(crate) input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+impl fmt::Debug for Armed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Armed").field("exec", &self.exec).finish_non_exhaustive()
+    }
+}
+
+/// What the armed process prints once the sandbox is proven empty.
+const READY: &[u8] = b"kws-ready\n";
 
 /// Makes and disposes of an engine's sandbox containers.
 #[derive(Debug)]
@@ -76,11 +114,8 @@ impl Sandboxes {
         format!("{ENGINE_LABEL}={}", self.engine)
     }
 
-    /// Creates and starts a hardened, idle container for `language`.
-    pub(crate) async fn create(
-        &self,
-        language: &Language,
-    ) -> Result<Sandbox, bollard::errors::Error> {
+    /// Creates and starts a hardened, idle container for `language`, and arms it.
+    pub(crate) async fn create(&self, language: &Language) -> Result<Sandbox, String> {
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let name = format!("kws-exec-{}-{}-{serial}", self.engine, language.name);
         let mut labels = self.labels.clone();
@@ -133,17 +168,28 @@ impl Sandboxes {
             ..ContainerCreateBody::default()
         };
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = self.docker.create_container(Some(options), body).await?;
-        let sandbox = Sandbox { id: created.id, language: language.name.clone() };
-        if let Err(err) = self
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| format!("creating {name}: {e}"))?;
+        let mut sandbox = Sandbox { id: created.id, language: language.name.clone(), armed: None };
+        let started = self
             .docker
             .start_container(&sandbox.id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
-        {
-            self.retire(&sandbox).await;
-            return Err(err);
+            .map_err(|e| format!("starting {name}: {e}"));
+        let armed = match started {
+            Ok(()) => self.arm(&mut sandbox, language).await,
+            Err(why) => Err(why),
+        };
+        match armed {
+            Ok(()) => Ok(sandbox),
+            Err(why) => {
+                self.retire(&mut sandbox).await;
+                Err(why)
+            }
         }
-        Ok(sandbox)
     }
 
     /// SIGKILLs every process of the sandbox at once. A sandbox that is already stopped or gone
@@ -158,7 +204,9 @@ impl Sandboxes {
 
     /// Kills and removes the container (with its tmpfs). Errors are logged, not returned: a
     /// leftover is found again by the engine's label at shutdown.
-    pub(crate) async fn retire(&self, sandbox: &Sandbox) {
+    pub(crate) async fn retire(&self, sandbox: &mut Sandbox) {
+        // Docker does not finish stopping a container while an exec's output waits.
+        sandbox.armed = None;
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         if let Err(err) = self.docker.remove_container(&sandbox.id, Some(options)).await
             && !already_gone(&err)
@@ -167,10 +215,9 @@ impl Sandboxes {
         }
     }
 
-    /// Proves the sandbox holds nothing of the last job: only process 1 (the idle `sleep`) is
-    /// left, then a fresh process wipes every writable path and checks each is empty and no
-    /// System V IPC object is left. `Err` says what is left; the caller then retires it.
-    pub(crate) async fn prove_clean(&self, sandbox: &Sandbox) -> Result<(), String> {
+    /// Proves no process of the last job is left: Docker (from outside the sandbox, by its
+    /// cgroup) lists only process 1, the idle `sleep`.
+    pub(crate) async fn processes_gone(&self, sandbox: &Sandbox) -> Result<(), String> {
         let top = self
             .docker
             .top_processes(&sandbox.id, None::<bollard::query_parameters::TopOptions>)
@@ -180,75 +227,159 @@ impl Sandboxes {
         if processes.len() != 1 {
             return Err(format!("{} processes left: {processes:?}", processes.len()));
         }
-        let script = wipe_script();
-        let (code, output) = self
-            .exec_collect(sandbox, vec!["sh".into(), "-c".into(), script], Duration::from_secs(5))
-            .await?;
-        if code != Some(0) || output != b"clean\n" {
-            return Err(format!(
-                "wipe exited {code:?}: {}",
-                String::from_utf8_lossy(&output).trim_end()
-            ));
-        }
         Ok(())
     }
 
-    /// Runs a short command of the engine's own in the sandbox and collects its output.
-    async fn exec_collect(
+    /// Starts the next job's process ahead of time. Call only on a fresh sandbox or after
+    /// `processes_gone`: nothing else runs in it, so nothing can tamper with that process. It
+    /// wipes every writable path, checks each is empty and no System V IPC object is left,
+    /// prints `kws-ready`, then waits for the source. `Err` says what was left.
+    pub(crate) async fn arm(
         &self,
-        sandbox: &Sandbox,
-        cmd: Vec<String>,
-        limit: Duration,
-    ) -> Result<(Option<i64>, Vec<u8>), String> {
+        sandbox: &mut Sandbox,
+        language: &Language,
+    ) -> Result<(), String> {
+        let env = BASE_ENV.iter().map(|s| (*s).to_owned()).chain(language.env.iter().cloned());
         let options = CreateExecOptions {
-            cmd: Some(cmd),
+            cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), armed_script(language)]),
             user: Some(JOB_USER.to_owned()),
-            env: Some(BASE_ENV.iter().map(|s| (*s).to_owned()).collect()),
-            working_dir: Some("/".to_owned()),
+            env: Some(env.collect()),
+            working_dir: Some(WORK_DIR.to_owned()),
+            attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             ..CreateExecOptions::default()
         };
-        let exec =
-            self.docker.create_exec(&sandbox.id, options).await.map_err(|e| e.to_string())?;
+        let exec = self
+            .docker
+            .create_exec(&sandbox.id, options)
+            .await
+            .map_err(|e| format!("creating the job process: {e}"))?;
         let start = StartExecOptions { detach: false, tty: false, output_capacity: None };
-        let collect = async {
-            let StartExecResults::Attached { mut output, .. } =
-                self.docker.start_exec(&exec.id, Some(start)).await.map_err(|e| e.to_string())?
-            else {
-                return Err("the exec started detached".to_owned());
-            };
-            let mut bytes = Vec::new();
-            while let Some(chunk) = output.next().await {
-                let chunk = chunk.map_err(|e| e.to_string())?;
-                if bytes.len() < 4096 {
-                    bytes.extend_from_slice(&chunk.into_bytes());
+        let StartExecResults::Attached { mut output, input } = self
+            .docker
+            .start_exec(&exec.id, Some(start))
+            .await
+            .map_err(|e| format!("starting the job process: {e}"))?
+        else {
+            return Err("the job process started detached".to_owned());
+        };
+        let mut said = Vec::new();
+        let ready = async {
+            while said.len() < READY.len() {
+                match output.next().await {
+                    Some(Ok(LogOutput::StdOut { message })) => said.extend_from_slice(&message),
+                    Some(Ok(other)) => said.extend_from_slice(&other.into_bytes()),
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => break,
                 }
             }
-            let inspect = self.docker.inspect_exec(&exec.id).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((inspect.exit_code, bytes))
+            Ok(())
         };
-        tokio::time::timeout(limit, collect)
-            .await
-            .map_err(|_| format!("no answer within {limit:?}"))?
+        match tokio::time::timeout(ARM_LIMIT, ready).await {
+            Ok(Ok(())) if said == READY => {
+                let io = Mutex::new(ArmedIo { output, input });
+                sandbox.armed = Some(Armed { exec: exec.id, io });
+                Ok(())
+            }
+            Ok(Ok(())) => Err(format!("not clean: {}", String::from_utf8_lossy(&said).trim_end())),
+            Ok(Err(e)) => Err(format!("reading the job process: {e}")),
+            Err(_) => Err(format!("the job process was not ready within {ARM_LIMIT:?}")),
+        }
     }
+}
+
+/// How long wiping and checking a sandbox may take.
+const ARM_LIMIT: Duration = Duration::from_secs(5);
+
+/// The armed process: wipe and check (only shell built-ins unless something is left), say
+/// ready, read the source line (`printf %b` escapes), write it, compile, run. `read` takes
+/// the line byte by byte, so the rest of stdin is the program's.
+fn armed_script(language: &Language) -> String {
+    let file = shell_quote(&language.source_file);
+    let run = shell_words(&language.run);
+    let compile = language
+        .compile
+        .as_ref()
+        .map(|c| format!("{} </dev/null || exit $?\n", shell_words(c)))
+        .unwrap_or_default();
+    format!(
+        "{wipe}\necho kws-ready\nIFS= read -r kws_source || exit 125\ncd {WORK_DIR} || exit 125\n\
+         printf %b \"$kws_source\" > {file} || exit 125\nunset kws_source\n{compile}exec {run}",
+        wipe = wipe_script()
+    )
+}
+
+/// Escapes a source for the armed process's `printf %b`: backslash and newline only (NUL is
+/// refused at submit), so the source fits on one line and comes back byte for byte.
+pub(crate) fn source_line(source: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(source.len() + 16);
+    for byte in source.bytes() {
+        match byte {
+            b'\\' => line.extend_from_slice(b"\\\\"),
+            b'\n' => line.extend_from_slice(b"\\n"),
+            other => line.push(other),
+        }
+    }
+    line.push(b'\n');
+    line
+}
+
+fn shell_words(words: &[String]) -> String {
+    words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// Wipes every writable path, then fails unless each is empty and no System V IPC object is
 /// left. Runs as the job's uid, so it can delete all the job made (after making it writable).
+/// Globs and `[` are built-ins: a clean sandbox is checked without starting a process.
 fn wipe_script() -> String {
     let dirs = WRITABLE.join(" ");
     format!(
         r#"for d in {dirs}; do
   [ -d "$d" ] || continue
-  chmod -R u+rwx "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
-  rm -rf "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
-  [ -z "$(ls -A "$d")" ] || {{ echo "left in $d: $(ls -A "$d" | head -c 200)"; exit 1; }}
+  for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then
+      chmod -R u+rwx "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
+      rm -rf "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
+      break
+    fi
+  done
+  for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then echo "left in $d: $f"; exit 1; fi
+  done
 done
 for f in shm sem msg; do
   [ -r /proc/sysvipc/$f ] || continue
-  [ "$(wc -l < /proc/sysvipc/$f)" -le 1 ] || {{ echo "System V $f objects left"; exit 1; }}
-done
-echo clean"#
+  {{ read -r _ && read -r _; }} < /proc/sysvipc/$f && {{ echo "System V $f objects left"; exit 1; }}
+done"#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_quotes_the_language_and_never_holds_user_input() {
+        let mut language = Language::python3();
+        language.source_file = "it's.py".to_owned();
+        language.compile = Some(vec!["cc".into(), "-o".into(), "a b".into()]);
+        let script = armed_script(&language);
+        assert!(script.contains(r"> 'it'\''s.py'"), "{script}");
+        assert!(script.contains("'cc' '-o' 'a b' </dev/null || exit $?"), "{script}");
+        assert!(
+            script.ends_with("exec 'python3' '-I' '-S' '-u' 'it'\\''s.py'")
+                || script.contains("exec 'python3'"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn source_lines_escape_backslash_and_newline_only() {
+        assert_eq!(source_line("a\\n\nb%s\\c"), b"a\\\\n\\nb%s\\\\c\n".to_vec());
+    }
 }

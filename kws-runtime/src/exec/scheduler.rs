@@ -236,7 +236,7 @@ impl Scheduler {
         let (shared, outbox) = (self.shared.clone(), self.outbox.upgrade());
         tokio::spawn(async move {
             let made = match shared.config.languages.get(&language) {
-                Some(config) => shared.sandboxes.create(config).await.map_err(|e| e.to_string()),
+                Some(config) => shared.sandboxes.create(config).await,
                 None => Err(format!("unknown language {language}")),
             };
             if let Some(outbox) = outbox {
@@ -245,10 +245,10 @@ impl Scheduler {
         });
     }
 
-    fn retire_later(&self, sandbox: Sandbox) {
+    fn retire_later(&self, mut sandbox: Sandbox) {
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            shared.sandboxes.retire(&sandbox).await;
+            shared.sandboxes.retire(&mut sandbox).await;
             shared.watch.forget_container(&sandbox.id);
         });
     }
@@ -310,24 +310,26 @@ impl Scheduler {
     }
 }
 
-/// Runs one delivered job, acks it, then proves its sandbox clean or retires it.
+/// Runs one delivered job, acks it, then re-arms its sandbox (after Docker shows no process
+/// of the job is left) or retires it.
 async fn work(
     shared: Arc<Shared>,
     outbox: mpsc::UnboundedSender<Message>,
     delivery: Delivery,
-    sandbox: Sandbox,
+    mut sandbox: Sandbox,
 ) {
     let job = &delivery.job;
+    let language = shared.config.languages.get(&job.language);
     // At-least-once delivery: a job that already ran is acked, not run again.
-    let aftermath = match shared.config.languages.get(&job.language) {
+    let aftermath = match language {
         _ if shared.journal.is_finished(job.id) => None,
-        Some(language) => {
+        Some(_) => {
             let run = JobRun {
                 sandboxes: &shared.sandboxes,
                 watch: &shared.watch,
                 journal: &shared.journal,
             };
-            Some(run.run(language, &sandbox, job).await)
+            Some(run.run(&mut sandbox, job).await)
         }
         None => {
             let error = format!("unknown language {}", job.language);
@@ -339,13 +341,17 @@ async fn work(
         tracing::warn!(job = %job.id, "acking a finished job: {err}");
     }
     let _ = outbox.send(Message::JobDone);
-    let reusable = match aftermath {
-        None => Ok(()),
-        Some(Aftermath::Retire) => Err("killed".to_owned()),
-        Some(Aftermath::ProveClean) if shared.closed.load(Ordering::SeqCst) => {
-            Err("shutting down".to_owned())
+    let reusable = match (aftermath, language) {
+        (None, _) => Ok(()),
+        (Some(Aftermath::Retire), _) => Err("killed".to_owned()),
+        _ if shared.closed.load(Ordering::SeqCst) => Err("shutting down".to_owned()),
+        (Some(Aftermath::ProveClean), None) => Err("unknown language".to_owned()),
+        (Some(Aftermath::ProveClean), Some(language)) => {
+            match shared.sandboxes.processes_gone(&sandbox).await {
+                Ok(()) => shared.sandboxes.arm(&mut sandbox, language).await,
+                Err(why) => Err(why),
+            }
         }
-        Some(Aftermath::ProveClean) => shared.sandboxes.prove_clean(&sandbox).await,
     };
     match reusable {
         Ok(()) => {
@@ -353,7 +359,7 @@ async fn work(
         }
         Err(why) => {
             tracing::debug!(container = %sandbox.id, "retiring an exec sandbox: {why}");
-            shared.sandboxes.retire(&sandbox).await;
+            shared.sandboxes.retire(&mut sandbox).await;
             shared.watch.forget_container(&sandbox.id);
             let _ = outbox.send(Message::Retired(sandbox.language));
         }
