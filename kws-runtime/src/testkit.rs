@@ -127,6 +127,61 @@ async fn read_note(rt: &dyn Runtime, key: &InstanceKey) -> String {
     out.expect("read").stdout_text()
 }
 
+/// `remove` keeps the workspace volume or deletes it, as asked: an instance created again under
+/// the same name finds its files only when the volume was kept.
+pub async fn remove_keeps_or_deletes_the_workspace(rt: &dyn Runtime, fx: &Fixture) {
+    let key = fx.key("reborn");
+    let cycle = |script: &'static str| {
+        let key = key.clone();
+        async move {
+            rt.create(fx.spec("reborn")).await.expect("create");
+            rt.start(&key).await.expect("start");
+            rt.exec(&key, sh(script)).await.expect("exec").stdout_text()
+        }
+    };
+    assert_eq!(cycle("echo v1 > /workspace/kept; cat /workspace/kept").await, "v1\n");
+    rt.remove(&key, VolumePolicy::Keep).await.expect("remove, keeping the volume");
+    assert_eq!(cycle("cat /workspace/kept").await, "v1\n", "the kept workspace is back");
+    rt.remove(&key, VolumePolicy::Delete).await.expect("remove, deleting the volume");
+    let fresh = cycle("cat /workspace/kept 2>/dev/null || echo none").await;
+    assert_eq!(fresh, "none\n", "a deleted workspace is gone");
+    rt.remove(&key, VolumePolicy::Delete).await.expect("remove");
+}
+
+/// `stop` ends a well-behaved instance at once, and kills one that ignores the termination
+/// signal after the timeout.
+pub async fn stop_is_graceful_then_kills(rt: &dyn Runtime, fx: &Fixture) {
+    let polite = fx.key("polite");
+    rt.create(fx.spec("polite")).await.expect("create");
+    rt.start(&polite).await.expect("start");
+    let t = Instant::now();
+    rt.stop(&polite, Some(Duration::from_secs(20))).await.expect("stop");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "a process that ends on SIGTERM: {:?}",
+        t.elapsed()
+    );
+    let state = rt.inspect(&polite).await.expect("inspect").state;
+    assert_ne!(state, InstanceState::Exited { code: 137 }, "it was not killed");
+
+    let stubborn = fx.key("stubborn");
+    let mut spec = fx.spec("stubborn");
+    let script = "trap '' TERM; while true; do sleep 0.2; done";
+    spec.command = Some(vec!["sh".into(), "-c".into(), script.into()]);
+    rt.create(spec).await.expect("create");
+    rt.start(&stubborn).await.expect("start");
+    let t = Instant::now();
+    rt.stop(&stubborn, Some(Duration::from_secs(2))).await.expect("stop");
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(1900), "it had its grace time: {took:?}");
+    assert!(took < Duration::from_secs(15), "then it was killed: {took:?}");
+    let state = rt.inspect(&stubborn).await.expect("inspect").state;
+    assert_eq!(state, InstanceState::Exited { code: 137 }, "killed by SIGKILL");
+    for key in [polite, stubborn] {
+        rt.remove(&key, VolumePolicy::Delete).await.expect("remove");
+    }
+}
+
 /// A redeploy whose new container does not start fails with `StartFailed` (or `ImageNotFound`)
 /// and leaves the old container running, untouched.
 pub async fn redeploy_failure_keeps_old(rt: &dyn Runtime, fx: &Fixture) {

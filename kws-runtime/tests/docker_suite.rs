@@ -29,6 +29,8 @@ macro_rules! both_ways {
 }
 
 both_ways!(
+    remove_keeps_or_deletes_the_workspace,
+    stop_is_graceful_then_kills,
     lifecycle,
     not_found,
     workspace_survives,

@@ -105,7 +105,7 @@ impl DockerRuntime {
             pids_limit: Some(resources.pids),
             cap_drop: Some(vec!["ALL".to_owned()]),
             cap_add: Some(self.config.cap_add.iter().map(|c| c.as_str().to_owned()).collect()),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
             privileged: Some(false),
             init: Some(true),
             readonly_rootfs: Some(spec.read_only_root),
