@@ -72,8 +72,8 @@ pub async fn cannot_read_pg_authid<P: DatabaseProvisioner + ?Sized>(p: &P) {
     drop_ok(p, &owner, &name).await;
 }
 
-/// A tenant cannot reach another tenant's tables, role, sessions or database, and the other
-/// tenant's data survives every attempt.
+/// A tenant cannot reach another tenant's tables, role, sessions or database, nor the
+/// server's files, and the other tenant's data survives every attempt.
 pub async fn cannot_reach_other_tenants_objects<P: DatabaseProvisioner + ?Sized>(p: &P) {
     let (alice, bob) = (unique_owner("objs"), unique_owner("objs"));
     let name = label("data");
@@ -101,6 +101,11 @@ pub async fn cannot_reach_other_tenants_objects<P: DatabaseProvisioner + ?Sized>
         format!("ALTER DATABASE {db} CONNECTION LIMIT 0"),
         format!("SELECT pg_terminate_backend({bob_pid})"),
         format!("SELECT pg_cancel_backend({bob_pid})"),
+        // The server's files hold every tenant's data.
+        "SELECT pg_read_file('PG_VERSION')".to_owned(),
+        "SELECT pg_ls_dir('base')".to_owned(),
+        "COPY (SELECT 1) TO PROGRAM 'true'".to_owned(),
+        "COPY (SELECT 1) TO '/tmp/kws-db-tenant-copy'".to_owned(),
     ];
     for sql in &denied {
         assert_eq!(refused(&mut conn, sql).await, INSUFFICIENT_PRIVILEGE, "{sql}");

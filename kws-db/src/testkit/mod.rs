@@ -1,4 +1,4 @@
-//! The conformance suite of [`DatabaseProvisioner`](crate::DatabaseProvisioner): `pub async fn`
+//! The conformance suite of [`DatabaseProvisioner`]: `pub async fn`
 //! checks that every backend's tests run, once on the backend itself and once through
 //! `Box<dyn DatabaseProvisioner>`. The checks connect as the tenant, over the URL `create`
 //! returns, so they prove what a tenant can and cannot do, not what the backend says.
