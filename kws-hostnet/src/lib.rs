@@ -21,7 +21,7 @@
 //! "#)?;
 //! let script = kws_hostnet::plan::render_apply(&state);
 //! assert!(script.contains("ip address replace 192.168.69.1/29 dev vmbr1"));
-//! assert!(script.contains("tcp dport 443 dnat ip to 192.168.69.2:443"));
+//! assert!(script.contains("elements = { tcp . 443 : 192.168.69.2 . 443 }"));
 //! # Ok::<(), kws_hostnet::StateError>(())
 //! ```
 

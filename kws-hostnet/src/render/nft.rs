@@ -46,14 +46,7 @@ pub fn render_batch(state: &HostNetState) -> String {
     }
     out.push_str("\t}\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
     for masq in &state.masquerade {
-        let _ = writeln!(
-            out,
-            "\t\t{} saddr {} oifname \"{}\" masquerade comment \"{}\"",
-            net_family(&masq.source),
-            masq.source,
-            masq.out_interface,
-            RuleTag::Masquerade(masq.clone())
-        );
+        masquerade_rule(&mut out, masq, "masquerade");
     }
     // Before the `filter` priority, so the conntrack mark is set when other tables look at it.
     out.push_str("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter - 1; policy accept;\n");
@@ -76,18 +69,23 @@ pub fn render_batch(state: &HostNetState) -> String {
         );
     }
     for masq in &state.masquerade {
-        let _ = writeln!(
-            out,
-            "\t\t{} saddr {} oifname \"{}\" {} comment \"{}\"",
-            net_family(&masq.source),
-            masq.source,
-            masq.out_interface,
-            MARK_ACCEPT,
-            RuleTag::Masquerade(masq.clone())
-        );
+        masquerade_rule(&mut out, masq, MARK_ACCEPT);
     }
     out.push_str("\t}\n}\n");
     out
+}
+
+/// A rule matching the flows of one masquerade item: the SNAT itself (`action` =
+/// `masquerade`) or its forward accept.
+fn masquerade_rule(out: &mut String, masq: &Masquerade, action: &str) {
+    let _ = writeln!(
+        out,
+        "\t\t{} saddr {} oifname \"{}\" {action} comment \"{}\"",
+        net_family(&masq.source),
+        masq.source,
+        masq.out_interface,
+        RuleTag::Masquerade(masq.clone())
+    );
 }
 
 /// The forwards that share an incoming interface and an address family.

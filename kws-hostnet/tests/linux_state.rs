@@ -1,0 +1,142 @@
+//! The Linux backend's bookkeeping against the real kernel, in namespaces this test makes: links
+//! and addresses converge, `current()` reads every item back, a foreign link is refused, and the
+//! plan backend's script gives the same host as the backend.
+
+mod common;
+
+use common::*;
+use kws_hostnet::{HostNetState, HostNetwork, LinuxHostNetwork};
+
+/// The plan backend's script, run by `sh` in one namespace, gives the same table and bridge as
+/// the Linux backend in another.
+#[test]
+fn the_plan_script_and_the_linux_backend_agree() {
+    let (Some(by_script), Some(by_backend)) =
+        (kws_testenv::Netns::new(), kws_testenv::Netns::new())
+    else {
+        return;
+    };
+    let state = router_state(true);
+    let script = kws_hostnet::plan::render_apply(&state);
+    let out = by_script.exec(["sh", "-c", &script]);
+    assert!(out.status.success(), "plan script failed: {}", String::from_utf8_lossy(&out.stderr));
+    let net = by_backend.enter(LinuxHostNetwork::new).expect("backend");
+    rt().block_on(net.apply(&state)).expect("apply");
+    let show = |ns: &kws_testenv::Netns| {
+        (
+            ns.run(["nft", "list", "ruleset"]),
+            ns.run(["ip", "-4", "-br", "addr", "show", "vmbr1"]),
+            ns.run(["ip", "-d", "link", "show", "vmbr1"]).contains("alias kws-hostnet"),
+            ns.run(["sysctl", "-n", "net.ipv4.ip_forward"]),
+        )
+    };
+    assert_eq!(show(&by_script), show(&by_backend));
+}
+
+/// A link with a managed bridge's name that is not a bridge is refused, and nothing changes.
+#[test]
+fn a_foreign_link_with_the_bridge_name_is_refused() {
+    let Some(topo) = Topology::new() else { return };
+    topo.router.run(["ip", "link", "add", "vmbr1", "type", "veth", "peer", "name", "vmbr1p"]);
+    let net = topo.backend();
+    let err = rt().block_on(net.apply(&router_state(true))).expect_err("must refuse");
+    assert!(
+        matches!(err, kws_hostnet::Error::ForeignLink { ref kind, .. } if kind == "veth"),
+        "{err}"
+    );
+    assert!(!topo.ruleset().contains("kws"), "nothing may change after a refusal");
+    assert!(topo.router.run(["ip", "-d", "link", "show", "vmbr1"]).contains("veth"));
+}
+
+/// `current()` reads back every kind of item: IPv6 addresses and forwards, forwards bound to an
+/// incoming interface (including a name with `.` and `-`), masquerade and isolation.
+#[test]
+fn current_reads_back_every_kind_of_item() {
+    let Some(ns) = kws_testenv::Netns::new() else { return };
+    let state = HostNetState::from_toml(
+        r#"
+        forwarding = { ipv4 = true, ipv6 = true }
+        [[bridges]]
+        name = "kws-br.0"
+        addresses = ["10.20.0.1/24", "fd00:20::1/64"]
+        [[bridges]]
+        name = "kwsbr1"
+        addresses = ["10.21.0.1/24"]
+        [[masquerade]]
+        source = "10.20.0.0/24"
+        out_interface = "eth0.10"
+        [[masquerade]]
+        source = "fd00:20::/64"
+        out_interface = "eth0"
+        [[port_forwards]]
+        protocol = "tcp"
+        in_interface = "eth0.10"
+        external_port = 8443
+        destination = "10.20.0.5"
+        destination_port = 443
+        [[port_forwards]]
+        protocol = "udp"
+        external_port = 8443
+        destination = "10.21.0.5"
+        destination_port = 53
+        [[port_forwards]]
+        protocol = "tcp"
+        external_port = 443
+        destination = "fd00:20::5"
+        destination_port = 8443
+        [isolation]
+        interface = "wg-kws"
+        [[isolation.peers]]
+        address = "10.8.0.2"
+        allowed = ["10.20.0.5/32", "10.21.0.0/24"]
+        [[isolation.peers]]
+        address = "fd00:8::2"
+        allowed = ["fd00:20::5/128"]
+        "#,
+    )
+    .expect("valid");
+    let net = ns.enter(LinuxHostNetwork::new).expect("backend");
+    let rt = rt();
+    rt.block_on(kws_hostnet::testkit::apply_read_reapply_teardown(&net, &state));
+    assert!(!ns.run(["nft", "list", "ruleset"]).contains("kws"));
+}
+
+/// Links and addresses are corrected when different: a stray address is removed, a downed
+/// bridge comes back up, a changed address is replaced, a bridge no longer declared is deleted,
+/// and a link kws does not own is left alone.
+#[test]
+fn links_and_addresses_are_corrected_when_different() {
+    let Some(ns) = kws_testenv::Netns::new() else { return };
+    ns.run(["ip", "link", "add", "other0", "type", "bridge"]);
+    let two = HostNetState::from_toml(
+        "[[bridges]]\nname = \"vmbr1\"\naddresses = [\"192.168.69.1/29\"]\n\
+         [[bridges]]\nname = \"kwsbr2\"\naddresses = [\"10.30.0.1/24\"]\n",
+    )
+    .expect("valid");
+    let net = ns.enter(LinuxHostNetwork::new).expect("backend");
+    let rt = rt();
+    let report = rt.block_on(net.apply(&two)).expect("apply");
+    assert_eq!((report.links_changed, report.addresses_changed), (2, 2));
+
+    ns.run(["ip", "addr", "add", "10.99.0.1/24", "dev", "vmbr1"]);
+    ns.run(["ip", "link", "set", "vmbr1", "down"]);
+    let report = rt.block_on(net.apply(&two)).expect("repair");
+    assert_eq!((report.links_changed, report.addresses_changed), (1, 1), "{report:?}");
+    let brief = ns.run(["ip", "-4", "-br", "addr", "show", "vmbr1"]);
+    assert!(brief.contains("192.168.69.1/29") && !brief.contains("10.99.0.1"), "{brief}");
+    assert!(ns.run(["ip", "link", "show", "vmbr1"]).contains(",UP"), "vmbr1 must be up again");
+
+    let one = HostNetState::from_toml(
+        "[[bridges]]\nname = \"vmbr1\"\naddresses = [\"192.168.70.1/29\"]\n",
+    )
+    .expect("valid");
+    let report = rt.block_on(net.apply(&one)).expect("change");
+    assert_eq!((report.links_changed, report.addresses_changed), (1, 2), "{report:?}");
+    let links = ns.run(["ip", "-br", "link"]);
+    assert!(!links.contains("kwsbr2"), "a bridge no longer declared must go:\n{links}");
+    assert!(links.contains("other0"), "a link kws does not own must stay:\n{links}");
+    let brief = ns.run(["ip", "-4", "-br", "addr", "show", "vmbr1"]);
+    assert!(brief.contains("192.168.70.1/29") && !brief.contains("192.168.69.1"), "{brief}");
+    rt.block_on(net.teardown()).expect("teardown");
+    assert!(ns.run(["ip", "-br", "link"]).contains("other0"));
+}
