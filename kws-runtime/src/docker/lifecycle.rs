@@ -47,7 +47,10 @@ impl DockerRuntime {
         let (net, created) = self.ensure_network(&spec.owner).await?;
         let mut made = Made { network: created.then(|| net.name.clone()), ..Made::default() };
         match self.create_parts(&spec, &key, image_user, &net, &mut made).await {
-            Ok(info) => Ok(info),
+            Ok(info) => {
+                tracing::info!(%key, address = %info.address, image = %info.image, "created");
+                Ok(info)
+            }
             Err(e) => {
                 self.take_back(&key, &net, made).await;
                 Err(e)
@@ -97,16 +100,27 @@ impl DockerRuntime {
         self.info_of(found)
     }
 
-    /// Undoes a failed `create`, newest first; keeps going after an error.
+    /// Undoes a failed `create`, newest first; keeps going after an error and logs it (the
+    /// caller reports the error that made it undo).
     async fn take_back(&self, key: &InstanceKey, net: &OwnerNetwork, made: Made) {
         if let Some(volume) = made.volume {
-            let _ = self.docker.remove_volume(&volume, None::<RemoveVolumeOptions>).await;
+            if let Err(e) = self.docker.remove_volume(&volume, None::<RemoveVolumeOptions>).await {
+                tracing::warn!(%key, %volume, error = %e, "undoing create: volume not removed");
+            }
         }
-        if let (Some(addr), Ok(holder)) = (made.lease, lease_owner(key)) {
-            let _ = self.release(&net.pool, addr, &holder).await;
+        if let Some(addr) = made.lease {
+            let released = match lease_owner(key) {
+                Ok(holder) => self.release(&net.pool, addr, &holder).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = released {
+                tracing::warn!(%key, %addr, error = %e, "undoing create: address not released");
+            }
         }
         if let Some(network) = made.network {
-            let _ = self.docker.remove_network(&network).await;
+            if let Err(e) = self.docker.remove_network(&network).await {
+                tracing::warn!(%key, %network, error = %e, "undoing create: network not removed");
+            }
         }
     }
 
@@ -179,6 +193,7 @@ impl DockerRuntime {
         if let Some(net) = &net {
             self.release(&net.pool, info.address, &lease_owner(key)?).await?;
         }
+        tracing::info!(%key, address = %info.address, ?volume, "removed");
         if volume == VolumePolicy::Delete {
             let options = RemoveVolumeOptions { force: true };
             match self.docker.remove_volume(&info.volume, Some(options)).await {

@@ -48,14 +48,20 @@ impl DockerRuntime {
         let temporary = self.lease(&net.pool, &holder).await?;
         let placement = Placement { network: &net, endpoint: temporary, address: old.address };
         if let Err(e) = self.start_next(key, &spec, image_user, &placement).await {
-            let _ = self.remove_container(&next_name(key)).await;
-            let _ = self.release(&net.pool, temporary, &holder).await;
+            tracing::warn!(%key, error = %e, "redeploy: the new container failed; the old one stays");
+            if let Err(undo) = self.remove_container(&next_name(key)).await {
+                tracing::warn!(%key, error = %undo, "redeploy: new container not removed");
+            }
+            if let Err(undo) = self.release(&net.pool, temporary, &holder).await {
+                tracing::warn!(%key, error = %undo, "redeploy: temporary address not released");
+            }
             return Err(e);
         }
         self.stop_container(&name, None).await?;
         self.remove_container(&name).await?;
         self.switch_next(key, &net, old.address).await?;
         self.release(&net.pool, temporary, &holder).await?;
+        tracing::info!(%key, address = %old.address, "redeployed");
         self.inspect(key).await
     }
 
