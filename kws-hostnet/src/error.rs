@@ -41,7 +41,8 @@ pub enum StateError {
         /// The destination address.
         destination: IpAddr,
     },
-    /// Two port forwards claim the same protocol and external port on overlapping interfaces.
+    /// Two port forwards claim the same address family, protocol and external port on
+    /// overlapping incoming interfaces.
     #[error("external port {protocol} {port} is forwarded twice")]
     DuplicateExternalPort {
         /// The protocol.

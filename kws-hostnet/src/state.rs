@@ -217,8 +217,10 @@ fn check_forwards(spec: &HostNetSpec) -> Result<(), StateError> {
             });
         }
         let clash = spec.port_forwards[..i].iter().any(|earlier| {
+            // IPv4 and IPv6 packets to the same port are different traffic.
             earlier.protocol == forward.protocol
                 && earlier.external_port == forward.external_port
+                && earlier.destination.is_ipv4() == forward.destination.is_ipv4()
                 && match (&earlier.in_interface, &forward.in_interface) {
                     (Some(a), Some(b)) => a == b,
                     _ => true,

@@ -283,3 +283,33 @@ async fn wait_for(mut check: impl FnMut() -> bool) {
     }
     panic!("condition not met within 5 s");
 }
+
+/// IPv6: with IPv6 forwarding on, tcp 443 to the host's IPv6 address reaches the VM's IPv6
+/// listener (the IPv6 map and accept set), next to the IPv4 forward of the same port.
+#[test]
+fn ipv6_dnat_reaches_the_vm() {
+    let Some(topo) = Topology::new() else { return };
+    for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+        topo.router.run(["sysctl", "-qw", key]);
+    }
+    topo.client.run(["ip", "-6", "addr", "add", "fd00:51::2/64", "dev", "cl0", "nodad"]);
+    topo.router.run(["ip", "-6", "addr", "add", "fd00:51::1/64", "dev", "up0", "nodad"]);
+    topo.vm.run(["ip", "-6", "addr", "add", "fd00:69::2/64", "dev", "vm0", "nodad"]);
+    topo.vm.run(["ip", "-6", "route", "add", "default", "via", "fd00:69::1"]);
+    let mut spec = router_spec(true);
+    spec.forwarding.ipv6 = true;
+    spec.bridges[0].addresses.push("fd00:69::1/64".parse().expect("net"));
+    let mut v6 = spec.port_forwards[0].clone();
+    v6.destination = "fd00:69::2".parse().expect("ip");
+    spec.port_forwards.push(v6);
+    let state = HostNetState::new(spec).expect("valid");
+    let net = topo.backend();
+    rt().block_on(net.apply(&state)).expect("apply");
+    topo.attach_vm();
+    let listener = tcp_listen(&topo.vm, sock("fd00:69::2", 443));
+    assert!(tcp_connect(&topo.client, sock("fd00:51::1", 443), PATIENCE), "IPv6 DNAT failed");
+    let (from, _) = tcp_accept(&listener, PATIENCE).expect("VM accepted");
+    assert_eq!(from.ip().to_string(), "fd00:51::2");
+    let back = rt().block_on(net.current()).expect("current");
+    assert_eq!(kws_hostnet::testkit::normalized(&back), kws_hostnet::testkit::normalized(&state));
+}

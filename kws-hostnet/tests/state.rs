@@ -98,6 +98,13 @@ fn a_duplicate_external_port_is_refused() {
         forward("udp", 443, "192.168.69.2", None)
     );
     assert!(HostNetState::new(spec(&text)).is_ok(), "tcp and udp 443 are different ports");
+    let dual = BASE.replace("\"192.168.69.1/29\"", "\"192.168.69.1/29\", \"fd00:69::1/64\"");
+    let text = format!(
+        "{dual}{}{}",
+        forward("tcp", 443, "192.168.69.2", None),
+        forward("tcp", 443, "fd00:69::2", None)
+    );
+    assert!(HostNetState::new(spec(&text)).is_ok(), "IPv4 and IPv6 443 are different ports");
 }
 
 #[test]
