@@ -1,4 +1,4 @@
-//! A small JSON-over-HTTP(S) client for the DNS providers' REST APIs.
+//! A small JSON-over-HTTP(S) client for REST APIs (DNS providers, Caddy's admin API).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -9,8 +9,6 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use serde_json::Value;
-
-use crate::tls::DnsError;
 
 /// JSON requests to one provider.
 #[derive(Clone)]
@@ -27,15 +25,19 @@ impl std::fmt::Debug for JsonClient {
 
 impl JsonClient {
     /// A client trusting the system's roots for `https://` URLs; `http://` works too.
-    pub(crate) fn new(provider: &'static str) -> Result<Self, DnsError> {
-        crate::tls::install_crypto_provider();
+    pub(crate) fn new(provider: &'static str) -> Result<Self, String> {
+        install_crypto_provider();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
-            .map_err(|e| DnsError::Transport { provider, what: format!("TLS roots: {e}") })?
+            .map_err(|e| format!("{provider}: TLS roots: {e}"))?
             .https_or_http()
             .enable_http1()
             .build();
-        Ok(Self { provider, client: Client::builder(TokioExecutor::new()).build(connector) })
+        // No idle connections kept: Caddy restarts its admin server on /load, and a DNS provider is
+        // called a few times per order.
+        let client =
+            Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
+        Ok(Self { provider, client })
     }
 
     /// Sends `body` (if any) to `url`; returns the status and the JSON answer (`Null` if the
@@ -46,8 +48,8 @@ impl JsonClient {
         url: &str,
         bearer: Option<&str>,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), DnsError> {
-        let transport = |what: String| DnsError::Transport { provider: self.provider, what };
+    ) -> Result<(StatusCode, Value), String> {
+        let transport = |what: String| format!("{}: {what}", self.provider);
         let mut request = Request::builder().method(method).uri(url);
         if let Some(token) = bearer {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -72,4 +74,9 @@ impl JsonClient {
             .to_bytes();
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
+}
+
+/// rustls needs one process-wide crypto provider; kws uses ring. Installing twice is harmless.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

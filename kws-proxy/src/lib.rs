@@ -10,6 +10,8 @@
 //!   serving. The operator adds `include <dir>/http.conf;` inside nginx's `http {}` block.
 //!   `nginx::LocalNginx` runs a private nginx (own prefix, loopback ports) for tests and
 //!   examples.
+//! - `caddy::CaddyProxy` (feature `caddy`): the same routes through Caddy's admin API; each
+//!   change is validated by Caddy with the whole new configuration and applied atomically.
 //! - `tls` (feature `acme`): `CertIssuer` (instant-acme) orders `*.<domain>` and `<domain>`,
 //!   answers DNS-01 through `Cloudflare` or `ChallTestSrv` (pebble's test DNS), stores key and
 //!   chain with mode 0600, renews within a configurable time of expiry and reloads nginx.
@@ -30,8 +32,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "caddy")]
+pub mod caddy;
 mod certfiles;
 mod error;
+#[cfg(any(feature = "acme", feature = "caddy"))]
+mod http;
 mod memory;
 #[cfg(feature = "nginx")]
 pub mod nginx;

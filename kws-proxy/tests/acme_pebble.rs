@@ -202,3 +202,53 @@ async fn the_renewal_loop_issues_when_due_and_stops_on_shutdown() {
         .expect("loop task");
     assert_eq!(issued, 1);
 }
+
+/// The same wildcard served by Caddy: issued through the Caddy backend's reload, then renewed.
+#[cfg(feature = "caddy")]
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcard_is_served_by_caddy_and_renewed() {
+    let Some(pebble) = Pebble::start() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = CertFiles { chain: tmp.path().join("chain.pem"), key: tmp.path().join("key.pem") };
+    // Caddy needs a certificate to load: a first one from pebble, without a reload target.
+    let config = IssuerConfig {
+        directory_url: pebble.directory.clone(),
+        acme_server_root: Some(pebble.tls_root.clone()),
+        domain: "example.test".parse().expect("domain"),
+        contact: vec![],
+        account_file: tmp.path().join("account.json"),
+        files: files.clone(),
+        renew_within: IssuerConfig::days(30),
+        propagation_delay: Duration::ZERO,
+        order_timeout: Duration::from_secs(60),
+    };
+    let dns = || Arc::new(ChallTestSrv::new(pebble.challtestsrv.clone()).expect("dns"));
+    let first = CertIssuer::new(config.clone(), dns(), None).issue().await.expect("issue");
+    let Some(caddy) = support::caddy::LocalCaddy::start(files.clone()) else { return };
+    let proxy = Arc::new(
+        kws_proxy::caddy::CaddyProxy::open(policy(), caddy.config.clone()).await.expect("open"),
+    );
+    let (a, b) = (upstream("alpha").await, upstream("beta").await);
+    let host = |l: &str| proxy.policy().host(&format!("{l}.example.test")).expect("host");
+    proxy.publish(Route::app(host("alpha"), a)).await.expect("publish alpha");
+    proxy.publish(Route::app(host("beta"), b)).await.expect("publish beta");
+    let root = pebble.root().await;
+    let https = caddy.config.https_listen;
+    for (name, expected) in [("alpha", "upstream alpha"), ("beta", "upstream beta")] {
+        let (ok, body) = https_get(&format!("{name}.example.test"), https, &root).await;
+        assert!(ok && body.contains(expected), "{name}: {body}");
+    }
+    assert_eq!(
+        normalize(&served_serial("alpha.example.test", https).await),
+        normalize(&first.serial)
+    );
+
+    let second = CertIssuer::new(config, dns(), Some(proxy.clone())).issue().await.expect("renew");
+    assert_ne!(normalize(&second.serial), normalize(&first.serial));
+    assert_eq!(
+        normalize(&served_serial("alpha.example.test", https).await),
+        normalize(&second.serial)
+    );
+    let (ok, body) = https_get("beta.example.test", https, &root).await;
+    assert!(ok && body.contains("upstream beta"), "routes survive the certificate reload: {body}");
+}

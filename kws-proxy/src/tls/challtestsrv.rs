@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use hyper::Method;
 use serde_json::json;
 
-use crate::tls::{ChallengeName, DnsError, DnsProvider, TxtRecord, http::JsonClient};
+use crate::{
+    http::JsonClient,
+    tls::{ChallengeName, DnsError, DnsProvider, TxtRecord},
+};
 
 const PROVIDER: &str = "pebble-challtestsrv";
 
@@ -23,13 +26,18 @@ impl ChallTestSrv {
     pub fn new(base: impl Into<String>) -> Result<Self, DnsError> {
         Ok(Self {
             base: base.into().trim_end_matches('/').to_string(),
-            client: JsonClient::new(PROVIDER)?,
+            client: JsonClient::new(PROVIDER)
+                .map_err(|what| DnsError::Transport { provider: PROVIDER, what })?,
         })
     }
 
     async fn post(&self, action: &'static str, body: serde_json::Value) -> Result<(), DnsError> {
         let url = format!("{}/{action}", self.base);
-        let (status, answer) = self.client.send(Method::POST, &url, None, Some(&body)).await?;
+        let (status, answer) = self
+            .client
+            .send(Method::POST, &url, None, Some(&body))
+            .await
+            .map_err(|what| DnsError::Transport { provider: PROVIDER, what })?;
         if status.is_success() {
             Ok(())
         } else {

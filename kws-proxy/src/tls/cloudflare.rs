@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::tls::{ChallengeName, DnsError, DnsProvider, TxtRecord, http::JsonClient};
+use crate::{
+    http::JsonClient,
+    tls::{ChallengeName, DnsError, DnsProvider, TxtRecord},
+};
 
 const PROVIDER: &str = "cloudflare";
 
@@ -37,7 +40,8 @@ impl Cloudflare {
             base: base.into().trim_end_matches('/').to_string(),
             token: token.into(),
             ttl: 120,
-            client: JsonClient::new(PROVIDER)?,
+            client: JsonClient::new(PROVIDER)
+                .map_err(|what| DnsError::Transport { provider: PROVIDER, what })?,
         })
     }
 
@@ -50,7 +54,11 @@ impl Cloudflare {
         missing_ok: bool,
     ) -> Result<(StatusCode, Value), DnsError> {
         let url = format!("{}{path}", self.base);
-        let (status, answer) = self.client.send(method, &url, Some(&self.token), body).await?;
+        let (status, answer) = self
+            .client
+            .send(method, &url, Some(&self.token), body)
+            .await
+            .map_err(|what| DnsError::Transport { provider: PROVIDER, what })?;
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(DnsError::Unauthorized { provider: PROVIDER, status: status.as_u16() });
         }

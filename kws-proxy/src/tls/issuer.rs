@@ -40,6 +40,14 @@ impl CertReload for crate::nginx::NginxProxy {
     }
 }
 
+#[cfg(feature = "caddy")]
+#[async_trait]
+impl CertReload for crate::caddy::CaddyProxy {
+    async fn reload_certificate(&self) -> Result<(), ProxyError> {
+        self.reload_certificate_files().await
+    }
+}
+
 /// What `CertIssuer` orders and where it keeps things.
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
@@ -146,7 +154,7 @@ impl CertIssuer {
 
     /// Orders a new certificate now, stores it and reloads the proxy.
     pub async fn issue(&self) -> Result<CertInfo, TlsError> {
-        crate::tls::install_crypto_provider();
+        crate::http::install_crypto_provider();
         let account = self.account().await?;
         let (key_pem, chain_pem) = self.order(&account).await?;
         store::store(&self.config.files, &key_pem, &chain_pem)?;

@@ -6,7 +6,6 @@
 mod challtestsrv;
 mod cloudflare;
 mod dns;
-mod http;
 mod issuer;
 mod store;
 
@@ -66,9 +65,4 @@ pub enum TlsError {
     /// The proxy could not load the new certificate.
     #[error("reloading the proxy after the new certificate: {0}")]
     Reload(#[source] crate::ProxyError),
-}
-
-/// rustls needs one process-wide crypto provider; kws uses ring. Installing twice is harmless.
-pub(crate) fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

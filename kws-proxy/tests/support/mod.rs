@@ -2,6 +2,8 @@
 //! nginx, and pebble with pebble-challtestsrv.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "caddy")]
+pub mod caddy;
 pub mod pebble;
 
 use std::{net::SocketAddr, path::PathBuf, process::Output, sync::Arc, time::Duration};

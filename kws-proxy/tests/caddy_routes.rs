@@ -1,0 +1,132 @@
+//! The Caddy backend against a real Caddy started by the test (admin API and listeners on
+//! loopback, data in a temporary folder).
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use kws_proxy::{ProxyWriter, Route, caddy::CaddyProxy, testkit};
+use support::{TestCa, caddy::LocalCaddy, https_get, policy, upstream};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Setup {
+    proxy: CaddyProxy,
+    caddy: LocalCaddy,
+    ca: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+async fn setup() -> Option<Setup> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = TestCa::new("kws test CA").leaf(
+        tmp.path(),
+        "wildcard",
+        &["*.example.test", "example.test"],
+    );
+    let caddy = LocalCaddy::start(certs)?;
+    let proxy = CaddyProxy::open(policy(), caddy.config.clone()).await.expect("open caddy proxy");
+    Some(Setup { proxy, caddy, ca: tmp.path().join("ca.pem"), _tmp: tmp })
+}
+
+fn host(s: &Setup, label: &str) -> kws_core::Hostname {
+    s.proxy.policy().host(&format!("{label}.example.test")).expect("host")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_direct_and_boxed() {
+    let Some(s) = setup().await else { return };
+    testkit::all(&s.proxy).await;
+    let Setup { proxy, caddy: _caddy, _tmp, .. } = s;
+    let boxed: Box<dyn ProxyWriter> = Box::new(proxy);
+    testkit::all(boxed.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_serves_redirects_and_unpublish_forgets() {
+    let Some(s) = setup().await else { return };
+    let up = upstream("one").await;
+    s.proxy.publish(Route::app(host(&s, "app"), up)).await.expect("publish");
+    let https = s.caddy.config.https_listen;
+    let (ok, body) = https_get("app.example.test", https, &s.ca).await;
+    // Caddy passes the Host header on as the client sent it (with the port).
+    assert!(ok && body.contains("upstream one host=app.example.test:"), "{body}");
+    assert!(body.contains("xfp=https xff=127.0.0.1 xfh=app.example.test"), "{body}");
+
+    let http = s.caddy.config.http_listen;
+    let out = support::curl(&[
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code} %{redirect_url}".into(),
+        "--resolve".into(),
+        format!("app.example.test:{}:127.0.0.1", http.port()),
+        format!("http://app.example.test:{}/x?y=1", http.port()),
+    ])
+    .await;
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(line, format!("308 https://app.example.test:{}/x?y=1", https.port()));
+
+    let status = |host: &'static str| {
+        let ca = s.ca.clone();
+        async move {
+            let out = support::curl(&[
+                "-o".into(),
+                "/dev/null".into(),
+                "-w".into(),
+                "%{http_code}".into(),
+                "--cacert".into(),
+                ca.display().to_string(),
+                "--resolve".into(),
+                format!("{host}:{}:127.0.0.1", https.port()),
+                format!("https://{host}:{}/", https.port()),
+            ])
+            .await;
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    assert_eq!(status("other.example.test").await, "404");
+    s.proxy.unpublish(&host(&s, "app")).await.expect("unpublish");
+    assert_eq!(status("app.example.test").await, "404");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_echo_through_an_ide_route() {
+    let Some(s) = setup().await else { return };
+    let up = upstream("ide").await;
+    s.proxy.publish(Route::ide(host(&s, "ide1"), up)).await.expect("publish ide");
+    let https = s.caddy.config.https_listen;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&s.ca).expect("ca");
+    roots.add(rustls::pki_types::pem::PemObject::from_pem_slice(&ca).expect("pem")).expect("root");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(https).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("ide1.example.test").expect("name");
+    let stream = connector.connect(name, tcp).await.expect("TLS to caddy");
+    let url = format!("wss://ide1.example.test:{}/ws", https.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.expect("upgrade");
+    ws.send(Message::text("hello")).await.expect("send");
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("reply in time")
+        .expect("a frame")
+        .expect("a message");
+    assert_eq!(reply, Message::text("echo hello"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_change_leaves_the_table_as_it_was() {
+    let Some(mut s) = setup().await else { return };
+    let up = upstream("kept").await;
+    s.proxy.publish(Route::app(host(&s, "kept"), up)).await.expect("publish");
+    s.caddy.stop();
+    let err = s.proxy.publish(Route::app(host(&s, "lost"), up)).await;
+    assert!(matches!(err, Err(kws_proxy::ProxyError::Reload { .. })), "{err:?}");
+    let err = s.proxy.unpublish(&host(&s, "kept")).await;
+    assert!(matches!(err, Err(kws_proxy::ProxyError::Reload { .. })), "{err:?}");
+    let routes = s.proxy.routes().await.expect("routes");
+    assert_eq!(routes, vec![Route::app(host(&s, "kept"), up)]);
+}

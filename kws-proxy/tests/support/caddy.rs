@@ -1,0 +1,79 @@
+//! A private Caddy (Debian's `caddy`) with its admin API and data on loopback and in a
+//! temporary folder.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use kws_proxy::{CertFiles, caddy::CaddyConfig};
+
+pub struct LocalCaddy {
+    child: Child,
+    pub config: CaddyConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalCaddy {
+    pub fn start(certificate: CertFiles) -> Option<Self> {
+        if Command::new("caddy")
+            .arg("version")
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            return kws_testenv::unavailable(
+                "caddy",
+                "caddy is not installed (Debian package caddy)",
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<TcpListener> =
+            (0..3).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind")).collect();
+        let port = |i: usize| ports[i].local_addr().expect("addr").port();
+        let (admin, http, https) = (port(0), port(1), port(2));
+        drop(ports);
+        let base = dir.path().join("base.json");
+        let json = serde_json::json!({"admin": {"listen": format!("127.0.0.1:{admin}")}});
+        std::fs::write(&base, json.to_string()).expect("base config");
+        let mut child = Command::new("caddy")
+            .args(["run", "--config"])
+            .arg(&base)
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .stdout(std::fs::File::create(dir.path().join("caddy.log")).expect("log"))
+            .stderr(std::fs::File::create(dir.path().join("caddy.err")).expect("log"))
+            .spawn()
+            .expect("start caddy");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, admin)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("caddy exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "caddy admin API did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let config = CaddyConfig {
+            admin: format!("http://127.0.0.1:{admin}"),
+            http_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, http)),
+            https_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, https)),
+            certificate,
+        };
+        Some(Self { child, config, _dir: dir })
+    }
+}
+
+impl LocalCaddy {
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalCaddy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
