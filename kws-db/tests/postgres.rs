@@ -119,6 +119,14 @@ async fn the_role_has_only_login_and_the_server_keeps_only_scram() {
     let creds = testkit::create_ok(&p, &owner, &name).await;
     assert_eq!(creds.role, format!("kws_{owner}_{name}"));
     assert_eq!((creds.host.as_str(), creds.port), ("127.0.0.1", 55432));
+    let admin_url = url::Url::parse(fx.admin_url()).expect("admin URL");
+    let admin_password = admin_url.password().filter(|p| p.len() >= 4).map(str::to_owned);
+    for shown in [format!("{p:?}"), format!("{creds:?}")] {
+        assert!(!shown.contains(creds.password.expose()), "{shown}");
+        if let Some(secret) = &admin_password {
+            assert!(!shown.contains(secret.as_str()), "{shown}");
+        }
+    }
     let mut admin = fx.admin().await;
     let role = sqlx::query(
         "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, \

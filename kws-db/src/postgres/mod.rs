@@ -34,7 +34,7 @@ mod lock;
 mod scram;
 mod server;
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use kws_core::{DnsLabel, OwnerId};
 use sqlx::{
@@ -97,7 +97,7 @@ pub(crate) fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) ->
 ///
 /// Build it with [`PostgresProvisioner::builder`]; building applies the catalogue's migrations
 /// (schema `kws_db` of the admin database).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresProvisioner {
     pool: PgPool,
     admin: PgConnectOptions,
@@ -109,7 +109,7 @@ pub struct PostgresProvisioner {
 }
 
 /// Settings of a [`PostgresProvisioner`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresProvisionerBuilder {
     admin: PgConnectOptions,
     tenant_endpoint: Option<(String, u16)>,
@@ -117,6 +117,43 @@ pub struct PostgresProvisionerBuilder {
     connection_limit: u32,
     pool_size: u32,
     fault: Option<(CreateStep, bool)>,
+}
+
+/// The admin connection as `user@host:port/database`: never its password.
+fn admin_target(admin: &PgConnectOptions) -> String {
+    format!(
+        "{}@{}:{}/{}",
+        admin.get_username(),
+        admin.get_host(),
+        admin.get_port(),
+        admin.get_database().unwrap_or("")
+    )
+}
+
+impl fmt::Debug for PostgresProvisioner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresProvisioner")
+            .field("admin", &admin_target(&self.admin))
+            .field("tenant_host", &self.tenant_host)
+            .field("tenant_port", &self.tenant_port)
+            .field("quota", &self.quota)
+            .field("connection_limit", &self.connection_limit)
+            .field("fault", &self.fault)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for PostgresProvisionerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresProvisionerBuilder")
+            .field("admin", &admin_target(&self.admin))
+            .field("tenant_endpoint", &self.tenant_endpoint)
+            .field("quota", &self.quota)
+            .field("connection_limit", &self.connection_limit)
+            .field("pool_size", &self.pool_size)
+            .field("fault", &self.fault)
+            .finish()
+    }
 }
 
 impl PostgresProvisioner {

@@ -20,6 +20,10 @@ impl Fixture {
         self.db.url().parse().expect("admin URL")
     }
 
+    pub(crate) fn admin_url(&self) -> &str {
+        self.db.url()
+    }
+
     pub(crate) fn admin_database(&self) -> &str {
         self.db.name()
     }
