@@ -44,12 +44,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("--watch") => {
             let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage());
             let report = rt.block_on(network.apply(&state))?;
-            println!("kws-hostnet: applied {} ({report:?}); watching every {secs} s", path.display());
+            println!(
+                "kws-hostnet: applied {} ({report:?}); watching every {secs} s",
+                path.display()
+            );
             let stats = rt.block_on(reconcile::reconcile_loop(
                 &network,
                 &state,
                 Duration::from_secs(secs.max(1)),
                 shutdown_signal(),
+                |pass| match pass {
+                    Ok(report) if report.changed_nothing() => {}
+                    Ok(report) => eprintln!("kws-hostnet: host drifted, re-applied ({report:?})"),
+                    Err(e) => eprintln!("kws-hostnet: reconcile pass failed: {e}"),
+                },
             ));
             println!("kws-hostnet: stopped ({stats:?})");
         }

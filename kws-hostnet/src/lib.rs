@@ -2,6 +2,19 @@
 //! addresses over rtnetlink, forwarding sysctls, and every netfilter rule in kws's own nftables
 //! table, changed in one atomic batch; a plan backend renders the same as a script.
 //!
+//! How the pieces fit:
+//! - [`HostNetState`] is the whole desired state, validated as a whole when it is built
+//!   ([`StateError`] names the bad value), saved and loaded as a TOML or JSON state file.
+//! - [`HostNetwork`] converges a host to it: [`LinuxHostNetwork`] (feature `linux`) and
+//!   [`PlanHostNetwork`] (always on; renders `ip`/`sysctl`/`nft`/`iptables` commands).
+//! - Netfilter lives in `table inet kws` only, replaced by one `nft -f` transaction. Port
+//!   forwards are elements of maps (one DNAT rule and one accept rule per address family and
+//!   incoming interface), so 1,000 forwards cost one hash lookup per packet. Every flow kws
+//!   accepts gets the conntrack bit [`CONNMARK`]; when Docker's `DOCKER-USER` chain exists,
+//!   one rule there ([`DOCKER_USER_RULE`]) lets exactly those flows past Docker's drop policy.
+//! - [`reconcile::reconcile_loop`] re-applies on a timer; an unchanged re-apply reads only the
+//!   nftables ruleset generation, so the table comes back quickly after `nft flush ruleset`.
+//!
 //! ```
 //! use kws_hostnet::{HostNetState, HostNetwork, PlanHostNetwork};
 //!

@@ -4,7 +4,7 @@
 
 use std::{future::Future, time::Duration};
 
-use crate::{HostNetState, HostNetwork};
+use crate::{ApplyReport, Error, HostNetState, HostNetwork};
 
 /// What a reconcile loop did before it stopped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,7 +18,8 @@ pub struct ReconcileStats {
     pub failures: u64,
 }
 
-/// Applies `desired` now and then every `every`, until `shutdown` completes.
+/// Applies `desired` now and then every `every`, until `shutdown` completes. `observe` sees the
+/// result of every pass (for a log line or a metric); pass `|_| {}` when not needed.
 ///
 /// # Contract
 /// Relies on `apply` being idempotent and cheap when nothing changed (one table listing and one
@@ -29,6 +30,7 @@ pub async fn reconcile_loop(
     desired: &HostNetState,
     every: Duration,
     shutdown: impl Future<Output = ()>,
+    mut observe: impl FnMut(&Result<ApplyReport, Error>),
 ) -> ReconcileStats {
     let mut stats = ReconcileStats::default();
     let mut ticks = tokio::time::interval(every);
@@ -40,7 +42,9 @@ pub async fn reconcile_loop(
             _ = ticks.tick() => {}
         }
         stats.passes += 1;
-        match network.apply(desired).await {
+        let result = network.apply(desired).await;
+        observe(&result);
+        match result {
             Ok(report) if report.changed_nothing() => {}
             Ok(report) => {
                 stats.repairs += 1;

@@ -254,6 +254,7 @@ fn reconcile_loop_restores_the_table_after_a_flush() {
             async {
                 let _ = stopped.await;
             },
+            |pass| assert!(pass.is_ok(), "reconcile pass failed: {pass:?}"),
         );
         let probe = async {
             wait_for(|| topo.ruleset().contains("table inet kws")).await;
