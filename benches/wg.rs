@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench wg --features wg,ipam`
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::{
     sync::{
         Arc,
@@ -95,6 +98,28 @@ fn reconcile_10k(c: &mut Criterion) {
             }
         })
     });
+    // The same 10,000 peers through the `wg` tool (the floor set by wireguard-go itself),
+    // measured in the same run so that the ratio holds whatever the machine's load.
+    let conf = std::env::temp_dir().join(format!("{interface}.conf"));
+    let peers = rt.block_on(vpn.store().list(&vpn.settings().interface)).expect("list");
+    std::fs::write(&conf, setconf_text(&peers)).expect("write the wg setconf file");
+    let wg = |args: &[&str]| {
+        let out = std::process::Command::new("wg").args(args).output().expect("run wg");
+        assert!(out.status.success(), "wg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let conf_path = conf.to_str().expect("utf-8 path");
+    group.bench_function("baseline: wg setconf, from an empty interface", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                rt.block_on(device.replace_peers(&[])).expect("empty the interface");
+                let start = Instant::now();
+                wg(&["setconf", &interface, conf_path]);
+                total += start.elapsed();
+            }
+            total
+        })
+    });
     rt.block_on(vpn.reconcile()).expect("reconcile");
     group.bench_function("nothing changed", |b| {
         b.to_async(&rt).iter(|| async {
@@ -102,9 +127,25 @@ fn reconcile_10k(c: &mut Criterion) {
             assert!(report.is_noop());
         })
     });
+    group
+        .bench_function("baseline: wg show dump", |b| b.iter(|| wg(&["show", &interface, "dump"])));
     group.finish();
+    let _ = std::fs::remove_file(&conf);
     drop(running);
     let _ = std::fs::remove_file(format!("/var/run/wireguard/{interface}.sock"));
+}
+
+/// The peers as a `wg setconf` file.
+fn setconf_text(peers: &[kws::wg::Peer]) -> String {
+    let mut text = String::new();
+    for peer in peers {
+        text.push_str(&format!("[Peer]\nPublicKey = {}\n", peer.public_key));
+        if let Some(psk) = &peer.preshared_key {
+            text.push_str(&format!("PresharedKey = {}\n", psk.to_base64()));
+        }
+        text.push_str(&format!("AllowedIPs = {}/32\n", peer.ipv4));
+    }
+    text
 }
 
 criterion_group!(benches, add_device, reconcile_10k);

@@ -125,3 +125,21 @@ async fn the_qr_code_decodes_to_the_config_and_the_terminal_form_matches_it() {
     assert!(top_left_dark, "the finder pattern starts after the quiet zone");
     assert_eq!(first_code_row, Some(' '), "dark modules are blank on a dark terminal");
 }
+
+#[tokio::test]
+async fn the_reconcile_timer_takes_expired_peers_off() {
+    let (vpn, device) = service().await;
+    let vpn = Arc::new(vpn);
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    let request = DeviceRequest::parse("erin", "temp", None).expect("ok").expires_at(soon);
+    let temp = vpn.add_device(request).await.expect("add");
+    let keep = vpn.add_device(DeviceRequest::parse("erin", "keep", None).expect("ok")).await;
+    let keep = keep.expect("add");
+    assert_eq!(device.get().await.expect("get").peers.len(), 2);
+    let _timer = vpn.reconcile_every(std::time::Duration::from_millis(100));
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let left: Vec<_> =
+        device.get().await.expect("get").peers.into_iter().map(|p| p.config.public_key).collect();
+    assert_eq!(left, vec![keep.peer.public_key], "the expired peer left, the other stayed");
+    assert!(vpn.store().get(&temp.peer.public_key).await.expect("get").is_some());
+}

@@ -9,7 +9,7 @@ mod supervisor;
 pub use reconcile::ReconcileReport;
 pub use request::{DeviceRequest, NewDevice, PeerView};
 pub use settings::VpnSettings;
-pub use supervisor::Supervisor;
+pub use supervisor::{ReconcileTimer, Supervisor};
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 

@@ -25,7 +25,38 @@ struct Status {
 
 const RESTART_DELAY: Duration = Duration::from_millis(200);
 
+/// A background task that reconciles on a timer; stops when dropped.
+#[derive(Debug)]
+pub struct ReconcileTimer {
+    task: JoinHandle<()>,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl VpnService {
+    /// Reconciles now and then every `every`, for a device whose process is run by someone
+    /// else (the supervisor does this itself). Expired peers leave the interface on the next
+    /// tick.
+    pub fn reconcile_every(self: &Arc<Self>, every: Duration) -> ReconcileTimer {
+        let service = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let mut timer = tokio::time::interval(every);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                if let Err(e) = service.reconcile().await {
+                    let interface = &service.settings().interface;
+                    tracing::error!(%interface, error = %e, "periodic reconcile failed");
+                }
+            }
+        });
+        ReconcileTimer { task }
+    }
+
     /// Supervises `launcher`'s interface: starts it, reconciles, then reconciles every `every`
     /// (which also takes expired peers off) and restarts and reconciles it whenever it dies.
     pub fn supervise(self: &Arc<Self>, launcher: WireguardGo, every: Duration) -> Supervisor {
