@@ -140,3 +140,28 @@ fn links_and_addresses_are_corrected_when_different() {
     rt.block_on(net.teardown()).expect("teardown");
     assert!(ns.run(["ip", "-br", "link"]).contains("other0"));
 }
+
+/// A hand edit inside kws's table is undone by the next apply, while a change elsewhere in the
+/// ruleset (a new generation, same kws table) leaves the table as it is.
+#[test]
+fn a_hand_edit_of_the_kws_table_is_undone() {
+    let Some(ns) = kws_testenv::Netns::new() else { return };
+    let state = HostNetState::from_toml(include_str!("../data/hand_setup.toml")).expect("valid");
+    let net = ns.enter(LinuxHostNetwork::new).expect("backend");
+    let rt = rt();
+    rt.block_on(net.apply(&state)).expect("apply");
+    let listing = || ns.run(["nft", "list", "table", "inet", "kws"]);
+    let original = listing();
+
+    ns.run(["nft", "add", "table", "ip", "elsewhere"]);
+    let report = rt.block_on(net.apply(&state)).expect("apply after a foreign change");
+    assert!(report.changed_nothing(), "{report:?}");
+
+    ns.run(["nft", "flush", "chain", "inet", "kws", "forward"]);
+    ns.run(["nft", "delete", "element", "inet", "kws", "dnat4_any", "{ tcp . 443 }"]);
+    assert_ne!(listing(), original);
+    let report = rt.block_on(net.apply(&state)).expect("repair");
+    assert!(report.netfilter_replaced);
+    assert_eq!(listing(), original);
+    assert!(ns.run(["nft", "list", "tables"]).contains("table ip elsewhere"));
+}
