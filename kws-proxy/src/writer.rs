@@ -27,8 +27,10 @@ pub trait ProxyWriter: Send + Sync + Debug + 'static {
     /// The domain and upstream subnets this writer accepts.
     fn policy(&self) -> &RoutePolicy;
 
-    /// Publishes `route`.
-    async fn publish(&self, route: Route) -> Result<(), ProxyError>;
+    /// Publishes `route`: a batch of one.
+    async fn publish(&self, route: Route) -> Result<(), ProxyError> {
+        self.publish_all(vec![route]).await
+    }
 
     /// Publishes every route of `routes`, or none of them.
     async fn publish_all(&self, routes: Vec<Route>) -> Result<(), ProxyError>;

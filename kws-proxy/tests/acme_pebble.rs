@@ -42,17 +42,8 @@ async fn setup(renew_within: Duration) -> Option<Setup> {
     let proxy =
         Arc::new(NginxProxy::open(policy(), nginx.config().clone()).await.expect("open proxy"));
     let dns = ChallTestSrv::new(pebble.challtestsrv.clone()).expect("challtestsrv client");
-    let config = IssuerConfig {
-        directory_url: pebble.directory.clone(),
-        acme_server_root: Some(pebble.tls_root.clone()),
-        domain: "example.test".parse().expect("domain"),
-        contact: vec!["mailto:ops@example.test".into()],
-        account_file: tmp.path().join("tls/account.json"),
-        files: files.clone(),
-        renew_within,
-        propagation_delay: Duration::ZERO,
-        order_timeout: Duration::from_secs(60),
-    };
+    let mut config = pebble.issuer_config(&tmp.path().join("tls"), files.clone());
+    config.renew_within = renew_within;
     let issuer = CertIssuer::new(config, Arc::new(dns), Some(proxy.clone()));
     Some(Setup { issuer, proxy, nginx, pebble, files, _tmp: tmp })
 }
@@ -211,17 +202,7 @@ async fn wildcard_is_served_by_caddy_and_renewed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let files = CertFiles { chain: tmp.path().join("chain.pem"), key: tmp.path().join("key.pem") };
     // Caddy needs a certificate to load: a first one from pebble, without a reload target.
-    let config = IssuerConfig {
-        directory_url: pebble.directory.clone(),
-        acme_server_root: Some(pebble.tls_root.clone()),
-        domain: "example.test".parse().expect("domain"),
-        contact: vec![],
-        account_file: tmp.path().join("account.json"),
-        files: files.clone(),
-        renew_within: IssuerConfig::days(30),
-        propagation_delay: Duration::ZERO,
-        order_timeout: Duration::from_secs(60),
-    };
+    let config = pebble.issuer_config(tmp.path(), files.clone());
     let dns = || Arc::new(ChallTestSrv::new(pebble.challtestsrv.clone()).expect("dns"));
     let first = CertIssuer::new(config.clone(), dns(), None).issue().await.expect("issue");
     let Some(caddy) = support::caddy::LocalCaddy::start(files.clone()) else { return };

@@ -3,12 +3,8 @@
 
 mod support;
 
-use std::time::Duration;
-
-use futures::{SinkExt, StreamExt};
 use kws_proxy::{ProxyWriter, Route, caddy::CaddyProxy, testkit};
 use support::{TestCa, caddy::LocalCaddy, https_get, policy, upstream};
-use tokio_tungstenite::tungstenite::Message;
 
 struct Setup {
     proxy: CaddyProxy,
@@ -54,17 +50,7 @@ async fn publish_serves_redirects_and_unpublish_forgets() {
     assert!(body.contains("xfp=https xff=127.0.0.1 xfh=app.example.test"), "{body}");
 
     let http = s.caddy.config.http_listen;
-    let out = support::curl(&[
-        "-o".into(),
-        "/dev/null".into(),
-        "-w".into(),
-        "%{http_code} %{redirect_url}".into(),
-        "--resolve".into(),
-        format!("app.example.test:{}:127.0.0.1", http.port()),
-        format!("http://app.example.test:{}/x?y=1", http.port()),
-    ])
-    .await;
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = support::redirect_of("app.example.test", http, "/x?y=1").await;
     assert_eq!(line, format!("308 https://app.example.test:{}/x?y=1", https.port()));
 
     let status = |host: &'static str| {
@@ -97,24 +83,7 @@ async fn websocket_echo_through_an_ide_route() {
     s.proxy.publish(Route::ide(host(&s, "ide1"), up)).await.expect("publish ide");
     let https = s.caddy.config.https_listen;
 
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(&s.ca).expect("ca");
-    roots.add(rustls::pki_types::pem::PemObject::from_pem_slice(&ca).expect("pem")).expect("root");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
-    let tcp = tokio::net::TcpStream::connect(https).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("ide1.example.test").expect("name");
-    let stream = connector.connect(name, tcp).await.expect("TLS to caddy");
-    let url = format!("wss://ide1.example.test:{}/ws", https.port());
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.expect("upgrade");
-    ws.send(Message::text("hello")).await.expect("send");
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("reply in time")
-        .expect("a frame")
-        .expect("a message");
-    assert_eq!(reply, Message::text("echo hello"));
+    support::websocket_echo("ide1.example.test", https, &s.ca, &["hello", "second message"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,7 +18,7 @@ use axum::{
 };
 use kws_proxy::{
     CertFiles,
-    tls::{CertIssuer, ChallengeName, Cloudflare, DnsError, DnsProvider, IssuerConfig},
+    tls::{CertIssuer, ChallengeName, Cloudflare, DnsError, DnsProvider},
 };
 use serde_json::{Value, json};
 
@@ -228,17 +228,9 @@ async fn issues_a_wildcard_through_cloudflare_with_pebble() {
     let Some(pebble) = support::pebble::Pebble::start() else { return };
     let (base, fake) = fake_cloudflare(Some(pebble.challtestsrv.clone())).await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let config = IssuerConfig {
-        directory_url: pebble.directory.clone(),
-        acme_server_root: Some(pebble.tls_root.clone()),
-        domain: "example.test".parse().expect("domain"),
-        contact: vec![],
-        account_file: tmp.path().join("account.json"),
-        files: CertFiles { chain: tmp.path().join("chain.pem"), key: tmp.path().join("key.pem") },
-        renew_within: IssuerConfig::days(30),
-        propagation_delay: Duration::from_millis(10),
-        order_timeout: Duration::from_secs(60),
-    };
+    let files = CertFiles { chain: tmp.path().join("chain.pem"), key: tmp.path().join("key.pem") };
+    let mut config = pebble.issuer_config(tmp.path(), files);
+    config.propagation_delay = Duration::from_millis(10);
     let cf = Cloudflare::new(base, TOKEN).expect("client");
     let info = CertIssuer::new(config, Arc::new(cf), None).issue().await.expect("issue");
     assert!(info.names.contains(&"*.example.test".to_string()), "{:?}", info.names);

@@ -4,10 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use kws_proxy::{CheckStage, ProxyError, ProxyWriter, Route, testkit};
 use support::{Fixture, https_get, route_files, upstream, wait_served};
-use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_direct_and_boxed() {
@@ -37,17 +35,7 @@ async fn publish_serves_redirects_and_unpublish_forgets() {
 
     // Plain HTTP redirects to HTTPS on the same host.
     let http = fx.nginx.http_addr();
-    let out = support::curl(&[
-        "-o".into(),
-        "/dev/null".into(),
-        "-w".into(),
-        "%{http_code} %{redirect_url}".into(),
-        "--resolve".into(),
-        format!("app.example.test:{}:127.0.0.1", http.port()),
-        format!("http://app.example.test:{}/x?y=1", http.port()),
-    ])
-    .await;
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = support::redirect_of("app.example.test", http, "/x?y=1").await;
     assert_eq!(line, format!("308 https://app.example.test:{}/x?y=1", https.port()));
 
     // A host nobody published gets no route (TLS refused), before and after unpublish.
@@ -69,29 +57,7 @@ async fn websocket_echo_through_an_ide_route() {
     let https = fx.nginx.https_addr();
     wait_served("ide1.example.test", https, &fx.ca, "upstream ide").await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(&fx.ca).expect("ca");
-    let der = rustls::pki_types::pem::PemObject::from_pem_slice(&ca).expect("ca pem");
-    roots.add(der).expect("add root");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
-    let tcp = tokio::net::TcpStream::connect(https).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("ide1.example.test").expect("name");
-    let stream = connector.connect(name, tcp).await.expect("TLS to nginx");
-    let url = format!("wss://ide1.example.test:{}/ws", https.port());
-    let (mut ws, response) = tokio_tungstenite::client_async(url, stream).await.expect("upgrade");
-    assert_eq!(response.status(), 101);
-    for text in ["hello", "second message"] {
-        ws.send(Message::text(text)).await.expect("send");
-        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("reply in time")
-            .expect("a frame")
-            .expect("a message");
-        assert_eq!(reply, Message::text(format!("echo {text}")));
-    }
-    ws.close(None).await.expect("close");
+    support::websocket_echo("ide1.example.test", https, &fx.ca, &["hello", "second message"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -144,10 +144,6 @@ impl ProxyWriter for NginxProxy {
         &self.policy
     }
 
-    async fn publish(&self, route: Route) -> Result<(), ProxyError> {
-        self.publish_all(vec![route]).await
-    }
-
     async fn publish_all(&self, routes: Vec<Route>) -> Result<(), ProxyError> {
         let mut table = self.routes.lock().await;
         let fresh = RouteTable::new(&self.policy, &table).admit(routes)?;

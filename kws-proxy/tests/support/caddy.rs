@@ -2,9 +2,8 @@
 //! temporary folder.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpListener},
     process::{Child, Command},
-    time::{Duration, Instant},
 };
 
 use kws_proxy::{CertFiles, caddy::CaddyConfig};
@@ -47,14 +46,7 @@ impl LocalCaddy {
             .stderr(std::fs::File::create(dir.path().join("caddy.err")).expect("log"))
             .spawn()
             .expect("start caddy");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, admin)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("caddy exited: {status}");
-            }
-            assert!(Instant::now() < deadline, "caddy admin API did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_port(admin, &mut child, "caddy admin API");
         let config = CaddyConfig {
             admin: format!("http://127.0.0.1:{admin}"),
             http_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, http)),

@@ -144,6 +144,64 @@ pub async fn wait_served(
     }
 }
 
+/// `curl http://<host>:<port><path>` without following: `"<status> <Location>"`.
+pub async fn redirect_of(host: &str, http: SocketAddr, path: &str) -> String {
+    let out = curl(&[
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code} %{redirect_url}".into(),
+        "--resolve".into(),
+        format!("{host}:{}:127.0.0.1", http.port()),
+        format!("http://{host}:{}{path}", http.port()),
+    ])
+    .await;
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Opens `wss://<host>:<port>/ws` through `addr` trusting `ca`, sends each text and expects the
+/// upstream's echo back.
+pub async fn websocket_echo(host: &str, addr: SocketAddr, ca: &std::path::Path, texts: &[&str]) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).expect("ca");
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem).expect("ca pem");
+    roots.add(der).expect("add root");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).expect("name");
+    let stream = connector.connect(name, tcp).await.expect("TLS to the proxy");
+    let url = format!("wss://{host}:{}/ws", addr.port());
+    let (mut ws, response) = tokio_tungstenite::client_async(url, stream).await.expect("upgrade");
+    assert_eq!(response.status(), 101);
+    for text in texts {
+        ws.send(Message::text(*text)).await.expect("send");
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("reply in time")
+            .expect("a frame")
+            .expect("a message");
+        assert_eq!(reply, Message::text(format!("echo {text}")));
+    }
+    ws.close(None).await.expect("close");
+}
+
+/// Waits until something listens on loopback `port`; panics if `child` exits first.
+pub fn wait_port(port: u16, child: &mut std::process::Child, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited: {status}");
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The files of kws's route folder, sorted.
 pub fn route_files(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("routes"))

@@ -2,13 +2,12 @@
 //! loopback ports with a TLS certificate made here (the package ships none).
 
 use std::{
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    net::{Ipv4Addr, TcpListener},
     path::PathBuf,
     process::{Child, Command},
-    time::{Duration, Instant},
 };
 
-use super::TestCa;
+use super::{TestCa, wait_port};
 
 /// A running pebble and challtestsrv; both killed on drop.
 pub struct Pebble {
@@ -28,17 +27,6 @@ fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<TcpListener> =
         (0..N).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind")).collect();
     std::array::from_fn(|i| listeners[i].local_addr().expect("addr").port())
-}
-
-fn wait_port(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 impl Pebble {
@@ -126,6 +114,29 @@ impl Pebble {
         let path = self.dir.path().join("roots.pem");
         std::fs::write(&path, out.stdout).expect("write root");
         path
+    }
+}
+
+#[cfg(feature = "acme")]
+impl Pebble {
+    /// An issuer configuration for `example.test` against this pebble: account in
+    /// `dir/account.json`, certificate in `files`, renewal 30 days before expiry.
+    pub fn issuer_config(
+        &self,
+        dir: &std::path::Path,
+        files: kws_proxy::CertFiles,
+    ) -> kws_proxy::tls::IssuerConfig {
+        kws_proxy::tls::IssuerConfig {
+            directory_url: self.directory.clone(),
+            acme_server_root: Some(self.tls_root.clone()),
+            domain: "example.test".parse().expect("domain"),
+            contact: vec!["mailto:ops@example.test".into()],
+            account_file: dir.join("account.json"),
+            files,
+            renew_within: kws_proxy::tls::IssuerConfig::days(30),
+            propagation_delay: std::time::Duration::ZERO,
+            order_timeout: std::time::Duration::from_secs(60),
+        }
     }
 }
 
