@@ -165,3 +165,20 @@ fn a_hand_edit_of_the_kws_table_is_undone() {
     assert_eq!(listing(), original);
     assert!(ns.run(["nft", "list", "tables"]).contains("table ip elsewhere"));
 }
+
+/// Teardown keeps going after an error and returns every error it met: a link marked as kws's
+/// that the kernel refuses to delete (`lo`) does not stop the table and the bridge from going.
+#[test]
+fn teardown_keeps_going_and_returns_every_error() {
+    let Some(ns) = kws_testenv::Netns::new() else { return };
+    let state = HostNetState::from_toml(include_str!("../data/hand_setup.toml")).expect("valid");
+    let net = ns.enter(LinuxHostNetwork::new).expect("backend");
+    let rt = rt();
+    rt.block_on(net.apply(&state)).expect("apply");
+    ns.run(["ip", "link", "set", "lo", "alias", "kws-hostnet"]);
+    let errors = rt.block_on(net.teardown()).expect_err("deleting lo must fail");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert!(errors.to_string().contains("delete lo"), "{errors}");
+    assert!(!ns.run(["nft", "list", "ruleset"]).contains("kws"), "the table must still go");
+    assert!(!ns.run(["ip", "-br", "link"]).contains("vmbr1"), "the bridge must still go");
+}
