@@ -18,7 +18,9 @@ pub use instance::{
     ExecOutput, ExecRequest, Health, InstanceInfo, InstanceKey, InstanceState, InstanceStats,
     LogLine, LogOptions, LogSource, Redeploy, VolumePolicy,
 };
-pub use spec::{ImageRef, InstanceSpec, Mount, MountSource, Resources, UserId, WORKSPACE_PATH};
+pub use spec::{
+    HealthCheck, ImageRef, InstanceSpec, Mount, MountSource, Resources, UserId, WORKSPACE_PATH,
+};
 
 use std::{fmt::Debug, time::Duration};
 

@@ -1,6 +1,6 @@
 //! What an instance is made of: `InstanceSpec`, its image, resources, user and mounts.
 
-use std::{collections::BTreeMap, fmt, str::FromStr};
+use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
 
 use kws_core::{InstanceId, OwnerId};
 
@@ -48,6 +48,10 @@ pub struct InstanceSpec {
     /// More mounts beside the workspace.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// A command whose success means the instance is healthy; `inspect` reports the verdict and
+    /// `redeploy` waits for a healthy new container before it removes the old one.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
     /// Privileged mode: always refused.
     #[serde(default)]
     pub privileged: bool,
@@ -74,6 +78,7 @@ impl InstanceSpec {
             user: None,
             read_only_root: false,
             mounts: Vec::new(),
+            health_check: None,
             privileged: false,
             host_network: false,
             host_pid: false,
@@ -96,6 +101,9 @@ impl InstanceSpec {
         }
         if let Some(command) = &self.command {
             check_command("command", command)?;
+        }
+        if let Some(check) = &self.health_check {
+            check.validate()?;
         }
         check_env(&self.env)?;
         let mut ports: Vec<u16> = self.app_ports.clone();
@@ -185,6 +193,37 @@ impl Resources {
         if !(Self::MIN_PIDS..=max.pids).contains(&self.pids) {
             let why = range(Self::MIN_PIDS.to_string(), max.pids.to_string());
             return Err(Error::invalid("resources.pids", self.pids, why));
+        }
+        Ok(())
+    }
+}
+
+/// A health check: `command` runs every `interval` inside the instance; exit code 0 is healthy,
+/// and `retries` failures in a row (or runs longer than `timeout`) are unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthCheck {
+    /// Program and arguments (no shell unless the program is one).
+    pub command: Vec<String>,
+    /// Time between runs, from 100 ms to one hour.
+    pub interval: Duration,
+    /// Longest run, from 100 ms to ten minutes.
+    pub timeout: Duration,
+    /// Failures in a row that make it unhealthy, 1 to 100.
+    pub retries: u32,
+}
+
+impl HealthCheck {
+    fn validate(&self) -> Result<(), Error> {
+        check_command("health_check.command", &self.command)?;
+        let ms = Duration::from_millis;
+        if !(ms(100)..=Duration::from_secs(3600)).contains(&self.interval) {
+            return Err(Error::invalid("health_check.interval", self.interval, "100 ms to 1 h"));
+        }
+        if !(ms(100)..=Duration::from_secs(600)).contains(&self.timeout) {
+            return Err(Error::invalid("health_check.timeout", self.timeout, "100 ms to 10 min"));
+        }
+        if !(1..=100).contains(&self.retries) {
+            return Err(Error::invalid("health_check.retries", self.retries, "1 to 100"));
         }
         Ok(())
     }

@@ -182,6 +182,55 @@ pub async fn stop_is_graceful_then_kills(rt: &dyn Runtime, fx: &Fixture) {
     }
 }
 
+/// The health check's verdict shows in `inspect`, and a redeploy whose new container turns
+/// unhealthy fails and leaves the old one running.
+pub async fn health_is_reported_and_gates_redeploy(rt: &dyn Runtime, fx: &Fixture) {
+    let key = fx.key("checked");
+    let mut spec = fx.spec("checked");
+    spec.env.insert("MODE".into(), "good".into());
+    let probe = "test \"$MODE\" = good && test -f /workspace/ready";
+    spec.health_check = Some(crate::HealthCheck {
+        command: vec!["sh".into(), "-c".into(), probe.into()],
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_secs(2),
+        retries: 2,
+    });
+    rt.create(spec).await.expect("create");
+    rt.start(&key).await.expect("start");
+    let health_by = |want: crate::Health| async move {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let health = rt.inspect(&fx.key("checked")).await.expect("inspect").health;
+            if health == Some(want) || Instant::now() > deadline {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(health_by(crate::Health::Unhealthy).await, Some(crate::Health::Unhealthy));
+    rt.exec(&key, sh("touch /workspace/ready")).await.expect("exec");
+    assert_eq!(health_by(crate::Health::Healthy).await, Some(crate::Health::Healthy));
+    let old = rt.inspect(&key).await.expect("inspect");
+
+    let bad = Redeploy {
+        env: Some([("MODE".to_owned(), "bad".to_owned())].into()),
+        ..Redeploy::default()
+    };
+    let r = rt.redeploy(&key, bad).await;
+    assert!(matches!(r, Err(Error::StartFailed { .. })), "an unhealthy new container: {r:?}");
+    let now = rt.inspect(&key).await.expect("inspect");
+    assert_eq!((now.container_id, now.state), (old.container_id, InstanceState::Running));
+    let good = Redeploy {
+        env: Some(
+            [("MODE".to_owned(), "good".to_owned()), ("V".to_owned(), "2".to_owned())].into(),
+        ),
+        ..Redeploy::default()
+    };
+    let redeployed = rt.redeploy(&key, good).await.expect("a healthy new container");
+    assert_eq!(redeployed.health, Some(crate::Health::Healthy), "it was healthy before the switch");
+    rt.remove(&key, VolumePolicy::Delete).await.expect("remove");
+}
+
 /// A redeploy whose new container does not start fails with `StartFailed` (or `ImageNotFound`)
 /// and leaves the old container running, untouched.
 pub async fn redeploy_failure_keeps_old(rt: &dyn Runtime, fx: &Fixture) {

@@ -29,6 +29,7 @@ macro_rules! both_ways {
 }
 
 both_ways!(
+    health_is_reported_and_gates_redeploy,
     remove_keeps_or_deletes_the_workspace,
     stop_is_graceful_then_kills,
     lifecycle,

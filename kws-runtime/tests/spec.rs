@@ -129,3 +129,30 @@ fn configuration_is_checked() {
     c.extra_labels.insert("kws.test".into(), "1".into());
     assert!(c.validate().is_ok(), "test labels are allowed");
 }
+
+#[test]
+fn health_checks_are_bounded() {
+    use kws_runtime::HealthCheck;
+    use std::time::Duration;
+    let check = |command: Vec<&str>, interval_ms, timeout_ms, retries| {
+        let mut s = spec();
+        s.health_check = Some(HealthCheck {
+            command: command.into_iter().map(String::from).collect(),
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            retries,
+        });
+        s.validate(&MAX).map_err(|e| match e {
+            Error::InvalidSpec { field, .. } => field,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        })
+    };
+    assert_eq!(check(vec!["true"], 1000, 1000, 3), Ok(()));
+    assert_eq!(check(vec![], 1000, 1000, 3), Err("health_check.command"));
+    assert_eq!(check(vec!["a\0"], 1000, 1000, 3), Err("health_check.command"));
+    assert_eq!(check(vec!["true"], 99, 1000, 3), Err("health_check.interval"));
+    assert_eq!(check(vec!["true"], 3_600_001, 1000, 3), Err("health_check.interval"));
+    assert_eq!(check(vec!["true"], 1000, 600_001, 3), Err("health_check.timeout"));
+    assert_eq!(check(vec!["true"], 1000, 1000, 0), Err("health_check.retries"));
+    assert_eq!(check(vec!["true"], 1000, 1000, 101), Err("health_check.retries"));
+}

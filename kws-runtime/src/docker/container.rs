@@ -5,8 +5,8 @@ use std::{collections::HashMap, net::Ipv4Addr};
 use bollard::{
     models::{
         ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-        EndpointIpamConfig, EndpointSettings, HealthStatusEnum, HostConfig, HostConfigLogConfig,
-        Mount as EngineMount, MountTypeEnum, NetworkingConfig, RestartPolicy,
+        EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
+        HostConfigLogConfig, Mount as EngineMount, MountTypeEnum, NetworkingConfig, RestartPolicy,
         RestartPolicyNameEnum,
     },
     query_parameters::InspectContainerOptions,
@@ -138,8 +138,17 @@ impl DockerRuntime {
             aliases: Some(vec![spec.name.to_string()]),
             ..Default::default()
         };
+        let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let healthcheck = spec.health_check.as_ref().map(|check| HealthConfig {
+            test: Some(std::iter::once("CMD".to_owned()).chain(check.command.clone()).collect()),
+            interval: Some(nanos(check.interval)),
+            timeout: Some(nanos(check.timeout)),
+            retries: Some(i64::from(check.retries)),
+            ..Default::default()
+        });
         Ok(ContainerCreateBody {
             hostname: Some(spec.name.to_string()),
+            healthcheck,
             user,
             image: Some(self.image_of(spec).to_string()),
             cmd: spec.command.clone(),

@@ -8,8 +8,8 @@
 
 use bollard::{
     models::{
-        ContainerInspectResponse, EndpointIpamConfig, EndpointSettings, NetworkConnectRequest,
-        NetworkDisconnectRequest,
+        ContainerInspectResponse, EndpointIpamConfig, EndpointSettings, HealthStatusEnum,
+        NetworkConnectRequest, NetworkDisconnectRequest,
     },
     query_parameters::{
         CreateContainerOptions, ListContainersOptions, RenameContainerOptions,
@@ -89,14 +89,35 @@ impl DockerRuntime {
             return Err(failed(e.to_string()));
         }
         tokio::time::sleep(self.config.redeploy_settle).await;
-        let found = self.find_container(key, &next).await?;
+        // With a health check, wait for its verdict (bounded by what the check itself allows).
+        let verdict_by = spec
+            .health_check
+            .as_ref()
+            .map(|c| tokio::time::Instant::now() + (c.interval + c.timeout) * (c.retries + 1));
+        let found = loop {
+            let found = self.find_container(key, &next).await?;
+            let state = found.state.as_ref();
+            let running = state.and_then(|s| s.running) == Some(true)
+                && found.restart_count.unwrap_or(0) == 0;
+            let health = state.and_then(|s| s.health.as_ref()).and_then(|h| h.status);
+            match (running, health, verdict_by) {
+                (true, None | Some(HealthStatusEnum::HEALTHY | HealthStatusEnum::NONE), _) => {
+                    return Ok(());
+                }
+                (true, Some(HealthStatusEnum::STARTING), Some(by))
+                    if tokio::time::Instant::now() < by =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                _ => break found,
+            }
+        };
         let state = found.state.clone().unwrap_or_default();
-        if state.running == Some(true) && found.restart_count.unwrap_or(0) == 0 {
-            return Ok(());
-        }
+        let health = state.health.as_ref().and_then(|h| h.status);
         let mut reason = format!(
-            "status {:?}, exit code {}, restarts {}",
+            "status {:?}, health {:?}, exit code {}, restarts {}",
             state.status.map(|s| s.to_string()).unwrap_or_default(),
+            health.map(|h| h.to_string()).unwrap_or_default(),
             state.exit_code.unwrap_or(0),
             found.restart_count.unwrap_or(0)
         );
