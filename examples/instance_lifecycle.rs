@@ -74,8 +74,8 @@ async fn walk(rt: &DockerRuntime, owner: &OwnerId, key: &InstanceKey) -> anyhow:
     let redeployed = rt.redeploy(key, change).await?;
     println!(
         "redeployed: container {} -> {}, address {} -> {}",
-        &info.container_id[..12],
-        &redeployed.container_id[..12],
+        info.container_id.get(..12).unwrap_or(&info.container_id),
+        redeployed.container_id.get(..12).unwrap_or(&redeployed.container_id),
         info.address,
         redeployed.address
     );

@@ -48,8 +48,9 @@ pub type LogStream = BoxStream<'static, Result<LogLine, Error>>;
 /// - `stop` asks the instance to end and kills it after the timeout.
 /// - The workspace volume (at `WORKSPACE_PATH`) survives `stop`, `restart` and `redeploy`.
 /// - `redeploy` keeps owner, name, workspace and address; the new container is started before
-///   the old one is removed, and when the new one fails to start the old one is left running and
-///   the call fails with `StartFailed` (or `ImageNotFound`) and nothing else changes.
+///   the old one is removed, and when the new one fails to start, exits, or (with a health check)
+///   turns unhealthy, the old one is left running, the call fails with `StartFailed` (or
+///   `ImageNotFound`) and nothing else changes.
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + Debug + 'static {
     /// Creates the instance (stopped). `AlreadyExists` when the owner has one of that name.
