@@ -88,7 +88,11 @@ impl NginxProxy {
             }
             while let Some(joined) = checks.join_next().await {
                 let result = joined.unwrap_or_else(|e| {
-                    Err(ProxyError::Reload { output: format!("check task failed: {e}") })
+                    Err(ProxyError::Rejected {
+                        host: chunk[0].0.clone(),
+                        stage: CheckStage::RouteAlone,
+                        output: format!("the check of this batch did not finish: {e}"),
+                    })
                 });
                 if let Err(e) = result {
                     failure.get_or_insert(e);
