@@ -28,65 +28,27 @@
 //! it must also be able to `SET ROLE` to each role it creates (for `CREATE DATABASE ... OWNER`),
 //! which PostgreSQL 16 gives with `createrole_self_grant = 'set'`.
 
+mod builder;
 mod catalogue;
 mod ident;
 mod lock;
 mod scram;
 mod server;
+mod step;
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use kws_core::{DnsLabel, OwnerId};
-use sqlx::{
-    Connection, Executor, PgConnection, PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::{PgConnection, PgPool, postgres::PgConnectOptions};
 
 use crate::{Credentials, DatabaseInfo, DatabaseProvisioner, Error, Password};
+pub use builder::PostgresProvisionerBuilder;
+use builder::admin_target;
 use catalogue::State;
 use ident::PgIdent;
 use lock::OwnerLock;
-
-/// The steps of `create`, in order (see the module documentation); fault injection in tests
-/// names the step after which `create` fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CreateStep {
-    /// The catalogue row exists, in state `creating`.
-    Reserved,
-    /// The role exists.
-    RoleCreated,
-    /// The database exists.
-    DatabaseCreated,
-    /// `CONNECT` and `TEMPORARY` are revoked from `PUBLIC`, and the database is open.
-    DatabaseRestricted,
-    /// `CREATE` on schema `public` is revoked from `PUBLIC`.
-    SchemaRestricted,
-}
-
-impl CreateStep {
-    /// Every step, in order.
-    pub const ALL: [CreateStep; 5] = [
-        CreateStep::Reserved,
-        CreateStep::RoleCreated,
-        CreateStep::DatabaseCreated,
-        CreateStep::DatabaseRestricted,
-        CreateStep::SchemaRestricted,
-    ];
-}
-
-/// How a `create` was stopped: a failure is undone; a crash (a simulated process death) is
-/// left for the next operation to clean up.
-enum Abort {
-    Fail(Error),
-    Crash(Error),
-}
-
-impl From<Error> for Abort {
-    fn from(e: Error) -> Self {
-        Abort::Fail(e)
-    }
-}
+use step::Abort;
+pub use step::CreateStep;
 
 /// A backend failure of PostgreSQL.
 pub(crate) fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
@@ -108,28 +70,6 @@ pub struct PostgresProvisioner {
     fault: Option<(CreateStep, bool)>,
 }
 
-/// Settings of a [`PostgresProvisioner`].
-#[derive(Clone)]
-pub struct PostgresProvisionerBuilder {
-    admin: PgConnectOptions,
-    tenant_endpoint: Option<(String, u16)>,
-    quota: u32,
-    connection_limit: u32,
-    pool_size: u32,
-    fault: Option<(CreateStep, bool)>,
-}
-
-/// The admin connection as `user@host:port/database`: never its password.
-fn admin_target(admin: &PgConnectOptions) -> String {
-    format!(
-        "{}@{}:{}/{}",
-        admin.get_username(),
-        admin.get_host(),
-        admin.get_port(),
-        admin.get_database().unwrap_or("")
-    )
-}
-
 impl fmt::Debug for PostgresProvisioner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresProvisioner")
@@ -143,19 +83,6 @@ impl fmt::Debug for PostgresProvisioner {
     }
 }
 
-impl fmt::Debug for PostgresProvisionerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresProvisionerBuilder")
-            .field("admin", &admin_target(&self.admin))
-            .field("tenant_endpoint", &self.tenant_endpoint)
-            .field("quota", &self.quota)
-            .field("connection_limit", &self.connection_limit)
-            .field("pool_size", &self.pool_size)
-            .field("fault", &self.fault)
-            .finish()
-    }
-}
-
 impl PostgresProvisioner {
     /// Default number of databases per owner.
     pub const DEFAULT_QUOTA: u32 = 5;
@@ -165,14 +92,7 @@ impl PostgresProvisioner {
     /// A builder on the admin connection `admin` (a role that may create roles and
     /// databases; see the module documentation).
     pub fn builder(admin: PgConnectOptions) -> PostgresProvisionerBuilder {
-        PostgresProvisionerBuilder {
-            admin,
-            tenant_endpoint: None,
-            quota: Self::DEFAULT_QUOTA,
-            connection_limit: Self::DEFAULT_CONNECTION_LIMIT,
-            pool_size: 4,
-            fault: None,
-        }
+        PostgresProvisionerBuilder::new(admin)
     }
 
     /// The number of databases an owner may have.
@@ -297,81 +217,6 @@ async fn undo(
             Error::CleanupPending { cause: Box::new(cause), cleanup: Box::new(cleanup) }
         }
     }
-}
-
-impl PostgresProvisionerBuilder {
-    /// The host and port tenants use to reach the server (default: those of the admin
-    /// connection).
-    pub fn tenant_endpoint(mut self, host: impl Into<String>, port: u16) -> Self {
-        self.tenant_endpoint = Some((host.into(), port));
-        self
-    }
-
-    /// The number of databases an owner may have (default [`PostgresProvisioner::DEFAULT_QUOTA`]).
-    pub fn max_databases_per_owner(mut self, quota: u32) -> Self {
-        self.quota = quota;
-        self
-    }
-
-    /// The connection limit of each database's role (default
-    /// [`PostgresProvisioner::DEFAULT_CONNECTION_LIMIT`]).
-    pub fn connection_limit(mut self, limit: u32) -> Self {
-        self.connection_limit = limit;
-        self
-    }
-
-    /// The size of the admin connection pool (default 4); one connection is held per
-    /// operation in flight.
-    pub fn pool_size(mut self, size: u32) -> Self {
-        self.pool_size = size.max(1);
-        self
-    }
-
-    /// Makes every `create` fail after `step`: undone as after any failure, or, with `crash`,
-    /// left as a killed process would leave it (lock connection closed, nothing undone).
-    #[cfg(feature = "testkit")]
-    pub fn fail_after(mut self, step: CreateStep, crash: bool) -> Self {
-        self.fault = Some((step, crash));
-        self
-    }
-
-    /// Connects, applies the catalogue's migrations and returns the provisioner.
-    pub async fn build(self) -> Result<PostgresProvisioner, Error> {
-        migrate(&self.admin).await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(self.pool_size)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(self.admin.clone())
-            .await
-            .map_err(backend)?;
-        let (tenant_host, tenant_port) = self
-            .tenant_endpoint
-            .unwrap_or_else(|| (self.admin.get_host().to_owned(), self.admin.get_port()));
-        Ok(PostgresProvisioner {
-            pool,
-            admin: self.admin,
-            tenant_host,
-            tenant_port,
-            quota: self.quota,
-            connection_limit: self.connection_limit,
-            fault: self.fault,
-        })
-    }
-}
-
-/// Creates the catalogue's schema and applies the migrations, with the migration history in
-/// that schema too.
-async fn migrate(admin: &PgConnectOptions) -> Result<(), Error> {
-    let mut conn = PgConnection::connect_with(admin).await.map_err(backend)?;
-    let setup = format!(
-        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('kws_db migrations')); \
-         CREATE SCHEMA IF NOT EXISTS {0}; COMMIT; SET search_path TO {0}",
-        catalogue::SCHEMA
-    );
-    conn.execute(sqlx::raw_sql(&setup)).await.map_err(backend)?;
-    let migrated = sqlx::migrate!("./migrations").run(&mut conn).await.map_err(backend);
-    let closed = conn.close().await.map_err(backend);
-    migrated.and(closed)
 }
 
 #[async_trait::async_trait]
