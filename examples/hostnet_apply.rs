@@ -16,6 +16,8 @@ use std::{path::PathBuf, time::Duration};
 
 use kws::hostnet::{HostNetState, HostNetwork, LinuxHostNetwork, plan, reconcile};
 
+const CACHE_DIR: &str = "/run/kws-hostnet";
+
 fn usage() -> ! {
     eprintln!("usage: hostnet_apply STATE_FILE [--watch SECONDS | --teardown | --plan]");
     std::process::exit(2)
@@ -34,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None | Some("--watch" | "--teardown") => {}
         Some(_) => usage(),
     }
-    let network = LinuxHostNetwork::new()?;
+    // /run is empty after a reboot, exactly when the ruleset is: the cache lets a restarted
+    // service recognise the table it wrote and change nothing.
+    let _ = std::fs::create_dir_all(CACHE_DIR);
+    let network = LinuxHostNetwork::with_cache_file(format!("{CACHE_DIR}/table.json"))?;
     let rt = tokio::runtime::Runtime::new()?;
     match mode.as_deref() {
         Some("--teardown") => {

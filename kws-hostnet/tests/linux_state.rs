@@ -182,3 +182,31 @@ fn teardown_keeps_going_and_returns_every_error() {
     assert!(!ns.run(["nft", "list", "ruleset"]).contains("kws"), "the table must still go");
     assert!(!ns.run(["ip", "-br", "link"]).contains("vmbr1"), "the bridge must still go");
 }
+
+/// With a cache file, a restarted process applying the same state changes nothing (and still
+/// repairs a table that was edited while it was away).
+#[test]
+fn a_restarted_process_recognises_its_own_table() {
+    let Some(ns) = kws_testenv::Netns::new() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("table.json");
+    let state = HostNetState::from_toml(include_str!("../data/hand_setup.toml")).expect("valid");
+    let rt = rt();
+    let first = ns.enter(|| LinuxHostNetwork::with_cache_file(&file)).expect("backend");
+    assert!(rt.block_on(first.apply(&state)).expect("apply").netfilter_replaced);
+    drop(first);
+    let ruleset = ns.run(["nft", "list", "ruleset"]);
+
+    let second = ns.enter(|| LinuxHostNetwork::with_cache_file(&file)).expect("backend");
+    let report = rt.block_on(second.apply(&state)).expect("apply after a restart");
+    assert!(report.changed_nothing(), "{report:?}");
+    assert_eq!(ns.run(["nft", "list", "ruleset"]), ruleset);
+    drop(second);
+
+    ns.run(["nft", "flush", "chain", "inet", "kws", "prerouting"]);
+    let third = ns.enter(|| LinuxHostNetwork::with_cache_file(&file)).expect("backend");
+    assert!(rt.block_on(third.apply(&state)).expect("repair").netfilter_replaced);
+    assert_eq!(ns.run(["nft", "list", "ruleset"]), ruleset);
+    rt.block_on(third.teardown()).expect("teardown");
+    assert!(!file.exists(), "teardown removes the cache file");
+}

@@ -40,11 +40,23 @@ impl LinuxHostNetwork {
     /// Starts the backend's thread in the caller's network namespace and opens its netlink
     /// connection there. The thread ends when the value is dropped.
     pub fn new() -> Result<Self, Error> {
+        Self::start(netfilter::TableCache::default())
+    }
+
+    /// Like [`LinuxHostNetwork::new`], and remembers what it wrote to kws's table in
+    /// `cache_file` (the batch and the kernel's listing of it), so that a restarted process
+    /// applying the same state finds the table intact and changes nothing. Put the file on a
+    /// tmpfs such as `/run`: it must not outlive the ruleset (a reboot).
+    pub fn with_cache_file(cache_file: impl Into<std::path::PathBuf>) -> Result<Self, Error> {
+        Self::start(netfilter::TableCache::with_file(cache_file.into()))
+    }
+
+    fn start(cache: netfilter::TableCache) -> Result<Self, Error> {
         let (jobs, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         thread::Builder::new()
             .name("kws-hostnet".into())
-            .spawn(move || Worker::run(rx, ready_tx))
+            .spawn(move || Worker::run(rx, ready_tx, cache))
             .map_err(|e| Error::Netlink {
                 operation: "start worker".into(),
                 message: e.to_string(),
@@ -86,6 +98,7 @@ impl Worker {
     fn run(
         mut rx: mpsc::UnboundedReceiver<Job>,
         ready: std::sync::mpsc::Sender<Result<(), Error>>,
+        netfilter: netfilter::TableCache,
     ) {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -110,7 +123,7 @@ impl Worker {
             };
             let connection = tokio::spawn(connection);
             let _ = ready.send(Ok(()));
-            let mut worker = Worker { netlink, netfilter: netfilter::TableCache::default() };
+            let mut worker = Worker { netlink, netfilter };
             while let Some(job) = rx.recv().await {
                 match job {
                     Job::Apply(state, tx) => {

@@ -1,6 +1,8 @@
 //! kws's nftables table (replaced in one `nft -f` batch, read back from its rule tags) and the
 //! one accept kws puts into Docker's `DOCKER-USER` chain when that chain exists.
 
+use std::path::PathBuf;
+
 use super::{
     command::{run, run_ok},
     generation,
@@ -11,20 +13,47 @@ use crate::{
 };
 
 /// What this worker last wrote: the batch, the kernel's listing of the table right after it,
-/// and the ruleset generation once the whole apply was done.
+/// and the ruleset generation once the whole apply was done. With a file, the batch and the
+/// listing also outlive the process, so a restarted process recognises its own table.
 #[derive(Debug, Default)]
 pub(super) struct TableCache {
     last: Option<Written>,
+    file: Option<PathBuf>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Written {
     batch: String,
     listing: String,
+    #[serde(skip)]
     generation: Option<u32>,
 }
 
 impl TableCache {
+    /// A cache kept in `file` too (for example under `/run`, which is empty after a reboot
+    /// exactly when the ruleset is).
+    pub(super) fn with_file(file: PathBuf) -> Self {
+        Self { last: None, file: Some(file) }
+    }
+
+    fn load(&mut self) {
+        if self.last.is_some() {
+            return;
+        }
+        let Some(file) = &self.file else { return };
+        // A missing or unreadable file only means the next apply writes the table again.
+        self.last = std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok());
+    }
+
+    fn store(&self) {
+        let (Some(file), Some(last)) = (&self.file, &self.last) else { return };
+        let Ok(text) = serde_json::to_string(last) else { return };
+        let tmp = file.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
+            tracing::warn!(file = %file.display(), error = %e, "kws-hostnet: cannot keep the table cache");
+        }
+    }
+
     /// Replaces the table unless it already holds exactly `desired`; true when replaced.
     ///
     /// Unchanged desired state and unchanged ruleset generation: nothing to read or write.
@@ -32,6 +61,7 @@ impl TableCache {
     /// is listed and compared with the listing taken after kws's write.
     pub(super) fn converge(&mut self, desired: &HostNetState) -> Result<bool, Error> {
         let batch = render_batch(desired);
+        self.load();
         if let Some(last) = self.last.as_mut().filter(|l| l.batch == batch) {
             let now = generation::current()?;
             if last.generation == Some(now) {
@@ -49,6 +79,7 @@ impl TableCache {
             message: format!("table {TABLE} missing right after it was created"),
         })?;
         self.last = Some(Written { batch, listing, generation: None });
+        self.store();
         Ok(true)
     }
 
@@ -64,6 +95,9 @@ impl TableCache {
     /// is not an error).
     pub(super) fn remove(&mut self) -> Result<(), Error> {
         self.last = None;
+        if let Some(file) = &self.file {
+            let _ = std::fs::remove_file(file);
+        }
         run_ok("nft", &["-f", "-"], Some(&format!("add table {TABLE}\ndelete table {TABLE}\n")))
             .map(drop)
     }
