@@ -252,8 +252,9 @@ impl DockerRuntime {
     /// Rebuilds what this runtime knows from the engine after a restart: every managed instance
     /// of every owner, with its address lease asserted in the allocator (so an allocator that lost
     /// its state does not hand a running instance's address out again), and redeploys a crash
-    /// interrupted finished or undone. Containers without
-    /// kws's labels are not looked at.
+    /// interrupted finished or undone. Containers without kws's labels are not looked at. Run it
+    /// at start-up, while no other runtime process is redeploying on the same engine (it would
+    /// take that redeploy's new container for a stray).
     pub async fn adopt(&self) -> Result<Vec<InstanceInfo>, Error> {
         self.recover_redeploys().await?;
         let instances = self.list_instances(None).await?;
