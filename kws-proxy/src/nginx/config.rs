@@ -49,7 +49,9 @@ pub struct NginxConfig {
     /// The master's pid file (the main configuration's `pid`): a reload waits until that
     /// master's new workers serve. If it cannot be read, a reload returns once signalled.
     pub pid_file: PathBuf,
-    /// How long a reload may take to switch workers.
+    /// How long a reload may take to switch workers. Past it the change is reported as a
+    /// `ProxyError::Reload` and its files are restored; an nginx that loaded it late drops it
+    /// again at the next reload.
     pub reload_timeout: Duration,
     /// kws's own folder.
     pub dir: PathBuf,
