@@ -99,3 +99,24 @@ async fn a_failed_change_leaves_the_table_as_it_was() {
     let routes = s.proxy.routes().await.expect("routes");
     assert_eq!(routes, vec![Route::app(host(&s, "kept"), up)]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_certificate_reload_keeps_serving() {
+    let Some(s) = setup().await else { return };
+    let up = upstream("kept").await;
+    s.proxy.publish(Route::app(host(&s, "kept"), up)).await.expect("publish");
+    // The certificate on disk gets corrupted: Caddy refuses the new configuration and keeps
+    // running the previous one, with the good certificate and every route.
+    let chain = s.caddy.config.certificate.chain.clone();
+    let good = std::fs::read(&chain).expect("chain");
+    std::fs::write(&chain, "not a certificate\n").expect("corrupt");
+    let err = s.proxy.reload_certificate_files().await;
+    assert!(matches!(err, Err(kws_proxy::ProxyError::Reload { .. })), "{err:?}");
+    let (ok, body) = https_get("kept.example.test", s.caddy.config.https_listen, &s.ca).await;
+    assert!(ok && body.contains("upstream kept"), "{body}");
+    // And once the file is good again, the reload goes through.
+    std::fs::write(&chain, good).expect("restore");
+    s.proxy.reload_certificate_files().await.expect("reload");
+    let (ok, body) = https_get("kept.example.test", s.caddy.config.https_listen, &s.ca).await;
+    assert!(ok && body.contains("upstream kept"), "{body}");
+}
