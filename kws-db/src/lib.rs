@@ -44,7 +44,9 @@ use kws_core::{DnsLabel, OwnerId};
 ///   `TEMPORARY` on the database are revoked from `PUBLIC`, as is `CREATE` on its `public`
 ///   schema: no other tenant can connect to it or create objects in it.
 /// - `create` is atomic: when it fails, neither the database, the role nor the bookkeeping of
-///   the name is left behind, and the owner's quota is unchanged.
+///   the name is left behind, and the owner's quota is unchanged. Should undoing fail too (the
+///   server went away), the error is [`Error::CleanupPending`] and the owner's next call
+///   finishes the undoing first; the same holds after a crash in the middle of `create`.
 /// - At most the configured number of databases exist per owner; `create` beyond it fails with
 ///   [`Error::QuotaExceeded`]. A duplicate `(owner, name)` fails with [`Error::AlreadyExists`].
 /// - `drop_database` ends the database's sessions, then removes the database and its role; a
@@ -54,8 +56,8 @@ use kws_core::{DnsLabel, OwnerId};
 ///   at once, the returned one works. Sessions already open stay open.
 /// - `list` returns the owner's databases, oldest first; the bookkeeping is persistent, so a
 ///   new provisioner on the same backend sees the same list and enforces the same quota.
-/// - Calls for one owner are serialised, across processes; calls for different owners run in
-///   parallel.
+/// - `create`, `drop_database` and `rotate_password` for one owner are serialised, across
+///   processes; for different owners they run in parallel.
 #[async_trait::async_trait]
 pub trait DatabaseProvisioner: Send + Sync + Debug + 'static {
     /// Creates database `name` for `owner` and returns how to connect to it.
