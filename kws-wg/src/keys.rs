@@ -213,9 +213,9 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// A preshared key (extra symmetric layer, post-quantum padding). Zeroized on drop; never shown
-/// by `Debug`; no `Display`. An all-zero key means "none" on the wire, so it is never generated
-/// nor accepted here: `from_*` of all zeros is refused by the UAPI parser, which maps it to `None`.
+/// A preshared key (an extra symmetric layer against a future break of X25519). Zeroized on
+/// drop; never shown by `Debug`; no `Display`. On the UAPI wire an all-zero key means "none":
+/// `from_hex` maps it to `None`, and a peer without a key is sent as all zeros.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct PresharedKey([u8; KEY_LEN]);
 
