@@ -7,10 +7,10 @@ mod hostnet;
 #[cfg(feature = "ipam")]
 mod ipam;
 mod names;
-#[cfg(feature = "wg")]
-mod wg;
 #[cfg(feature = "proxy")]
 mod proxy;
+#[cfg(feature = "wg")]
+mod wg;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
