@@ -1,4 +1,5 @@
-//! allocate+release on `MemoryAllocator` at /24, /16, /8, IPv6 /64 and /48, empty and with
+//! allocate+release on `MemoryAllocator` (through the async trait, and through the same
+//! operation's synchronous entry points) at /24, /16, /8, IPv6 /64 and /48, empty and with
 //! 1,000,000 live leases (full but one for the /24 and /16), beside two baselines at the same
 //! sizes and fill: a naive first-free scan over a set, and a bitmap first-free scan (the
 //! approach of the common container IPAMs). Ends with the memory per live lease.
@@ -7,7 +8,7 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use std::{collections::HashSet, hint::black_box};
+use std::{collections::HashSet, hint::black_box, time::Duration};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use kws::core::DnsLabel;
@@ -35,6 +36,7 @@ fn now<T>(f: impl std::future::Future<Output = T>) -> T {
 
 fn memory(c: &mut Criterion) {
     let mut g = c.benchmark_group("ipam/memory");
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     for loaded in [false, true] {
         for (name, prefix, capacity) in SIZES {
             let a = MemoryAllocator::new();
@@ -47,10 +49,16 @@ fn memory(c: &mut Criterion) {
             }
             let owner = LeaseOwner::new("bench-owner").expect("owner");
             let fill = if loaded { "loaded" } else { "empty" };
-            g.bench_function(BenchmarkId::new(fill, name), |b| {
+            g.bench_function(BenchmarkId::new(format!("{fill}/trait"), name), |b| {
                 b.iter(|| {
                     let lease = now(a.allocate(&pool, &owner)).expect("allocate");
                     now(a.release(&pool, black_box(lease.addr))).expect("release");
+                })
+            });
+            g.bench_function(BenchmarkId::new(format!("{fill}/sync"), name), |b| {
+                b.iter(|| {
+                    let lease = a.allocate_now(&pool, &owner).expect("allocate");
+                    a.release_now(&pool, black_box(lease.addr)).expect("release");
                 })
             });
             if loaded && name == "v4-8" {
@@ -106,7 +114,9 @@ impl BitmapScan {
 /// /64 does not), which only flatters them: the scan length, not the map size, is the cost.
 fn baselines(c: &mut Criterion) {
     let mut g = c.benchmark_group("ipam/baseline");
-    g.sample_size(10);
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     for loaded in [false, true] {
         for (name, _, capacity) in SIZES {
             let fill = live(capacity, loaded);

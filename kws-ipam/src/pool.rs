@@ -186,6 +186,16 @@ impl PoolLayout {
         }
     }
 
+    /// The host number of `addr` when it may be leased, `None` for a reserved address (which
+    /// nobody can hold), `OutOfPool` outside the prefix: what `release` and `lookup` need.
+    pub fn leasable_host(&self, addr: IpAddr) -> Result<Option<u128>, Error> {
+        match self.place(addr) {
+            Placement::Usable(h) => Ok(Some(h)),
+            Placement::Reserved => Ok(None),
+            Placement::Outside => Err(Error::OutOfPool { pool: self.name.clone(), addr }),
+        }
+    }
+
     /// True when `host` may be handed out. O(log segments).
     pub fn is_usable(&self, host: u128) -> bool {
         let i = self.segments.partition_point(|s| s.last < host);

@@ -5,12 +5,12 @@ mod free_queue;
 mod lease_table;
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
     sync::{Mutex, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
+use hashbrown::HashMap;
 use kws_core::DnsLabel;
 
 use crate::{
@@ -52,6 +52,17 @@ impl MemoryAllocator {
         let state = pools.get(pool).ok_or_else(|| Error::PoolNotFound(pool.clone()))?;
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut state)
+    }
+
+    /// `allocate` without the async wrapper (the allocator never waits): the same operation,
+    /// for callers that are not async.
+    pub fn allocate_now(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
+        self.with_pool(pool, |s| s.allocate(owner))
+    }
+
+    /// `release` without the async wrapper.
+    pub fn release_now(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
+        self.with_pool(pool, |s| s.release(addr))
     }
 
     /// The free queue of `pool`, oldest release first (quarantined addresses included).
@@ -143,11 +154,7 @@ impl PoolState {
 
     fn release(&mut self, addr: IpAddr) -> Result<Lease, Error> {
         let not_allocated = || Error::NotAllocated { pool: self.layout.name().clone(), addr };
-        let host = match self.layout.usable_host(addr) {
-            Ok(h) => h,
-            Err(Error::Reserved { .. }) => return Err(not_allocated()),
-            Err(e) => return Err(e),
-        };
+        let host = self.layout.leasable_host(addr)?.ok_or_else(not_allocated)?;
         let owner = self.leases.remove(host).ok_or_else(not_allocated)?;
         let ready_at = (!self.quarantine.is_zero()).then(|| Instant::now() + self.quarantine);
         self.free.push(host, ready_at);
@@ -155,11 +162,7 @@ impl PoolState {
     }
 
     fn lookup(&self, addr: IpAddr) -> Result<Option<Lease>, Error> {
-        let host = match self.layout.usable_host(addr) {
-            Ok(h) => h,
-            Err(Error::Reserved { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let Some(host) = self.layout.leasable_host(addr)? else { return Ok(None) };
         Ok(self.leases.holder(host).map(|o| self.lease(host, LeaseOwner::trusted(o.into()))))
     }
 }
@@ -196,7 +199,7 @@ impl IpAllocator for MemoryAllocator {
     }
 
     async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
-        self.with_pool(pool, |s| s.allocate(owner))
+        self.allocate_now(pool, owner)
     }
 
     async fn allocate_specific(
@@ -209,7 +212,7 @@ impl IpAllocator for MemoryAllocator {
     }
 
     async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
-        self.with_pool(pool, |s| s.release(addr))
+        self.release_now(pool, addr)
     }
 
     async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {

@@ -286,7 +286,7 @@ impl IpAllocator for PostgresAllocator {
     }
 
     async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
-        if !usable_or_reserved(&*self.layout(pool).await?, addr)? {
+        if self.layout(pool).await?.leasable_host(addr)?.is_none() {
             return Ok(None);
         }
         let owner: Option<String> = sqlx::query_scalar(
@@ -338,7 +338,7 @@ pub(crate) async fn release_checked(
     pool: &DnsLabel,
     addr: IpAddr,
 ) -> Result<Lease, Error> {
-    if !usable_or_reserved(&*a.layout(pool).await?, addr)? {
+    if a.layout(pool).await?.leasable_host(addr)?.is_none() {
         return Err(Error::NotAllocated { pool: pool.clone(), addr });
     }
     let owner: Option<String> = sqlx::query_scalar("SELECT kws_ipam.release($1, $2)")
@@ -350,15 +350,6 @@ pub(crate) async fn release_checked(
     match owner {
         Some(o) => Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) }),
         None => Err(Error::NotAllocated { pool: pool.clone(), addr }),
-    }
-}
-
-/// True for a usable address, false for a reserved one, `OutOfPool` outside.
-pub(crate) fn usable_or_reserved(layout: &PoolLayout, addr: IpAddr) -> Result<bool, Error> {
-    match layout.usable_host(addr) {
-        Ok(_) => Ok(true),
-        Err(Error::Reserved { .. }) => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

@@ -256,13 +256,8 @@ impl IpAllocator for RedisAllocator {
 
     async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
         let layout = self.layout(pool).await?;
-        let host = match layout.usable_host(addr) {
-            Ok(h) => h,
-            Err(Error::Reserved { .. }) => {
-                return Err(Error::NotAllocated { pool: pool.clone(), addr });
-            }
-            Err(e) => return Err(e),
-        };
+        let not_allocated = || Error::NotAllocated { pool: pool.clone(), addr };
+        let host = layout.leasable_host(addr)?.ok_or_else(not_allocated)?;
         let r = self.run(&self.scripts.release, &self.keys(pool), &[&hex(host)]).await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("released"), Some(o)) => {
@@ -276,11 +271,7 @@ impl IpAllocator for RedisAllocator {
 
     async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
         let layout = self.layout(pool).await?;
-        let host = match layout.usable_host(addr) {
-            Ok(h) => h,
-            Err(Error::Reserved { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let Some(host) = layout.leasable_host(addr)? else { return Ok(None) };
         let owner: Option<String> = redis::cmd("HGET")
             .arg(&self.keys(pool).leases)
             .arg(hex(host))
