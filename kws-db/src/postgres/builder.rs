@@ -7,7 +7,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use super::{CreateStep, PostgresProvisioner, backend, catalogue};
+use super::{CreateStep, Fault, PostgresProvisioner, backend, catalogue};
 use crate::Error;
 
 /// Settings of a [`PostgresProvisioner`].
@@ -18,7 +18,7 @@ pub struct PostgresProvisionerBuilder {
     quota: u32,
     connection_limit: u32,
     pool_size: u32,
-    fault: Option<(CreateStep, bool)>,
+    fault: Option<(CreateStep, Fault)>,
 }
 
 /// The admin connection as `user@host:port/database`: never its password.
@@ -84,11 +84,11 @@ impl PostgresProvisionerBuilder {
         self
     }
 
-    /// Makes every `create` fail after `step`: undone as after any failure, or, with `crash`,
-    /// left as a killed process would leave it (lock connection closed, nothing undone).
+    /// Makes every `create` stop after `step` as `fault` says (for tests of atomicity and
+    /// recovery).
     #[cfg(feature = "testkit")]
-    pub fn fail_after(mut self, step: CreateStep, crash: bool) -> Self {
-        self.fault = Some((step, crash));
+    pub fn fail_after(mut self, step: CreateStep, fault: Fault) -> Self {
+        self.fault = Some((step, fault));
         self
     }
 

@@ -39,7 +39,7 @@ mod step;
 use std::fmt;
 
 use kws_core::{DnsLabel, OwnerId};
-use sqlx::{PgConnection, PgPool, postgres::PgConnectOptions};
+use sqlx::{Executor, PgConnection, PgPool, postgres::PgConnectOptions};
 
 use crate::{Credentials, DatabaseInfo, DatabaseProvisioner, Error, Password};
 pub use builder::PostgresProvisionerBuilder;
@@ -48,7 +48,7 @@ use catalogue::State;
 use ident::PgIdent;
 use lock::OwnerLock;
 use step::Abort;
-pub use step::CreateStep;
+pub use step::{CreateStep, Fault};
 
 /// A backend failure of PostgreSQL.
 pub(crate) fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
@@ -67,7 +67,7 @@ pub struct PostgresProvisioner {
     tenant_port: u16,
     quota: u32,
     connection_limit: u32,
-    fault: Option<(CreateStep, bool)>,
+    fault: Option<(CreateStep, Fault)>,
 }
 
 impl fmt::Debug for PostgresProvisioner {
@@ -110,15 +110,22 @@ impl PostgresProvisioner {
         }
     }
 
-    /// Fails (or crashes) after `step` when a fault is injected there.
-    fn checkpoint(&self, step: CreateStep) -> Result<(), Abort> {
-        match self.fault {
-            Some((at, crash)) if at == step => {
-                let e = backend(format!("fault injected after {step:?}"));
-                Err(if crash { Abort::Crash(e) } else { Abort::Fail(e) })
-            }
-            _ => Ok(()),
+    /// Stops `create` after `step` when a fault is injected there.
+    async fn checkpoint(&self, conn: &mut PgConnection, step: CreateStep) -> Result<(), Abort> {
+        let Some((at, fault)) = self.fault else { return Ok(()) };
+        if at != step {
+            return Ok(());
         }
+        let injected = backend(format!("fault injected after {step:?}"));
+        Err(match fault {
+            Fault::Fail => Abort::Fail(injected),
+            Fault::Crash => Abort::Crash(injected),
+            Fault::Disconnect => {
+                let suicide = sqlx::raw_sql("SELECT pg_terminate_backend(pg_backend_pid())");
+                let ended = conn.execute(suicide).await;
+                Abort::Fail(ended.err().map_or(injected, backend))
+            }
+        })
     }
 
     /// Removes the objects of `owner`'s rows that an interrupted operation left, then the rows.
@@ -146,13 +153,13 @@ impl PostgresProvisioner {
     ) -> Result<(), Abort> {
         let verifier = scram::verifier(password).map_err(backend)?;
         server::create_role(conn, ident, marker, &verifier, self.connection_limit).await?;
-        self.checkpoint(CreateStep::RoleCreated)?;
+        self.checkpoint(conn, CreateStep::RoleCreated).await?;
         server::create_database(conn, ident).await?;
-        self.checkpoint(CreateStep::DatabaseCreated)?;
+        self.checkpoint(conn, CreateStep::DatabaseCreated).await?;
         server::restrict_database(conn, ident).await?;
-        self.checkpoint(CreateStep::DatabaseRestricted)?;
+        self.checkpoint(conn, CreateStep::DatabaseRestricted).await?;
         server::restrict_schema(&self.admin, ident).await?;
-        self.checkpoint(CreateStep::SchemaRestricted)?;
+        self.checkpoint(conn, CreateStep::SchemaRestricted).await?;
         Ok(())
     }
 
@@ -168,7 +175,7 @@ impl PostgresProvisioner {
         catalogue::reserve(conn, owner, name, ident, self.quota).await?;
         let marker = server::marker(owner, name);
         let password = Password::generate();
-        let built = match self.checkpoint(CreateStep::Reserved) {
+        let built = match self.checkpoint(conn, CreateStep::Reserved).await {
             Ok(()) => self.build(conn, ident, &marker, &password).await,
             Err(abort) => Err(abort),
         };

@@ -30,6 +30,19 @@ impl CreateStep {
     ];
 }
 
+/// What an injected fault does (tests of atomicity and recovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The step fails; `create` undoes what it made, as after any failure.
+    Fail,
+    /// The process dies: the lock's session ends, nothing is undone.
+    Crash,
+    /// The server ends the admin session: the step fails and so does undoing it (the error is
+    /// `CleanupPending`).
+    Disconnect,
+}
+
 /// How a `create` was stopped: a failure is undone; a crash (a simulated process death) is
 /// left for the next operation to clean up.
 pub(super) enum Abort {

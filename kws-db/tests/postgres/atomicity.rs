@@ -3,7 +3,7 @@
 
 use kws_db::{
     DatabaseProvisioner, Error,
-    postgres::{CreateStep, PostgresProvisioner},
+    postgres::{CreateStep, Fault, PostgresProvisioner},
     testkit,
 };
 
@@ -19,7 +19,7 @@ async fn a_failure_at_any_step_of_create_leaves_nothing() {
     for step in CreateStep::ALL {
         let failing = PostgresProvisioner::builder(fx.admin_options())
             .max_databases_per_owner(1)
-            .fail_after(step, false)
+            .fail_after(step, Fault::Fail)
             .build()
             .await
             .expect("provisioner");
@@ -53,7 +53,7 @@ async fn a_crash_in_create_is_cleaned_up_by_the_next_call_for_the_owner() {
     let ident = format!("kws_{owner}_{name}");
     for (i, step) in CreateStep::ALL.into_iter().enumerate() {
         let crashing = PostgresProvisioner::builder(fx.admin_options())
-            .fail_after(step, true)
+            .fail_after(step, Fault::Crash)
             .build()
             .await
             .expect("provisioner");
@@ -133,4 +133,34 @@ async fn the_catalogue_survives_a_restart() {
     assert!(matches!(second.create(&owner, &c).await, Err(Error::QuotaExceeded { limit: 2, .. })));
     testkit::drop_ok(&second, &owner, &a).await;
     testkit::drop_ok(&second, &owner, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_admin_session_is_reported_and_cleaned_up_by_the_next_call() {
+    let Some(fx) = Fixture::new().await else { return };
+    let mut admin = fx.admin().await;
+    let p = fx.provisioner(1).await;
+    let owner = testkit::unique_owner("lost");
+    let name = testkit::label("cut");
+    let ident = format!("kws_{owner}_{name}");
+    for step in [CreateStep::RoleCreated, CreateStep::DatabaseRestricted] {
+        let cut = PostgresProvisioner::builder(fx.admin_options())
+            .fail_after(step, Fault::Disconnect)
+            .build()
+            .await
+            .expect("provisioner");
+        match cut.create(&owner, &name).await {
+            Err(Error::CleanupPending { cause, cleanup }) => {
+                assert!(matches!(*cause, Error::Backend { .. }), "{step:?}: {cause}");
+                assert!(matches!(*cleanup, Error::Backend { .. }), "{step:?}: {cleanup}");
+            }
+            other => panic!("{step:?}: {other:?}"),
+        }
+        let [roles, _, rows] = objects(&mut admin, &ident).await;
+        assert_eq!((roles, rows), (1, 1), "{step:?}: left for the next call");
+        let creds = testkit::create_ok(&p, &owner, &name).await;
+        drop(testkit::connect(&creds).await);
+        testkit::drop_ok(&p, &owner, &name).await;
+        assert_eq!(objects(&mut admin, &ident).await, [0, 0, 0], "{step:?}");
+    }
 }
