@@ -17,12 +17,7 @@ async fn a_failure_at_any_step_of_create_leaves_nothing() {
     let name = testkit::label("half");
     let ident = format!("kws_{owner}_{name}");
     for step in CreateStep::ALL {
-        let failing = PostgresProvisioner::builder(fx.admin_options())
-            .max_databases_per_owner(1)
-            .fail_after(step, Fault::Fail)
-            .build()
-            .await
-            .expect("provisioner");
+        let failing = fx.failing(1, step, Fault::Fail).await;
         match failing.create(&owner, &name).await {
             Err(Error::Backend { source, .. }) => {
                 assert!(source.to_string().contains("fault injected"), "{step:?}: {source}");
@@ -52,11 +47,7 @@ async fn a_crash_in_create_is_cleaned_up_by_the_next_call_for_the_owner() {
     let name = testkit::label("orphan");
     let ident = format!("kws_{owner}_{name}");
     for (i, step) in CreateStep::ALL.into_iter().enumerate() {
-        let crashing = PostgresProvisioner::builder(fx.admin_options())
-            .fail_after(step, Fault::Crash)
-            .build()
-            .await
-            .expect("provisioner");
+        let crashing = fx.failing(5, step, Fault::Crash).await;
         assert!(crashing.create(&owner, &name).await.is_err(), "{step:?}");
         let [roles, dbs, rows] = objects(&mut admin, &ident).await;
         assert_eq!(rows, 1, "{step:?}: the row records the interrupted create");
@@ -144,11 +135,7 @@ async fn a_lost_admin_session_is_reported_and_cleaned_up_by_the_next_call() {
     let name = testkit::label("cut");
     let ident = format!("kws_{owner}_{name}");
     for step in [CreateStep::RoleCreated, CreateStep::DatabaseRestricted] {
-        let cut = PostgresProvisioner::builder(fx.admin_options())
-            .fail_after(step, Fault::Disconnect)
-            .build()
-            .await
-            .expect("provisioner");
+        let cut = fx.failing(5, step, Fault::Disconnect).await;
         match cut.create(&owner, &name).await {
             Err(Error::CleanupPending { cause, cleanup }) => {
                 assert!(matches!(*cause, Error::Backend { .. }), "{step:?}: {cause}");

@@ -1,7 +1,7 @@
 //! A test's admin database (holding the catalogue) and the cleanup of whatever the test made on
 //! the cluster, also when the test fails.
 
-use kws_db::postgres::PostgresProvisioner;
+use kws_db::postgres::{CreateStep, Fault, PostgresProvisioner};
 use kws_testenv::TestDb;
 use sqlx::{Connection, Executor, PgConnection, Row, postgres::PgConnectOptions};
 
@@ -30,6 +30,21 @@ impl Fixture {
 
     pub(crate) async fn admin(&self) -> PgConnection {
         PgConnection::connect(self.db.url()).await.expect("admin connection")
+    }
+
+    /// A provisioner whose every `create` stops after `step` as `fault` says.
+    pub(crate) async fn failing(
+        &self,
+        quota: u32,
+        step: CreateStep,
+        fault: Fault,
+    ) -> PostgresProvisioner {
+        PostgresProvisioner::builder(self.admin_options())
+            .max_databases_per_owner(quota)
+            .fail_after(step, fault)
+            .build()
+            .await
+            .expect("provisioner")
     }
 
     pub(crate) async fn provisioner(&self, quota: u32) -> PostgresProvisioner {
