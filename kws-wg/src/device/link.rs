@@ -35,12 +35,19 @@ pub(crate) async fn set_up(
     })?
 }
 
+/// Moves the calling thread into the named network namespace (`ip netns` names). Only for a
+/// thread of its own: a pooled thread must never change namespace.
+pub(crate) fn enter_netns(netns: &DnsLabel) -> std::io::Result<()> {
+    let path = format!("/var/run/netns/{netns}");
+    let file = File::open(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("open {path}: {e}")))?;
+    nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| std::io::Error::other(format!("enter {path}: {e}")))
+}
+
 fn set_up_here(interface: &IfName, netns: Option<&DnsLabel>, addrs: &[IpNet]) -> Result<(), Error> {
     if let Some(ns) = netns {
-        let path = format!("/var/run/netns/{ns}");
-        let file = File::open(&path).map_err(|e| failed(interface, format!("open {path}"), e))?;
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| failed(interface, format!("enter {path}"), e.into()))?;
+        enter_netns(ns).map_err(|e| failed(interface, "enter the namespace".into(), e))?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -65,7 +65,7 @@ impl WgDevice for MemoryDevice {
     async fn get(&self) -> Result<DeviceState, Error> {
         let s = self.state();
         Ok(DeviceState {
-            private_key: s.private_key.clone(),
+            public_key: s.private_key.as_ref().map(PrivateKey::public_key),
             listen_port: s.listen_port,
             peers: s.peers.values().cloned().collect(),
         })

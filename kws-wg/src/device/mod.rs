@@ -2,12 +2,16 @@
 //! cross-platform UAPI socket of wireguard-go and boringtun) and `MemoryDevice` (embedded
 //! defaults, no interface at all). `WireguardGo` starts a userspace interface to talk to.
 
+#[cfg(feature = "boringtun")]
+mod boringtun;
 mod link;
 mod memory;
 mod uapi;
 mod wire;
 mod wireguard_go;
 
+#[cfg(feature = "boringtun")]
+pub use boringtun::{Boringtun, EmbeddedInterface};
 pub use memory::MemoryDevice;
 pub use uapi::{SOCKET_DIR, UapiDevice};
 pub use wireguard_go::{RunningInterface, WireguardGo};
@@ -59,8 +63,9 @@ pub struct PeerStatus {
 /// What `get` reads from an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceState {
-    /// The interface's private key; `None` when it has none yet.
-    pub private_key: Option<PrivateKey>,
+    /// The public key of the interface's private key; `None` when it has none yet. (`get`
+    /// never hands out the private key.)
+    pub public_key: Option<PublicKey>,
     /// The UDP port it listens on (0 before one is set).
     pub listen_port: u16,
     /// Its peers, in no particular order.

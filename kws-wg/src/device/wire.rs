@@ -3,7 +3,7 @@
 
 use std::{
     fmt::Write,
-    time::{Duration, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
@@ -68,15 +68,17 @@ pub(crate) fn split_answer(answer: Vec<u8>) -> Result<(String, i64), String> {
 
 /// Parses the body of a `get` answer (every line before `errno=`).
 pub(crate) fn parse_get(body: &str) -> Result<DeviceState, String> {
-    let mut state = DeviceState { private_key: None, listen_port: 0, peers: Vec::new() };
+    let mut state = DeviceState { public_key: None, listen_port: 0, peers: Vec::new() };
     let mut peer: Option<PeerBuilder> = None;
+    // boringtun names its key `own_public_key` and reports handshake times as ages.
+    let mut handshake_is_age = false;
     for line in body.lines() {
         let (key, value) =
             line.split_once('=').ok_or_else(|| format!("line {line:?} is not key=value"))?;
         let bad = |what: &str| format!("{key}={value}: {what}");
         if key == "public_key" {
             if let Some(done) = peer.take() {
-                state.peers.push(done.finish());
+                state.peers.push(done.finish(handshake_is_age));
             }
             let pk = PublicKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
             peer = Some(PeerBuilder::new(pk));
@@ -86,8 +88,13 @@ pub(crate) fn parse_get(body: &str) -> Result<DeviceState, String> {
             match key {
                 "private_key" => {
                     let k = PrivateKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
-                    // An all-zero private key means "none set".
-                    state.private_key = (value.bytes().any(|b| b != b'0')).then_some(k);
+                    // An all-zero private key means "none set". Only the public half is kept.
+                    state.public_key = value.bytes().any(|b| b != b'0').then(|| k.public_key());
+                }
+                "own_public_key" => {
+                    let k = PublicKey::from_hex(value).map_err(|e| bad(&e.to_string()))?;
+                    state.public_key = Some(k);
+                    handshake_is_age = true;
                 }
                 "listen_port" => state.listen_port = value.parse().map_err(|_| bad("a port"))?,
                 _ => {} // fwmark and fields a later protocol version adds.
@@ -110,7 +117,10 @@ pub(crate) fn parse_get(body: &str) -> Result<DeviceState, String> {
                 let secs = u16::try_from(number()?).map_err(|_| bad("a keepalive"))?;
                 p.status.config.keepalive = (secs != 0).then_some(secs);
             }
-            "last_handshake_time_sec" => p.handshake_sec = number()?,
+            "last_handshake_time_sec" => {
+                p.handshake_sec = number()?;
+                p.seen_handshake = true;
+            }
             "last_handshake_time_nsec" => p.handshake_nsec = number()?,
             "rx_bytes" => p.status.rx_bytes = number()?,
             "tx_bytes" => p.status.tx_bytes = number()?,
@@ -118,7 +128,7 @@ pub(crate) fn parse_get(body: &str) -> Result<DeviceState, String> {
         }
     }
     if let Some(done) = peer.take() {
-        state.peers.push(done.finish());
+        state.peers.push(done.finish(handshake_is_age));
     }
     Ok(state)
 }
@@ -127,6 +137,7 @@ struct PeerBuilder {
     status: PeerStatus,
     handshake_sec: u64,
     handshake_nsec: u64,
+    seen_handshake: bool,
 }
 
 impl PeerBuilder {
@@ -146,16 +157,22 @@ impl PeerBuilder {
             },
             handshake_sec: 0,
             handshake_nsec: 0,
+            seen_handshake: false,
         }
     }
 
-    fn finish(mut self) -> PeerStatus {
-        // A handshake time of zero means "never".
-        if self.handshake_sec != 0 || self.handshake_nsec != 0 {
-            let since = Duration::new(self.handshake_sec, 0)
-                + Duration::from_nanos(self.handshake_nsec.min(999_999_999));
-            self.status.last_handshake = UNIX_EPOCH.checked_add(since);
-        }
+    /// `handshake_is_age`: the time is how long ago (boringtun), not since the epoch.
+    fn finish(mut self, handshake_is_age: bool) -> PeerStatus {
+        let time = Duration::new(self.handshake_sec, 0)
+            + Duration::from_nanos(self.handshake_nsec.min(999_999_999));
+        self.status.last_handshake = if handshake_is_age {
+            // boringtun leaves the fields out when there was no handshake.
+            self.seen_handshake.then(|| SystemTime::now().checked_sub(time)).flatten()
+        } else if time.is_zero() {
+            None // A handshake time of zero means "never".
+        } else {
+            UNIX_EPOCH.checked_add(time)
+        };
         self.status
     }
 }
@@ -179,7 +196,7 @@ mod tests {
         let state = parse_get(&text).expect("parses");
         assert!(parse_get("no equals sign").is_err());
         assert_eq!(state.listen_port, 51820);
-        assert!(state.private_key.is_some());
+        assert!(state.public_key.is_some());
         let p = &state.peers[0];
         assert_eq!(p.config.public_key, peer);
         assert_eq!(p.config.preshared_key, None, "all-zero PSK means none");
@@ -188,6 +205,26 @@ mod tests {
         assert_eq!((p.rx_bytes, p.tx_bytes), (9, 7));
         assert_eq!(p.config.allowed_ips.len(), 2);
         assert_eq!(p.config.endpoint, Some("[::1]:4000".parse().expect("addr")));
+    }
+
+    #[test]
+    fn parses_a_boringtun_answer() {
+        let own = PrivateKey::generate().expect("rng").public_key();
+        let peer = PrivateKey::generate().expect("rng").public_key();
+        let text = format!(
+            "own_public_key={}\nlisten_port=4000\npublic_key={}\nallowed_ip=10.8.0.2/32\n\
+             last_handshake_time_sec=5\nlast_handshake_time_nsec=0\nrx_bytes=1\ntx_bytes=2\n\
+             public_key={}\nrx_bytes=0\ntx_bytes=0\n",
+            own.to_hex(),
+            peer.to_hex(),
+            own.to_hex(),
+        );
+        let state = parse_get(&text).expect("parses");
+        assert_eq!(state.public_key, Some(own));
+        let age = state.peers[0].last_handshake.and_then(|t| t.elapsed().ok()).expect("a time");
+        assert!(age >= Duration::from_secs(5) && age < Duration::from_secs(60), "{age:?}");
+        assert_eq!(state.peers[1].last_handshake, None, "no handshake fields: never");
+        assert_eq!(state.peers[1].config.preshared_key, None);
     }
 
     #[test]

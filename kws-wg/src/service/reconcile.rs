@@ -63,7 +63,7 @@ impl VpnService {
             .collect();
         let state = self.device().get().await?;
         let mut report = ReconcileReport::default();
-        if state.private_key.as_ref() != Some(&settings.server_key)
+        if state.public_key != Some(settings.server_key.public_key())
             || state.listen_port != settings.listen_port
         {
             let config = InterfaceConfig {

@@ -55,9 +55,9 @@ impl Lab {
         })
     }
 
-    /// A `VpnService` on embedded stores and a real wireguard-go device in the server
-    /// namespace, supervised (reconcile every `every`); with an IPv6 subnet when `v6`.
-    pub async fn start_server(&self, every: Duration, v6: bool) -> (Arc<VpnService>, Supervisor) {
+    /// Server settings: `10.8.0.0/24` (and `fd08::/64` when `v6`), a random port on the
+    /// server's veth address.
+    pub fn settings(&self, v6: bool) -> VpnSettings {
         let port = 20_000 + u16::from_str_radix(&random_suffix(3), 16).expect("hex") * 8;
         let endpoint = Endpoint::parse(&format!("{SERVER_VETH}:{port}")).expect("endpoint");
         let mut settings = VpnSettings::new(
@@ -70,6 +70,13 @@ impl Lab {
         if v6 {
             settings.subnet_v6 = Some(SERVER_VPN6_SUBNET.parse().expect("v6 subnet"));
         }
+        settings
+    }
+
+    /// A `VpnService` on embedded stores and a real wireguard-go device in the server
+    /// namespace, supervised (reconcile every `every`); with an IPv6 subnet when `v6`.
+    pub async fn start_server(&self, every: Duration, v6: bool) -> (Arc<VpnService>, Supervisor) {
+        let settings = self.settings(v6);
         let mut launcher = WireguardGo::new(self.server_if.clone())
             .netns(DnsLabel::parse(self.server.name()).expect("netns name"));
         for addr in settings.server_addresses() {
