@@ -18,8 +18,9 @@ async fn the_role_has_only_login_and_the_server_keeps_only_scram() {
     let name = testkit::label("attrs");
     let creds = testkit::create_ok(&p, &owner, &name).await;
     assert_eq!(creds.role, format!("kws_{owner}_{name}"));
-    assert_eq!((creds.host.as_str(), creds.port), ("127.0.0.1", 55432));
     let admin_url = url::Url::parse(fx.admin_url()).expect("admin URL");
+    let server = (admin_url.host_str().unwrap_or_default(), admin_url.port().unwrap_or(5432));
+    assert_eq!((creds.host.as_str(), creds.port), server, "credentials name the admin's server");
     let admin_password = admin_url.password().filter(|p| p.len() >= 4).map(str::to_owned);
     for shown in [format!("{p:?}"), format!("{creds:?}")] {
         assert!(!shown.contains(creds.password.expose()), "{shown}");
