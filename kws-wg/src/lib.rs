@@ -2,6 +2,17 @@
 //! in a `PeerStore` and keeps a real interface in step with it through the `WgDevice` trait.
 //! `VpnService` composes both with an IP allocator to add, revoke and render client devices.
 //!
+//! | part | what | backends |
+//! |---|---|---|
+//! | [`PeerStore`] | who every peer is (unique key, address per interface, name per owner) | [`MemoryPeerStore`], `PostgresPeerStore` (feature `postgres`) |
+//! | [`WgDevice`] | read and change an interface in one request | [`UapiDevice`] (wireguard-go, boringtun), [`MemoryDevice`] |
+//! | [`WireguardGo`], `device::Boringtun` | start a userspace interface (addresses and link over netlink) | process (supervised), embedded (feature `boringtun`) |
+//! | [`VpnService`] | add/revoke/enable/disable/expire devices, `reconcile`, client configs and QR codes | any of the above |
+//!
+//! The store is the truth: `reconcile` reads the interface, diffs it against the store and
+//! applies only the difference, at start, on a timer and after the supervisor restarts a dead
+//! interface process.
+//!
 //! ```
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use kws_wg::{DeviceRequest, Endpoint, PrivateKey, VpnService, VpnSettings};

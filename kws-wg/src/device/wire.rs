@@ -1,4 +1,4 @@
-//! The UAPI text protocol (https://www.wireguard.com/xplatform/), only the subset both
+//! The UAPI text protocol (<https://www.wireguard.com/xplatform/>), only the subset both
 //! wireguard-go and boringtun accept: rendering `set` requests and parsing `get` answers.
 
 use std::{
