@@ -2,6 +2,7 @@
 //! round trip); lookups are one command. Host numbers travel as 32 hex digits, so 128-bit
 //! arithmetic never meets Lua's doubles.
 
+mod audit;
 mod keys;
 
 use std::{
@@ -13,10 +14,7 @@ use std::{
 use kws_core::DnsLabel;
 use redis::{Script, aio::MultiplexedConnection};
 
-use crate::{
-    Audit, Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage,
-    pool::{Cursor, PoolLayout},
-};
+use crate::{Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
 pub(crate) use keys::PoolKeys;
 
 fn script(body: &str) -> Script {
@@ -39,14 +37,6 @@ pub struct RedisAllocator {
     scripts: Arc<Scripts>,
     layouts: Arc<RwLock<HashMap<DnsLabel, Arc<PoolLayout>>>>,
 }
-
-/// Leases, queue, queue membership and cursor of a pool, as Redis returns them.
-type RawPool = (
-    HashMap<String, String>,
-    Vec<String>,
-    HashMap<String, String>,
-    (Option<usize>, Option<String>),
-);
 
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Backend { backend: "redis", source: Box::new(e) }
@@ -126,43 +116,6 @@ impl RedisAllocator {
             inv.arg(*a);
         }
         inv.invoke_async(&mut self.conn.clone()).await.map_err(backend)
-    }
-
-    /// The state of `pool` for invariant checks, read in one MULTI.
-    pub async fn audit(&self, pool: &DnsLabel) -> Result<Audit, Error> {
-        let layout = self.layout(pool).await?;
-        let k = self.keys(pool);
-        let (leases, queue, queued, cur): RawPool = redis::pipe()
-            .atomic()
-            .hgetall(&k.leases)
-            .lrange(&k.queue, 0, -1)
-            .hgetall(&k.queued)
-            .hget(&k.meta, &["cseg", "cnext"])
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        let mut out = Vec::with_capacity(leases.len());
-        for (h, o) in leases {
-            let addr = layout.addr_of(unhex(&h)?);
-            out.push(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) });
-        }
-        let mut free = Vec::new();
-        for entry in queue {
-            let mut parts = entry.split('|');
-            let (Some(h), Some(seq)) = (parts.next(), parts.next()) else {
-                return Err(protocol(format!("bad queue entry {entry:?}")));
-            };
-            if queued.get(h).map(String::as_str) == Some(seq) {
-                free.push(layout.addr_of(unhex(h)?));
-            }
-        }
-        let cursor = match cur {
-            (Some(seg), Some(next)) if seg >= 1 && seg <= layout.segments().len() => {
-                Cursor { segment: seg - 1, next: unhex(&next)? }
-            }
-            _ => Cursor { segment: layout.segments().len(), next: 0 },
-        };
-        Ok(Audit::new(&layout, cursor, out, free))
     }
 }
 

@@ -1,0 +1,73 @@
+//! Reading and repairing a pool's state: the free queue, the audit, stale entries.
+
+use std::net::IpAddr;
+
+use kws_core::DnsLabel;
+
+use super::{PostgresAllocator, backend, refill};
+use crate::{Audit, Error, Lease, LeaseOwner};
+
+impl PostgresAllocator {
+    /// Every address of `pool` in `free_queue`, oldest first (with those in quarantine), and
+    /// when each is ready, in milliseconds since the Unix epoch.
+    pub async fn free_queue(&self, pool: &DnsLabel) -> Result<Vec<(IpAddr, i64)>, Error> {
+        sqlx::query_as(
+            "SELECT address, (extract(epoch FROM ready_at) * 1000)::bigint \
+             FROM kws_ipam.free_queue WHERE pool = $1 ORDER BY ready_at, id",
+        )
+        .bind(pool.as_str())
+        .fetch_all(&self.db)
+        .await
+        .map_err(backend)
+    }
+
+    /// Removes free entries (queued or fresh) of `pool` whose address is leased: a
+    /// `allocate_specific` racing a release can leave one (allocations skip them anyway).
+    /// Returns how many it removed.
+    pub async fn reconcile(&self, pool: &DnsLabel) -> Result<u64, Error> {
+        self.layout(pool).await?;
+        let mut removed = 0;
+        for table in ["free_queue", "fresh"] {
+            let sql = format!(
+                "DELETE FROM kws_ipam.{table} f USING kws_ipam.leases l \
+                 WHERE f.pool = $1 AND l.pool = $1 AND l.address = f.address"
+            );
+            let r = sqlx::query(&sql).bind(pool.as_str()).execute(&self.db).await;
+            removed += r.map_err(backend)?.rows_affected();
+        }
+        Ok(removed)
+    }
+
+    /// The state of `pool` for checks: leases, free addresses (queue and fresh), and the number
+    /// of addresses never handed out.
+    pub async fn audit(&self, pool: &DnsLabel) -> Result<Audit, Error> {
+        let layout = self.layout(pool).await?;
+        let mut tx = self.db.begin().await.map_err(backend)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let leases: Vec<(IpAddr, String)> =
+            sqlx::query_as("SELECT address, owner FROM kws_ipam.leases WHERE pool = $1")
+                .bind(pool.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let mut free: Vec<IpAddr> = sqlx::query_scalar(
+            "SELECT address FROM kws_ipam.free_queue WHERE pool = $1 \
+             UNION ALL SELECT address FROM kws_ipam.fresh WHERE pool = $1",
+        )
+        .bind(pool.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let cursor = refill::read_cursor(&mut tx, &layout, false).await?;
+        tx.commit().await.map_err(backend)?;
+        free.sort();
+        let leases = leases
+            .into_iter()
+            .map(|(addr, o)| Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) })
+            .collect();
+        Ok(Audit::new(&layout, cursor, leases, free))
+    }
+}
