@@ -143,3 +143,18 @@ async fn the_reconcile_timer_takes_expired_peers_off() {
     assert_eq!(left, vec![keep.peer.public_key], "the expired peer left, the other stayed");
     assert!(vpn.store().get(&temp.peer.public_key).await.expect("get").is_some());
 }
+
+#[tokio::test]
+async fn a_retried_add_device_reuses_the_lease_of_a_crashed_attempt() {
+    let (vpn, device) = service().await;
+    let request = DeviceRequest::parse("fred", "laptop", None).expect("ok");
+    // A first attempt crashed right after allocating: the lease exists, nothing else does.
+    let owner = vpn.lease_owner(&request.owner, &request.name).expect("lease owner");
+    let pool = &vpn.settings().pool_v4;
+    let crashed = vpn.allocator().allocate(pool, &owner).await.expect("allocate");
+    let added = vpn.add_device(request).await.expect("the retry");
+    assert_eq!(std::net::IpAddr::V4(added.peer.ipv4), crashed.addr, "same address");
+    let usage = vpn.allocator().usage(pool).await.expect("usage");
+    assert_eq!(usage.allocated, 1, "no second lease");
+    assert_eq!(device.get().await.expect("get").peers.len(), 1);
+}

@@ -15,6 +15,7 @@ use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use chrono::Utc;
 use ipnet::IpNet;
+use kws_core::{DnsLabel, OwnerId};
 use kws_ipam::{IpAllocator, Lease, LeaseOwner, MemoryAllocator};
 
 use crate::{
@@ -100,14 +101,12 @@ impl VpnService {
         &self.device
     }
 
-    /// The lease owner of a device: stable per (interface, owner, name), so a retried
-    /// `add_device` gets the same address.
-    fn lease_owner(&self, request: &DeviceRequest) -> Result<LeaseOwner, Error> {
-        LeaseOwner::new(format!(
-            "wg/{}/{}/{}",
-            self.settings.interface, request.owner, request.name
-        ))
-        .map_err(Error::from)
+    /// The allocator key under which the device `name` of `owner` holds its addresses:
+    /// stable per (interface, owner, name), so a retried `add_device` (after a crash between
+    /// its steps) gets the same address instead of leaking one.
+    pub fn lease_owner(&self, owner: &OwnerId, name: &DnsLabel) -> Result<LeaseOwner, Error> {
+        LeaseOwner::new(format!("wg/{}/{owner}/{name}", self.settings.interface))
+            .map_err(Error::from)
     }
 
     /// Adds a device: allocates its address(es), stores the peer and puts it on the interface.
@@ -121,7 +120,7 @@ impl VpnService {
         if self.store.get(&public_key).await?.is_some() {
             return Err(Error::DuplicatePublicKey(public_key));
         }
-        let owner = self.lease_owner(&request)?;
+        let owner = self.lease_owner(&request.owner, &request.name)?;
         let mut leases = Vec::new();
         let result = self.add_steps(&request, public_key, &owner, &mut leases).await;
         match result {
@@ -271,7 +270,7 @@ impl VpnService {
         }
     }
 
-    fn pools_of<'a>(&'a self, peer: &Peer) -> Vec<(&'a kws_core::DnsLabel, IpAddr)> {
+    fn pools_of<'a>(&'a self, peer: &Peer) -> Vec<(&'a DnsLabel, IpAddr)> {
         let mut out = vec![(&self.settings.pool_v4, IpAddr::V4(peer.ipv4))];
         out.extend(peer.ipv6.map(|a| (&self.settings.pool_v6, IpAddr::V6(a))));
         out
