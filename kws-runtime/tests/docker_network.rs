@@ -45,6 +45,17 @@ async fn owners_get_allocated_addresses_on_isolated_networks() {
     let net_b = env.rt.owner_network(&b).await.expect("network").expect("B's network");
     let range = env.rt.config().owner_range;
     assert_ne!(net_a.subnet, net_b.subnet, "one subnet per owner");
+    for net in [&net_a, &net_b] {
+        // Read-only look at the host: the bridge carries the name the host firewall matches.
+        let shown = std::process::Command::new("ip")
+            .args(["-o", "-4", "addr", "show", "dev", net.bridge.as_str()])
+            .output()
+            .expect("ip");
+        let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+        let gateway =
+            format!("{}/{}", net.subnet.hosts().next().expect("host"), net.subnet.prefix_len());
+        assert!(shown.contains(&gateway), "bridge {} has {gateway}: {shown:?}", net.bridge);
+    }
     for (net, info) in [(&net_a, &a1), (&net_a, &a2), (&net_b, &b1)] {
         assert!(range.contains(&net.subnet), "{} inside the configured {range}", net.subnet);
         assert_eq!(net.subnet.prefix_len(), env.rt.config().owner_prefix_len);

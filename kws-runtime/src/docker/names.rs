@@ -3,7 +3,7 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use ipnet::Ipv4Net;
-use kws_core::{DnsLabel, OwnerId};
+use kws_core::{DnsLabel, IfName, OwnerId};
 use kws_ipam::LeaseOwner;
 
 use crate::{Error, InstanceKey};
@@ -43,6 +43,14 @@ pub(crate) fn network_name(owner: &OwnerId) -> String {
 pub(crate) fn pool_name(subnet: &Ipv4Net) -> Result<DnsLabel, Error> {
     let [a, b, c, d] = subnet.network().octets();
     Ok(DnsLabel::parse(&format!("kws-{a}-{b}-{c}-{d}-{}", subnet.prefix_len()))?)
+}
+
+/// The owner network's bridge interface: `kwsb` and the subnet in hex (`kwsb0ad5040018` for
+/// `10.213.4.0/24`). Subnets of one engine never overlap, so the name is unique, and the host's
+/// firewall (kws-hostnet) can name the bridge without asking the engine.
+pub(crate) fn bridge_name(subnet: &Ipv4Net) -> Result<IfName, Error> {
+    let network = u32::from(subnet.network());
+    Ok(IfName::parse(&format!("kwsb{network:08x}{:02x}", subnet.prefix_len()))?)
 }
 
 /// Who holds an instance's address lease.

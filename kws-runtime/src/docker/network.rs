@@ -8,14 +8,20 @@ use bollard::{
     query_parameters::{InspectNetworkOptions, ListNetworksOptions},
 };
 use ipnet::Ipv4Net;
-use kws_core::{DnsLabel, OwnerId};
+use kws_core::{DnsLabel, IfName, OwnerId};
 use kws_ipam::PoolSpec;
 
 use super::{
     DockerRuntime,
-    names::{engine, engine_context, is_managed, network_name, owner_labels, pool_name, status},
+    names::{
+        bridge_name, engine, engine_context, is_managed, network_name, owner_labels, pool_name,
+        status,
+    },
 };
 use crate::Error;
+
+/// The engine's option that names a bridge network's interface.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
 /// An owner's network as the engine has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +32,16 @@ pub struct OwnerNetwork {
     pub subnet: Ipv4Net,
     /// The allocator pool of its addresses.
     pub pool: DnsLabel,
+    /// Its bridge interface on the host.
+    pub bridge: IfName,
 }
 
 impl DockerRuntime {
     /// The owner's network, if it exists. `Unmanaged` when a network of its name lacks the labels.
     pub async fn owner_network(&self, owner: &OwnerId) -> Result<Option<OwnerNetwork>, Error> {
         let name = network_name(owner);
-        let net = match self.docker.inspect_network(&name, None::<InspectNetworkOptions>).await {
+        let found = self.docker.inspect_network(&name, None::<InspectNetworkOptions>).await;
+        let net = match found {
             Ok(net) => net,
             Err(e) if status(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(engine(e)),
@@ -47,7 +56,13 @@ impl DockerRuntime {
             .flatten()
             .find_map(|c| c.subnet.and_then(|s| s.parse::<Ipv4Net>().ok()))
             .ok_or_else(|| Error::Unmanaged(format!("network {name} (no IPv4 subnet)")))?;
-        Ok(Some(OwnerNetwork { name, pool: pool_name(&subnet)?, subnet }))
+        let bridge = net
+            .options
+            .as_ref()
+            .and_then(|o| o.get(BRIDGE_NAME_OPTION))
+            .and_then(|b| IfName::parse(b).ok())
+            .ok_or_else(|| Error::Unmanaged(format!("network {name} (no kws bridge name)")))?;
+        Ok(Some(OwnerNetwork { name, pool: pool_name(&subnet)?, subnet, bridge }))
     }
 
     /// The owner's network, created with a free subnet of the configured range when missing,
@@ -114,15 +129,18 @@ impl DockerRuntime {
                     }]),
                     options: None,
                 }),
-                options: Some(HashMap::from([(
-                    "com.docker.network.bridge.enable_icc".to_owned(),
-                    "true".to_owned(),
-                )])),
+                options: Some(HashMap::from([
+                    ("com.docker.network.bridge.enable_icc".to_owned(), "true".to_owned()),
+                    (BRIDGE_NAME_OPTION.to_owned(), bridge_name(&subnet)?.to_string()),
+                ])),
                 labels: Some(owner_labels(owner, &self.config.extra_labels)),
                 ..Default::default()
             };
             match self.docker.create_network(request).await {
-                Ok(_) => return Ok(OwnerNetwork { name, pool: pool_name(&subnet)?, subnet }),
+                Ok(_) => {
+                    let (pool, bridge) = (pool_name(&subnet)?, bridge_name(&subnet)?);
+                    return Ok(OwnerNetwork { name, pool, subnet, bridge });
+                }
                 // Another process made it meanwhile: use theirs.
                 Err(e) if status(&e) == Some(409) => {
                     return self.owner_network(owner).await?.ok_or_else(|| engine(e));
