@@ -3,7 +3,7 @@
 //! jobs per second with jobs in flight.
 //!
 //! `cargo run --release --example exec_load --features docker -- [SEQUENTIAL] [THROUGHPUT]
-//! [COLD]` (defaults 100, 200 and 5, sized for CI; the figures in docs/PERFORMANCE.md use
+//! [COLD]` (defaults 50, 100 and 3, sized for CI; the figures in docs/PERFORMANCE.md use
 //! 1000 2000 20). Needs Docker at `DOCKER_HOST` and the images of `scripts/images`.
 
 use std::{
@@ -46,9 +46,9 @@ async fn hello(engine: &ExecEngine, user: &OwnerId, python: &DnsLabel) -> Result
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
-    let sequential = args.first().copied().unwrap_or(100);
-    let throughput = args.get(1).copied().unwrap_or(200);
-    let cold = args.get(2).copied().unwrap_or(5);
+    let sequential = args.first().copied().unwrap_or(50);
+    let throughput = args.get(1).copied().unwrap_or(100);
+    let cold = args.get(2).copied().unwrap_or(3);
     let python = Language::python3();
     let name = python.name.clone();
     let config = ExecConfig {

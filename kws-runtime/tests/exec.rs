@@ -190,3 +190,63 @@ async fn hostile_submissions_are_refused_by_name_and_nothing_is_queued() {
     assert!(pools.values().all(|p| p.queued == 0 && p.busy == 0), "{pools:?}");
     finish(engine).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_cap_bounds_jobs_running_at_once() {
+    let Some(engine) = engine(2, |c| c.max_concurrent = 1).await else { return };
+    let owner = user("dave");
+    let mut ids = Vec::new();
+    for language in ["sh", "python3", "sh"] {
+        let source = match language {
+            "sh" => "sleep 0.3",
+            _ => "import time\ntime.sleep(0.3)",
+        };
+        let id = engine.submit(&owner, &label(language), source, "", Limits::default()).await;
+        ids.push(id.expect("queued"));
+    }
+    let mut spans = Vec::new();
+    for id in ids {
+        let mut events = engine.events(id).expect("known");
+        let mut start = None;
+        while let Some(event) = events.next().await {
+            match event {
+                JobEvent::Started => start = Some(Instant::now()),
+                JobEvent::Exited { code: 0, .. } => {
+                    spans.push((start.expect("started first"), Instant::now()));
+                }
+                other if other.is_terminal() => panic!("{other:?}"),
+                _ => {}
+            }
+        }
+    }
+    // One at a time: each job starts after the one before it ended.
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1 - Duration::from_millis(50), "{spans:?}");
+    }
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_running_and_queued_jobs_and_removes_every_container() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let owner = user("erin");
+    let running = engine.submit(&owner, &label("sh"), "sleep 100", "", Limits::default()).await;
+    let running = running.expect("runs");
+    let queued = engine.submit(&owner, &label("sh"), "echo never", "", Limits::default()).await;
+    let queued = queued.expect("waits");
+    let mut events = engine.events(running).expect("known");
+    while events.next().await != Some(JobEvent::Started) {}
+    let (mut running_events, queued_events) =
+        (engine.events(running).expect("known"), engine.events(queued).expect("known"));
+    finish(engine).await;
+    let mut last = None;
+    while let Some(event) = running_events.next().await {
+        last = Some(event);
+    }
+    assert!(last.as_ref().is_some_and(JobEvent::is_terminal), "{last:?}");
+    let queued_events: Vec<_> = queued_events.collect().await;
+    assert!(
+        matches!(queued_events.last(), Some(JobEvent::Failed { error }) if error.contains("shut down")),
+        "{queued_events:?}"
+    );
+}

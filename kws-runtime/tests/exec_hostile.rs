@@ -63,6 +63,8 @@ async fn runaway_programs_time_out_and_their_sandbox_is_replaced() {
         ("sh", "sleep 1000000"),
         ("sh", "echo stopping; kill -STOP $$; echo never"),
         ("sh", "echo stopping; kill -STOP 0; echo never"),
+        // Output closed early, the program still running: its end is awaited, not assumed.
+        ("sh", "echo closing; exec >&- 2>&-; sleep 1000"),
         // A background process that keeps the output open past the end of the job.
         ("sh", "sleep 1000 & echo detached"),
     ];

@@ -73,28 +73,20 @@ impl JobSnapshot {
 
     /// All standard output, concatenated.
     pub fn stdout(&self) -> Vec<u8> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                JobEvent::Stdout(b) => Some(b.as_slice()),
-                _ => None,
-            })
-            .flatten()
-            .copied()
-            .collect()
+        self.output(false)
     }
 
     /// All standard error, concatenated.
     pub fn stderr(&self) -> Vec<u8> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                JobEvent::Stderr(b) => Some(b.as_slice()),
-                _ => None,
-            })
-            .flatten()
-            .copied()
-            .collect()
+        self.output(true)
+    }
+
+    fn output(&self, stderr: bool) -> Vec<u8> {
+        let chunks = self.events.iter().filter_map(|e| match (e, stderr) {
+            (JobEvent::Stdout(b), false) | (JobEvent::Stderr(b), true) => Some(b.as_slice()),
+            _ => None,
+        });
+        chunks.flatten().copied().collect()
     }
 }
 
