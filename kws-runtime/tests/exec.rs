@@ -250,3 +250,33 @@ async fn shutdown_ends_running_and_queued_jobs_and_removes_every_container() {
         "{queued_events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_arrive_byte_for_byte_and_a_closed_output_still_yields_the_exit_code() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    let tricky = "s = '\\\\c \\\\n %s %b \\\\0101 é ✓ $HOME `id`'\nprint(s)\r\n";
+    let job = run(&engine, "python3", tricky, "", Limits::default()).await;
+    assert_eq!(job.stdout(), "\\c \\n %s %b \\0101 é ✓ $HOME `id`\n", "{:?}", job.events);
+    // The program closes its output, then exits by itself: the exit comes from Docker's
+    // `exec_die` event, before the deadline.
+    let closed = "echo closing; exec >&- 2>&-; sleep 0.5; exit 3";
+    let job = run(&engine, "sh", closed, "", Limits::default()).await;
+    assert!(matches!(job.outcome(), JobEvent::Exited { code: 3, .. }), "{:?}", job.events);
+    assert!(job.took < Duration::from_secs(3), "{:?}", job.took);
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_whose_image_is_missing_fails_to_start_naming_it() {
+    let Some(docker) = kws_testenv::docker().await else { return };
+    let mut missing = kws_runtime::exec::Language::sh();
+    missing.image = "kws-test/missing:1".to_owned();
+    let config = kws_runtime::exec::ExecConfig {
+        languages: kws_runtime::exec::Languages::new([missing]).expect("valid"),
+        pool_size: 1,
+        labels: kws_testenv::test_labels(),
+        ..kws_runtime::exec::ExecConfig::default()
+    };
+    let err = kws_runtime::exec::ExecEngine::start(docker, config).await.expect_err("no image");
+    assert!(err.to_string().contains("kws-test/missing:1"), "{err}");
+}
