@@ -49,3 +49,21 @@ async fn flaw1_concurrent_allocators_never_share_an_address() {
 async fn flaw3_release_racing_allocation_never_requeues_a_leased_address() {
     testkit::release_racing_allocation(&shared(3), 300).await;
 }
+
+#[tokio::test]
+async fn address_only_entry_points_are_the_same_operation() {
+    use testkit::{create, ip, owner, spec};
+    let a = MemoryAllocator::new();
+    let pool = create(&a, spec("addr-only", "10.8.0.0/30")).await;
+    let addr = a.allocate_addr(&pool, &owner("x")).expect("allocate");
+    assert_eq!(addr, ip("10.8.0.2"));
+    assert_eq!(a.allocate_addr(&pool, &owner("x")).expect("idempotent"), addr);
+    let held = a.lookup(&pool, addr).await.expect("lookup").map(|l| l.owner);
+    assert_eq!(held, Some(owner("x")));
+    a.release_addr(&pool, addr).expect("release");
+    assert!(matches!(a.release_addr(&pool, addr), Err(kws_ipam::Error::NotAllocated { .. })));
+    assert!(matches!(
+        a.allocate_addr(&pool, &owner("y")).map(|_| a.allocate_addr(&pool, &owner("z"))),
+        Ok(Err(kws_ipam::Error::Exhausted { .. }))
+    ));
+}

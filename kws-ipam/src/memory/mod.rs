@@ -57,12 +57,25 @@ impl MemoryAllocator {
     /// `allocate` without the async wrapper (the allocator never waits): the same operation,
     /// for callers that are not async.
     pub fn allocate_now(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
-        self.with_pool(pool, |s| s.allocate(owner))
+        let addr = self.allocate_addr(pool, owner)?;
+        Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() })
     }
 
     /// `release` without the async wrapper.
     pub fn release_now(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
-        self.with_pool(pool, |s| s.release(addr))
+        let owner = self.with_pool(pool, |s| s.release(addr))?;
+        Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(owner.into_string()) })
+    }
+
+    /// `allocate`, answering only the address: the same operation without building a `Lease`
+    /// (two string copies fewer), for hot paths that know the pool and owner already.
+    pub fn allocate_addr(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<IpAddr, Error> {
+        self.with_pool(pool, |s| s.allocate(owner).map(|h| s.layout.addr_of(h)))
+    }
+
+    /// `release`, answering nothing: the same operation without building a `Lease`.
+    pub fn release_addr(&self, pool: &DnsLabel, addr: IpAddr) -> Result<(), Error> {
+        self.with_pool(pool, |s| s.release(addr).map(drop))
     }
 
     /// The free queue of `pool`, oldest release first (quarantined addresses included).
@@ -109,9 +122,10 @@ impl PoolState {
         Lease { pool: self.layout.name().clone(), addr: self.layout.addr_of(host), owner }
     }
 
-    fn allocate(&mut self, owner: &LeaseOwner) -> Result<Lease, Error> {
+    /// The host `owner` holds, or a newly leased one.
+    fn allocate(&mut self, owner: &LeaseOwner) -> Result<u128, Error> {
         if let Some(host) = self.leases.held_by(owner.as_str()) {
-            return Ok(self.lease(host, owner.clone()));
+            return Ok(host);
         }
         let host = match self.free.pop_ready(Instant::now) {
             Some(h) => h,
@@ -120,7 +134,7 @@ impl PoolState {
             }
         };
         self.leases.insert(host, owner.as_str());
-        Ok(self.lease(host, owner.clone()))
+        Ok(host)
     }
 
     /// The next host the cursor reaches that no `allocate_specific` took first. Each host is
@@ -152,13 +166,14 @@ impl PoolState {
         Ok(self.lease(host, owner.clone()))
     }
 
-    fn release(&mut self, addr: IpAddr) -> Result<Lease, Error> {
+    /// Ends the lease on `addr`, returning its owner.
+    fn release(&mut self, addr: IpAddr) -> Result<Box<str>, Error> {
         let not_allocated = || Error::NotAllocated { pool: self.layout.name().clone(), addr };
         let host = self.layout.leasable_host(addr)?.ok_or_else(not_allocated)?;
         let owner = self.leases.remove(host).ok_or_else(not_allocated)?;
         let ready_at = (!self.quarantine.is_zero()).then(|| Instant::now() + self.quarantine);
         self.free.push(host, ready_at);
-        Ok(self.lease(host, LeaseOwner::trusted(owner.into_string())))
+        Ok(owner)
     }
 
     fn lookup(&self, addr: IpAddr) -> Result<Option<Lease>, Error> {
