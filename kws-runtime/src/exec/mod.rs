@@ -11,9 +11,16 @@
 //! work dir, /tmp, /var/tmp and /dev/shm, memory (no swap), pids and CPU limits, every
 //! capability dropped, no-new-privileges, programs as uid 1000 with a minimal environment, and
 //! an idle process 1 under another uid. Wall time and output caps are enforced by killing the
-//! container (Docker cannot kill an exec). After a job the container is reused only if no
-//! process of the job is left and every writable path was wiped and checked empty; otherwise it
-//! is removed and the pool refills in the background.
+//! container (Docker cannot kill an exec), which also makes sure no pid is ever signalled after
+//! it was reused.
+//!
+//! Between jobs: Docker lists the container's processes from outside (by its cgroup); unless
+//! only process 1 is left, the container is removed and the pool refills in the background.
+//! Otherwise the next job's process is started ahead ("armed"): it wipes every writable path,
+//! checks each is empty and no System V IPC object is left, says `kws-ready`, and waits on its
+//! stdin for the source line and the job's stdin. Nothing else runs in the sandbox then, so
+//! nothing can tamper with it; a sandbox that fails the check is removed instead. A job then
+//! costs a write and the interpreter's start, not a container or exec start.
 
 mod config;
 mod error;
@@ -36,7 +43,11 @@ mod sandbox;
 #[cfg(feature = "docker")]
 mod scheduler;
 #[cfg(feature = "docker")]
+mod script;
+#[cfg(feature = "docker")]
 mod watcher;
+#[cfg(feature = "docker")]
+mod worker;
 
 pub use config::ExecConfig;
 #[cfg(feature = "docker")]

@@ -11,7 +11,8 @@ use super::{
     event::JobEvent,
     journal::Journal,
     queue::JobRequest,
-    sandbox::{Armed, ArmedIo, Sandbox, Sandboxes, source_line},
+    sandbox::{Armed, ArmedIo, Sandbox, Sandboxes},
+    script::source_line,
     watcher::EventWatch,
 };
 
@@ -25,7 +26,7 @@ pub(crate) enum Aftermath {
 }
 
 /// How long to wait for Docker's `oom` event after a SIGKILLed exit.
-const OOM_EVENT_WAIT: Duration = Duration::from_millis(200);
+const OOM_EVENT_WAIT: Duration = Duration::from_secs(1);
 
 /// Bytes a job may still print.
 #[derive(Debug)]
