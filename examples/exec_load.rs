@@ -3,7 +3,7 @@
 //! jobs per second with jobs in flight.
 //!
 //! `cargo run --release --example exec_load --features docker -- [SEQUENTIAL] [THROUGHPUT]
-//! [COLD]` (defaults 50, 100 and 3, sized for CI; the figures in docs/PERFORMANCE.md use
+//! [COLD] [POOL]` (defaults 50, 100, 3 and a pool of 5, sized for CI; the figures in docs/PERFORMANCE.md use
 //! 1000 2000 20). Needs Docker at `DOCKER_HOST` and the images of `scripts/images`.
 
 use std::{
@@ -49,12 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sequential = args.first().copied().unwrap_or(50);
     let throughput = args.get(1).copied().unwrap_or(100);
     let cold = args.get(2).copied().unwrap_or(3);
+    let pool = args.get(3).copied().unwrap_or(5);
     let python = Language::python3();
     let name = python.name.clone();
     let config = ExecConfig {
         languages: Languages::new([python.clone()])?,
-        pool_size: 5,
-        max_concurrent: 5,
+        pool_size: pool,
+        max_concurrent: pool,
         queue_capacity: 10_000,
         rate: RateLimit { per_second: 1e6, burst: 1_000_000 },
         ..ExecConfig::default()
@@ -62,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = ExecEngine::start_local(config).await?;
     let user: OwnerId = "load".parse()?;
     let result = measure(&engine, &user, &name, sequential, throughput).await;
+    let pools = engine.pools();
     engine.shutdown().await?;
     let (warm, jobs_per_second) = result?;
 
@@ -80,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cold_p50 = percentile(&cold_runs, 0.5);
     let (p50, p99) = (percentile(&warm, 0.5), percentile(&warm, 0.99));
     println!(
-        "exec engine, hello-world python ({} sequential jobs on a warm pool of 5)",
+        "exec engine, hello-world python ({} sequential jobs on a warm pool of {pool})",
         warm.len()
     );
     println!(
@@ -92,8 +94,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cold baseline: docker run --rm (CLI), {cold} runs  p50 {:.1} ms", ms(cold_p50));
     println!("  cold p50 / warm p50 = {:.1}x", ms(cold_p50) / ms(p50).max(1e-9));
     println!(
-        "throughput: {throughput} jobs, 25 in flight on 5 sandboxes  {jobs_per_second:.1} jobs/s"
+        "throughput: {throughput} jobs, 25 in flight on {pool} sandboxes  {jobs_per_second:.1} jobs/s"
     );
+    for (language, pool) in pools {
+        println!("  {language}: {} sandboxes reused, {} retired", pool.reused, pool.retired);
+    }
     Ok(())
 }
 
