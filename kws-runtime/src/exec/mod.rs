@@ -49,6 +49,9 @@ mod watcher;
 #[cfg(feature = "docker")]
 mod worker;
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
 pub use config::ExecConfig;
 #[cfg(feature = "docker")]
 pub use engine::{ExecEngine, ExecError};

@@ -170,45 +170,14 @@ fn unknown(tag: u64) -> QueueError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    fn job(language: &str) -> JobRequest {
-        JobRequest {
-            id: JobId::new(),
-            user: OwnerId::parse("alice").expect("valid"),
-            language: DnsLabel::parse(language).expect("valid"),
-            source: "print(1)".to_owned(),
-            stdin: String::new(),
-            limits: Limits::default(),
-        }
-    }
-
     #[tokio::test]
-    async fn fifo_bounded_idempotent_and_at_least_once() {
-        let queue = MemoryJobQueue::new(2);
-        let py = DnsLabel::parse("python3").expect("valid");
-        let (a, b, c) = (job("python3"), job("python3"), job("python3"));
-        assert_eq!(queue.enqueue(a.clone()).await.expect("ok"), Enqueued::Queued { position: 0 });
-        assert_eq!(queue.enqueue(a.clone()).await.expect("ok"), Enqueued::Duplicate);
-        assert_eq!(queue.enqueue(b.clone()).await.expect("ok"), Enqueued::Queued { position: 1 });
-        let full = queue.enqueue(c.clone()).await.expect_err("full");
-        assert!(matches!(full, QueueError::Full { capacity: 2, .. }), "{full}");
-        queue.enqueue(job("sh")).await.expect("other languages have their own queue");
-
-        let first = queue.reserve(&py).await.expect("ok").expect("a job");
-        assert_eq!((first.job.id, first.attempt), (a.id, 1));
-        assert_eq!(queue.enqueue(a.clone()).await.expect("ok"), Enqueued::Duplicate);
-        queue.nack(first.tag, true).await.expect("outstanding");
-        let again = queue.reserve(&py).await.expect("ok").expect("redelivered");
-        assert_eq!((again.job.id, again.attempt), (a.id, 2), "requeued at the head");
-        assert!(matches!(queue.ack(first.tag).await, Err(QueueError::UnknownDelivery { .. })));
-        queue.ack(again.tag).await.expect("outstanding");
-        assert!(matches!(queue.ack(again.tag).await, Err(QueueError::UnknownDelivery { .. })));
-        let second = queue.reserve(&py).await.expect("ok").expect("b");
-        assert_eq!(second.job.id, b.id);
-        assert_eq!(queue.depth(&py).await.expect("ok"), 0);
-        assert!(queue.reserve(&py).await.expect("ok").is_none());
-        queue.nack(second.tag, false).await.expect("dropped");
-        assert_eq!(queue.enqueue(b).await.expect("ok"), Enqueued::Queued { position: 0 });
+    async fn the_memory_queue_meets_the_contract_directly_and_as_a_trait_object() {
+        super::super::testkit::job_queue_contract(&MemoryJobQueue::new(2), 2).await;
+        let shared: Arc<dyn JobQueue> = Arc::new(MemoryJobQueue::new(3));
+        super::super::testkit::job_queue_contract(shared.as_ref(), 3).await;
     }
 }
