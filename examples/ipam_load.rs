@@ -79,8 +79,7 @@ fn redis_ping(url: &str, clients: usize, secs: f64) -> anyhow::Result<f64> {
     // "PING_INLINE: 50000.00 requests per second, p50=..." then "PING_MBULK: ..."
     let line = text
         .split(['\n', '\r'])
-        .filter(|l| l.starts_with("PING_MBULK"))
-        .last()
+        .rfind(|l| l.starts_with("PING_MBULK"))
         .ok_or_else(|| anyhow::anyhow!("redis-benchmark said: {text}"))?;
     let rate = line.split_whitespace().nth(1).unwrap_or("0").parse()?;
     Ok(rate)

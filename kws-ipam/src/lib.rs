@@ -1,6 +1,16 @@
 //! kws-ipam hands out IP addresses from IPv4 and IPv6 pools in constant time, whatever the
 //! pool size or fill level, on memory, Redis, PostgreSQL, or PostgreSQL with Redis as a fast path.
 //! Every VPN peer and every instance gets its address here; the `IpAllocator` trait is the contract.
+//!
+//! | backend | feature | how |
+//! |---|---|---|
+//! | [`MemoryAllocator`] | always | FIFO free queue, cursor over the usable segments, leases indexed by address and owner |
+//! | `RedisAllocator` | `redis` | one Lua script per operation; 128-bit host numbers as hex strings |
+//! | `PostgresAllocator` | `postgres` | one PL/pgSQL call per operation; `UNIQUE (pool, address)`; `SKIP LOCKED` free queue; cursor refilled 64 at a time |
+//! | `PgRedisAllocator` | both | PostgreSQL is the truth, Redis the fast path for the free queue; `reconcile()` rebuilds it |
+//!
+//! [`pool`] holds the pure arithmetic (host number <-> address, reservations, the cursor);
+//! `testkit` (feature `testkit`) the conformance suite every backend runs.
 
 mod audit;
 #[cfg(all(feature = "postgres", feature = "redis"))]
