@@ -302,6 +302,13 @@ impl ExecEngine {
     }
 }
 
+impl Drop for ExecEngine {
+    /// Stops following Docker's events. Containers stay unless `shutdown` ran.
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
 fn check_input(what: &'static str, text: &str, min: usize, max: usize) -> Result<(), SubmitError> {
     let why = if text.len() < min {
         format!("it is empty; at least {min} byte is needed")
