@@ -264,3 +264,37 @@ pub async fn reservations_are_never_handed_out<A: IpAllocator + ?Sized>(a: &A) {
         matches!(e, Error::Reserved { .. })
     });
 }
+
+/// Owner keys with quotes, separators, shell and SQL metacharacters, non-ASCII text and the
+/// longest allowed length are stored and read back exactly; invalid keys are refused before
+/// they reach a backend.
+pub async fn hostile_owners_round_trip<A: IpAllocator + ?Sized>(a: &A) {
+    let pool = create(a, spec("ck-hostile", "10.200.10.0/24")).await;
+    let longest = "k".repeat(crate::LeaseOwner::MAX_LEN);
+    let keys = [
+        "'; DROP TABLE kws_ipam.leases; --",
+        "a|1|0",
+        "$(rm -rf /) `id` \"q\" \\ ..",
+        "10.200.10.2",
+        "ключ-пира ✓",
+        "%x %n {}",
+        longest.as_str(),
+    ];
+    for key in keys {
+        let who = owner(key);
+        let lease = a.allocate(&pool, &who).await.unwrap_or_else(|e| panic!("{key:?}: {e}"));
+        let back = a.lookup(&pool, lease.addr).await.expect("lookup").map(|l| l.owner);
+        assert_eq!(back, Some(who.clone()), "{key:?} read back");
+        let by_owner = a.lookup_owner(&pool, &who).await.expect("lookup_owner");
+        assert_eq!(by_owner.map(|l| l.addr), Some(lease.addr), "{key:?} by owner");
+        let released = a.release(&pool, lease.addr).await.expect("release");
+        assert_eq!(released.owner, who, "{key:?} released");
+    }
+    let too_long = "k".repeat(crate::LeaseOwner::MAX_LEN + 1);
+    for bad in ["", "nul\0byte", "new\nline", too_long.as_str()] {
+        assert!(
+            matches!(crate::LeaseOwner::new(bad), Err(Error::InvalidArgument(_))),
+            "{bad:?} must be refused"
+        );
+    }
+}

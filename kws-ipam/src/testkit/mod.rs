@@ -42,6 +42,7 @@ pub async fn run_all<A: IpAllocator + ?Sized>(alloc: &A) {
     allocate_specific_keeps_the_cursor(alloc).await;
     pools_are_validated(alloc).await;
     reservations_are_never_handed_out(alloc).await;
+    hostile_owners_round_trip(alloc).await;
 }
 
 /// A pool name.
