@@ -35,6 +35,8 @@ mod queue;
 mod rate;
 
 #[cfg(feature = "docker")]
+mod cgroup;
+#[cfg(feature = "docker")]
 mod engine;
 #[cfg(feature = "docker")]
 mod run;

@@ -215,10 +215,17 @@ impl Sandboxes {
         }
     }
 
-    /// Proves no process of the last job is left: Docker lists, from outside the sandbox (by
-    /// its cgroup), only process 1, the idle `sleep`. (A one-shot stats read of the pids count
-    /// would be cheaper, but Docker 20.10 through bollard waits a second for it.)
+    /// Proves no process of the last job is left: from outside the sandbox, by its cgroup, only
+    /// process 1 (the idle `sleep`) is there. The host's cgroup file is read when the engine is
+    /// local; otherwise Docker lists the processes (`top`). (A one-shot stats read of the pids
+    /// count would be cheaper than `top`, but Docker 20.10 through bollard waits a second.)
     pub(crate) async fn processes_gone(&self, sandbox: &Sandbox) -> Result<(), String> {
+        if let Some(count) = super::cgroup::process_count(&sandbox.id) {
+            return match count {
+                1 => Ok(()),
+                n => Err(format!("{n} processes left in the sandbox's cgroup")),
+            };
+        }
         let top = self
             .docker
             .top_processes(&sandbox.id, None::<bollard::query_parameters::TopOptions>)
