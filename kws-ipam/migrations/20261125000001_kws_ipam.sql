@@ -38,6 +38,24 @@ CREATE TABLE kws_ipam.fresh (
     PRIMARY KEY (pool, address)
 );
 
+-- Leases p_addr to p_owner, the commit point of allocate and claim. True when the lease row was
+-- written; false when p_addr is leased already (the queue entry was stale). Raises 40001 when
+-- p_owner got a lease in the pool concurrently (UNIQUE (pool, owner)): the caller retries.
+CREATE FUNCTION kws_ipam.insert_lease(p_pool text, p_addr inet, p_owner text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kws_ipam.leases (pool, address, owner) VALUES (p_pool, p_addr, p_owner)
+        ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    IF EXISTS (SELECT 1 FROM kws_ipam.leases l WHERE l.pool = p_pool AND l.owner = p_owner) THEN
+        RAISE EXCEPTION 'owner % got a lease in pool % concurrently', p_owner, p_pool
+            USING ERRCODE = '40001';
+    END IF;
+    RETURN false;
+END $$;
+
 -- Takes the oldest ready released address, else a fresh one, and leases it to p_owner.
 -- Outcomes: 'held' (p_owner's existing lease), 'new', 'empty' (refill the cursor chunk, or the
 -- pool is exhausted), 'nopool'. Raises 40001 when p_owner got a lease concurrently (retry).
@@ -72,15 +90,9 @@ BEGIN
             END IF;
             RETURN;
         END IF;
-        INSERT INTO kws_ipam.leases (pool, address, owner) VALUES (p_pool, v_addr, p_owner)
-            ON CONFLICT DO NOTHING;
-        IF FOUND THEN
+        IF kws_ipam.insert_lease(p_pool, v_addr, p_owner) THEN
             RETURN QUERY SELECT v_addr, 'new'::text;
             RETURN;
-        END IF;
-        IF EXISTS (SELECT 1 FROM kws_ipam.leases l WHERE l.pool = p_pool AND l.owner = p_owner) THEN
-            RAISE EXCEPTION 'owner % got a lease in pool % concurrently', p_owner, p_pool
-                USING ERRCODE = '40001';
         END IF;
         -- The entry was stale (its address is leased): it is consumed; take the next one.
     END LOOP;
@@ -106,15 +118,9 @@ BEGIN
         RETURN QUERY SELECT p_addr, 'stale'::text;
         RETURN;
     END IF;
-    INSERT INTO kws_ipam.leases (pool, address, owner) VALUES (p_pool, p_addr, p_owner)
-        ON CONFLICT DO NOTHING;
-    IF FOUND THEN
+    IF kws_ipam.insert_lease(p_pool, p_addr, p_owner) THEN
         RETURN QUERY SELECT p_addr, 'new'::text;
         RETURN;
-    END IF;
-    IF EXISTS (SELECT 1 FROM kws_ipam.leases l WHERE l.pool = p_pool AND l.owner = p_owner) THEN
-        RAISE EXCEPTION 'owner % got a lease in pool % concurrently', p_owner, p_pool
-            USING ERRCODE = '40001';
     END IF;
     RETURN QUERY SELECT p_addr, 'stale'::text;
 END $$;
