@@ -62,6 +62,21 @@ pub enum StateError {
         /// The peer address.
         address: IpAddr,
     },
+    /// The same bridge is listed twice in `isolated_bridges`.
+    #[error("isolated bridge {name} is listed twice")]
+    DuplicateIsolatedBridge {
+        /// The bridge.
+        name: IfName,
+    },
+    /// A name in `isolated_bridges` that another part of the state uses as a non-bridge
+    /// interface whose traffic must stay untouched (the VPN interface, an uplink).
+    #[error("isolated bridge {name} is also {role}; only owner bridges may be isolated")]
+    IsolatedBridgeConflict {
+        /// The listed name.
+        name: IfName,
+        /// What else the name is, e.g. `a masquerade out_interface (an uplink)`.
+        role: &'static str,
+    },
     /// An address whose prefix length does not fit its family (a bridge address must be a host
     /// address inside its subnet, not the network itself).
     #[error("bridge address {address} is the network address of its subnet")]

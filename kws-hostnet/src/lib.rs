@@ -12,6 +12,10 @@
 //!   incoming interface), so 1,000 forwards cost one hash lookup per packet. Every flow kws
 //!   accepts gets the conntrack bit [`CONNMARK`]; when Docker's `DOCKER-USER` chain exists,
 //!   one rule there ([`DOCKER_USER_RULE`]) lets exactly those flows past Docker's drop policy.
+//! - Owners' bridges listed in [`HostNetSpec::isolated_bridges`] cannot forward to each other:
+//!   one drop rule over two named sets, first in kws's forward chain (before any accept, so no
+//!   established or port-forwarded flow crosses), final whatever Docker's own isolation chains
+//!   are doing at that moment.
 //! - [`reconcile::reconcile_loop`] re-applies on a timer; an unchanged re-apply reads only the
 //!   nftables ruleset generation, so the table comes back quickly after `nft flush ruleset`.
 //!

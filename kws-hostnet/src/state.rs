@@ -120,6 +120,31 @@ pub struct HostNetSpec {
     /// Peer isolation, when a VPN interface is managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<PeerIsolation>,
+    /// Bridges isolated from each other (one per owner, e.g. Docker bridges `kwsb0a290100`).
+    ///
+    /// # Contract
+    /// - Traffic forwarded from one listed bridge to a *different* listed bridge is dropped,
+    ///   in both directions and whatever its conntrack state or kws mark: the drop is the first
+    ///   rule of kws's forward chain, before the accept of kws's marked flows, so neither an
+    ///   established flow nor a port forward's DNAT (a container of one bridge connecting to
+    ///   the host's public address and port forwarded into another bridge) crosses between
+    ///   two listed bridges. A drop in a forward-hook base chain is final, whatever other
+    ///   tables (Docker's `DOCKER-ISOLATION-STAGE-*` chains) do, and while they rewrite their
+    ///   own rules.
+    /// - Untouched: traffic inside one bridge (also when `br_netfilter` shows bridged frames
+    ///   to the forward hook with the same bridge as incoming and outgoing interface), traffic
+    ///   between a listed bridge and any unlisted interface (the uplink, a VPN interface, whose
+    ///   [`PeerIsolation`] still applies), and traffic to or from the host itself (input and
+    ///   output are not the forward hook: the host's reverse proxy reaches every bridge).
+    /// - Names are matched as names, not link indexes: a listed bridge need not exist yet, and
+    ///   listing it before the bridge is created (before `docker network create`) leaves no
+    ///   moment in which the new bridge is not isolated. The bridges need not be kws's own
+    ///   [`bridges`](Self::bridges) (Docker creates owner bridges); a listed name must not be
+    ///   the VPN interface or a masquerade uplink, and appears once.
+    /// - The rule set is O(1) in the number of bridges (two named sets), so adding an owner
+    ///   re-renders one set element pair, not a rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isolated_bridges: Vec<IfName>,
 }
 
 /// The whole desired state of the host router, checked as a whole.
@@ -127,7 +152,8 @@ pub struct HostNetSpec {
 /// # Contract
 /// A value exists only after [`HostNetState::new`] accepted the spec: managed subnets do not
 /// overlap, every port forward lands inside a managed subnet, no external port is forwarded
-/// twice, no bridge or peer is declared twice. Backends can therefore render it without
+/// twice, no bridge or peer is declared twice, an isolated bridge is listed once and is neither
+/// the VPN interface nor an uplink. Backends can therefore render it without
 /// further checks, and a refused state has changed nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "HostNetSpec", into = "HostNetSpec")]
@@ -139,6 +165,7 @@ impl HostNetState {
         check_bridges(&spec)?;
         check_forwards(&spec)?;
         check_peers(&spec)?;
+        check_isolated_bridges(&spec)?;
         Ok(Self(spec))
     }
 
@@ -241,6 +268,26 @@ fn check_peers(spec: &HostNetSpec) -> Result<(), StateError> {
     for (i, peer) in isolation.peers.iter().enumerate() {
         if isolation.peers[..i].iter().any(|p| p.address == peer.address) {
             return Err(StateError::DuplicatePeer { address: peer.address });
+        }
+    }
+    Ok(())
+}
+
+fn check_isolated_bridges(spec: &HostNetSpec) -> Result<(), StateError> {
+    let vpn = spec.isolation.as_ref().map(|i| &i.interface);
+    for (i, name) in spec.isolated_bridges.iter().enumerate() {
+        if spec.isolated_bridges[..i].contains(name) {
+            return Err(StateError::DuplicateIsolatedBridge { name: name.clone() });
+        }
+        let role = if vpn == Some(name) {
+            Some("the peer isolation (VPN) interface")
+        } else if spec.masquerade.iter().any(|m| m.out_interface == *name) {
+            Some("a masquerade out_interface (an uplink)")
+        } else {
+            None
+        };
+        if let Some(role) = role {
+            return Err(StateError::IsolatedBridgeConflict { name: name.clone(), role });
         }
     }
     Ok(())

@@ -16,6 +16,7 @@ pub fn normalized(state: &HostNetState) -> HostNetSpec {
     spec.bridges.sort_by(|a, b| a.name.cmp(&b.name));
     spec.masquerade.sort_by(|a, b| (a.source, &a.out_interface).cmp(&(b.source, &b.out_interface)));
     spec.port_forwards.sort_by_key(|f| (f.protocol, f.external_port, f.in_interface.clone()));
+    spec.isolated_bridges.sort();
     if let Some(iso) = &mut spec.isolation {
         iso.peers.retain(|p| !p.allowed.is_empty());
         for peer in &mut iso.peers {
@@ -45,6 +46,7 @@ pub async fn apply_read_reapply_teardown(network: &dyn HostNetwork, desired: &Ho
     assert!(after.bridges.is_empty(), "bridges left after teardown: {:?}", after.bridges);
     assert!(after.masquerade.is_empty() && after.port_forwards.is_empty());
     assert!(after.isolation.is_none(), "isolation left after teardown");
+    assert!(after.isolated_bridges.is_empty(), "isolated bridges left after teardown");
 }
 
 /// Applying a changed state converges to it: removed items go, added items come.

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use kws_hostnet::{HostNetState, HostNetwork, LinuxHostNetwork};
 
-/// The plan backend's script, run by `sh` in one namespace, gives the same table and bridge as
-/// the Linux backend in another.
+/// The plan backend's script, run by `sh` in one namespace, gives the same table (isolated
+/// bridges included) and bridge as the Linux backend in another.
 #[test]
 fn the_plan_script_and_the_linux_backend_agree() {
     let (Some(by_script), Some(by_backend)) =
@@ -16,7 +16,10 @@ fn the_plan_script_and_the_linux_backend_agree() {
     else {
         return;
     };
-    let state = router_state(true);
+    let mut spec = router_spec(true);
+    spec.isolated_bridges =
+        vec!["vmbr1".parse().expect("name"), "kwsb0a290100".parse().expect("name")];
+    let state = HostNetState::new(spec).expect("valid");
     let script = kws_hostnet::plan::render_apply(&state);
     let out = by_script.exec(["sh", "-c", &script]);
     assert!(out.status.success(), "plan script failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -49,13 +52,15 @@ fn a_foreign_link_with_the_bridge_name_is_refused() {
 }
 
 /// `current()` reads back every kind of item: IPv6 addresses and forwards, forwards bound to an
-/// incoming interface (including a name with `.` and `-`), masquerade and isolation.
+/// incoming interface (including a name with `.` and `-`), masquerade, peer isolation and
+/// isolated bridges.
 #[test]
 fn current_reads_back_every_kind_of_item() {
     let Some(ns) = kws_testenv::Netns::new() else { return };
     let state = HostNetState::from_toml(
         r#"
         forwarding = { ipv4 = true, ipv6 = true }
+        isolated_bridges = ["kwsb0a290100", "kws-br.0", "kwsbr1"]
         [[bridges]]
         name = "kws-br.0"
         addresses = ["10.20.0.1/24", "fd00:20::1/64"]
@@ -209,4 +214,35 @@ fn a_restarted_process_recognises_its_own_table() {
     assert_eq!(ns.run(["nft", "list", "ruleset"]), ruleset);
     rt.block_on(third.teardown()).expect("teardown");
     assert!(!file.exists(), "teardown removes the cache file");
+}
+
+/// Isolated bridges: one bridge reads back too (a one-element set); a hand edit of either set
+/// is undone by the next apply; without the rule that uses it, the set is not read as
+/// isolation (it isolates nothing).
+#[test]
+fn isolated_bridges_are_read_back_and_repaired() {
+    let Some(ns) = kws_testenv::Netns::new() else { return };
+    let net = ns.enter(LinuxHostNetwork::new).expect("backend");
+    let rt = rt();
+    let one = HostNetState::from_toml("isolated_bridges = [\"kwsb0a290100\"]").expect("valid");
+    rt.block_on(kws_hostnet::testkit::apply_read_reapply_teardown(&net, &one));
+    let two = HostNetState::from_toml("isolated_bridges = [\"kwsb0a290200\", \"kwsb0a290100\"]")
+        .expect("valid");
+    rt.block_on(net.apply(&two)).expect("apply");
+    let listing = || ns.run(["nft", "list", "table", "inet", "kws"]);
+    let original = listing();
+    let self_pair = "{ \"kwsb0a290100\" . \"kwsb0a290100\" }";
+    ns.run(["nft", "delete", "element", "inet", "kws", "isolated_bridge_self", self_pair]);
+    assert_ne!(listing(), original);
+    assert!(rt.block_on(net.apply(&two)).expect("repair").netfilter_replaced);
+    assert_eq!(listing(), original);
+
+    ns.run(["nft", "flush", "chain", "inet", "kws", "forward"]);
+    let back = rt.block_on(net.current()).expect("current");
+    assert!(back.isolated_bridges.is_empty(), "a set without its rule isolates nothing");
+    assert!(rt.block_on(net.apply(&two)).expect("repair").netfilter_replaced);
+    let back = rt.block_on(net.current()).expect("current");
+    assert_eq!(kws_hostnet::testkit::normalized(&back), kws_hostnet::testkit::normalized(&two));
+    rt.block_on(net.teardown()).expect("teardown");
+    assert!(rt.block_on(net.current()).expect("current").isolated_bridges.is_empty());
 }

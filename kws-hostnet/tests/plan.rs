@@ -68,3 +68,43 @@ async fn plan_backend_passes_the_conformance_suite() {
     .expect("valid");
     testkit::apply_converges_on_change(shared.as_ref(), &hand_setup(), &smaller).await;
 }
+
+/// Isolated bridges render as two sets and ONE drop rule (whatever their number), placed first
+/// in the forward chain: before the accept of kws's marked flows and every other accept.
+#[test]
+fn isolated_bridges_render_as_sets_and_one_rule_before_every_accept() {
+    let mut spec = hand_setup().spec().clone();
+    spec.isolated_bridges =
+        (1..=300).map(|i| format!("kwsb0a29{i:04x}").parse().expect("name")).collect();
+    let state = HostNetState::new(spec).expect("valid");
+    let batch = plan::render_batch(&state);
+    assert!(batch.contains(
+        "\tset isolated_bridges {\n\t\ttype ifname\n\t\telements = { \"kwsb0a290001\", \"kwsb0a290002\", "
+    ));
+    assert!(batch.contains("\t\ttype ifname . ifname\n\t\telements = { \"kwsb0a290001\" . \"kwsb0a290001\", \"kwsb0a290002\" . \"kwsb0a290002\", "));
+    assert!(batch.contains("\"kwsb0a29012c\" . \"kwsb0a29012c\" }"), "all 300 self pairs");
+    let rule = "iifname @isolated_bridges oifname @isolated_bridges iifname . oifname != @isolated_bridge_self drop comment \"kws bridges\"";
+    assert_eq!(batch.matches(rule).count(), 1, "{batch}");
+    assert_eq!(batch.matches(" drop").count(), 1, "one drop rule for 300 bridges");
+    let forward = &batch[batch.find("chain forward {").expect("forward chain")..];
+    let first_rule = forward.lines().nth(2).expect("first rule");
+    assert_eq!(first_rule.trim(), rule, "the drop must precede every accept:\n{forward}");
+    assert!(forward.find(rule) < forward.find("kws flows"));
+    // The plan script carries the same batch.
+    assert!(plan::render_apply(&state).contains(rule));
+    // Without the field nothing of it is rendered: the table is as before.
+    let plain = plan::render_batch(&hand_setup());
+    assert!(!plain.contains("isolated_bridge") && !plain.contains("kws bridges"));
+}
+
+#[tokio::test]
+async fn plan_backend_applies_and_removes_isolated_bridges() {
+    let mut spec = hand_setup().spec().clone();
+    spec.isolated_bridges = vec!["kwsb0a290100".parse().expect("name")];
+    let isolated = HostNetState::new(spec).expect("valid");
+    testkit::apply_read_reapply_teardown(&PlanHostNetwork::new(), &isolated).await;
+    let net = PlanHostNetwork::new();
+    testkit::apply_converges_on_change(&net, &isolated, &hand_setup()).await;
+    let scripts = net.scripts();
+    assert!(scripts[0].contains("kws bridges") && !scripts[1].contains("kws bridges"));
+}

@@ -133,3 +133,44 @@ fn the_state_file_round_trips_and_is_validated_on_load() {
     let missing = dir.path().join("missing.toml");
     assert!(matches!(HostNetState::load(&missing), Err(StateError::File { .. })));
 }
+
+#[test]
+fn isolated_bridges_are_validated() {
+    let listed = |names: &str, extra: &str| {
+        HostNetState::from_toml(&format!("isolated_bridges = [{names}]\n{extra}{BASE}"))
+    };
+    assert!(listed("\"kwsb0a290100\", \"kwsb0a290200\", \"vmbr1\"", "").is_ok());
+    assert_eq!(
+        listed("\"kwsb0a290100\", \"kwsb0a290200\", \"kwsb0a290100\"", ""),
+        Err(StateError::DuplicateIsolatedBridge { name: "kwsb0a290100".parse().expect("name") })
+    );
+    // A bad name is refused with the rule it breaks, before validation.
+    for bad in ["\"kwsb 0a29\"", "\"kwsb0a290100-too-long\"", "\"\"", "\"br;x\""] {
+        let err = listed(bad, "").expect_err(bad);
+        assert!(matches!(err, StateError::File { .. }), "{bad}: {err:?}");
+        assert!(err.to_string().contains("isolated_bridges"), "{bad}: {err}");
+    }
+    let vpn = listed("\"wg0\"", "[isolation]\ninterface = \"wg0\"\n");
+    assert!(
+        matches!(vpn, Err(StateError::IsolatedBridgeConflict { ref name, .. }) if name.as_str() == "wg0"),
+        "{vpn:?}"
+    );
+    let uplink =
+        format!("{BASE}[[masquerade]]\nsource = \"192.168.69.0/29\"\nout_interface = \"eth0\"\n");
+    let spec =
+        HostNetSpec { isolated_bridges: vec!["eth0".parse().expect("name")], ..spec(&uplink) };
+    let err = HostNetState::new(spec).expect_err("an uplink is not an owner bridge");
+    assert!(err.to_string().contains("eth0") && err.to_string().contains("uplink"), "{err}");
+}
+
+#[test]
+fn isolated_bridges_round_trip_through_the_state_file() {
+    let text = format!("isolated_bridges = [\"kwsb0a290100\", \"kwsb0a290200\"]\n{BASE}");
+    let state = HostNetState::from_toml(&text).expect("valid");
+    assert_eq!(HostNetState::from_toml(&state.to_toml()).expect("toml"), state);
+    let json: HostNetState = serde_json::from_str(&state.to_json()).expect("json");
+    assert_eq!(json, state);
+    // Absent when empty, so existing state files and their output stay as they were.
+    let plain = HostNetState::from_toml(BASE).expect("valid");
+    assert!(!plain.to_toml().contains("isolated_bridges"));
+}

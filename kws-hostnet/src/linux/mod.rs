@@ -167,6 +167,7 @@ impl Worker {
             masquerade: back.masquerade,
             port_forwards: back.port_forwards,
             isolation: back.isolation,
+            isolated_bridges: back.isolated_bridges,
         })
         .map_err(|e| Error::Readback { what: "host state", message: e.to_string() })
     }

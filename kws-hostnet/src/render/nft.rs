@@ -5,7 +5,7 @@ use std::{collections::HashSet, fmt::Write as _, net::IpAddr};
 
 use ipnet::IpNet;
 
-use super::tag::RuleTag;
+use super::{bridge_isolation, tag::RuleTag};
 use kws_core::IfName;
 
 use crate::{HostNetState, Masquerade, PeerIsolation, PeerRule, Port, PortForward, Protocol};
@@ -31,6 +31,7 @@ pub fn render_batch(state: &HostNetState) -> String {
     for group in &groups {
         group.render_sets(&mut out);
     }
+    bridge_isolation::render_sets(&mut out, &state.isolated_bridges);
     out.push_str(
         "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n",
     );
@@ -50,6 +51,9 @@ pub fn render_batch(state: &HostNetState) -> String {
     }
     // Before the `filter` priority, so the conntrack mark is set when other tables look at it.
     out.push_str("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter - 1; policy accept;\n");
+    // First: no kws accept (not even of an established, marked flow) may let traffic cross
+    // between two isolated bridges.
+    bridge_isolation::render_rule(&mut out, &state.isolated_bridges);
     let _ = writeln!(
         out,
         "\t\tct mark & {CONNMARK:#010x} == {CONNMARK:#010x} accept comment \"{}\"",
@@ -190,14 +194,16 @@ fn net_family(net: &IpNet) -> &'static str {
 }
 
 /// The netfilter part of a state, rebuilt from `nft -j list table inet kws`: port forwards
-/// from the `dnat*` maps, masquerade and isolation from the tags of the rules (in rule order).
-/// Objects kws did not render are ignored.
+/// from the `dnat*` maps, masquerade and isolation from the tags of the rules (in rule order),
+/// isolated bridges from their set when the rule that uses it is there. Objects kws did not
+/// render are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
 #[cfg_attr(not(feature = "linux"), allow(dead_code))]
 pub(crate) struct NetfilterReadback {
     pub(crate) masquerade: Vec<Masquerade>,
     pub(crate) port_forwards: Vec<PortForward>,
     pub(crate) isolation: Option<PeerIsolation>,
+    pub(crate) isolated_bridges: Vec<IfName>,
 }
 
 #[cfg_attr(not(feature = "linux"), allow(dead_code))]
@@ -205,18 +211,29 @@ impl NetfilterReadback {
     /// Reads the objects of `nft -j` output.
     pub(crate) fn from_json(listing: &serde_json::Value) -> Result<Self, String> {
         let mut back = Self::default();
+        let mut bridges_set = Vec::new();
+        let mut bridges_rule = false;
         let objects =
             listing.get("nftables").and_then(|v| v.as_array()).map_or(&[][..], Vec::as_slice);
         for object in objects {
             if let Some(map) = object.get("map") {
                 back.read_dnat_map(map)?;
+            } else if let Some(set) = object.get("set") {
+                if set.get("name").and_then(|n| n.as_str()) == Some(bridge_isolation::BRIDGES_SET) {
+                    bridges_set = bridge_isolation::read_set(set)?;
+                }
             } else if let Some(rule) = object.get("rule") {
                 let chain = rule.get("chain").and_then(|c| c.as_str());
                 let tag = rule.get("comment").and_then(|c| c.as_str()).and_then(|c| c.parse().ok());
-                if let (Some(chain), Some(tag)) = (chain, tag) {
-                    back.read_tag(chain, tag);
+                match (chain, tag) {
+                    (Some("forward"), Some(RuleTag::IsolatedBridges)) => bridges_rule = true,
+                    (Some(chain), Some(tag)) => back.read_tag(chain, tag),
+                    _ => {}
                 }
             }
+        }
+        if bridges_rule {
+            back.isolated_bridges = bridges_set;
         }
         Ok(back)
     }

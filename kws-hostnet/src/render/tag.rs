@@ -20,6 +20,9 @@ pub(crate) enum RuleTag {
     Peer { interface: IfName, address: IpAddr, allowed: IpNet },
     /// `kws isolate <interface>`.
     Isolate(IfName),
+    /// `kws bridges`: the drop between isolated bridges (the bridges are read back from the
+    /// `isolated_bridges` set).
+    IsolatedBridges,
     /// `kws flows`: the accept of flows kws already accepted (no declared item).
     Flows,
 }
@@ -33,6 +36,7 @@ impl fmt::Display for RuleTag {
                 write!(f, "kws peer {interface} {address} {allowed}")
             }
             RuleTag::Isolate(interface) => write!(f, "kws isolate {interface}"),
+            RuleTag::IsolatedBridges => f.write_str("kws bridges"),
             RuleTag::Flows => f.write_str("kws flows"),
         }
     }
@@ -59,6 +63,7 @@ impl FromStr for RuleTag {
             }),
             ["kws", "isolate", interface] => Ok(RuleTag::Isolate(ifname(interface)?)),
             ["kws", "flows"] => Ok(RuleTag::Flows),
+            ["kws", "bridges"] => Ok(RuleTag::IsolatedBridges),
             ["kws", "dnat"] => Ok(RuleTag::Dnat),
             _ => Err(bad()),
         }
@@ -78,6 +83,7 @@ mod tests {
             "kws peer wg0 10.8.0.2 192.168.69.2/32",
             "kws isolate wg0",
             "kws flows",
+            "kws bridges",
         ];
         for text in tags {
             let tag: RuleTag = text.parse().expect(text);
