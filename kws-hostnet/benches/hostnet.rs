@@ -1,5 +1,6 @@
-//! `apply` of 1,000 port forwards in one batch, and the re-apply of an unchanged state, by the
-//! Linux backend inside a network namespace made for the bench.
+//! `apply` of 1,000 port forwards in one batch, the same with 1,000 isolated owner bridges when
+//! one owner comes or goes, and the re-apply of an unchanged state, by the Linux backend inside
+//! a network namespace made for the bench.
 //!
 //! `cargo bench -p kws-hostnet --features linux --bench hostnet` (root; needs `ip netns`).
 
@@ -26,6 +27,14 @@ fn forwards(n: u32, destination_port: u16) -> HostNetState {
     HostNetState::from_toml(&text).expect("bench state")
 }
 
+/// `state` with `n` isolated bridges (`kwsb0a40xxxx`), as one per owner.
+fn with_isolated_bridges(state: &HostNetState, n: u32) -> HostNetState {
+    let mut spec = state.spec().clone();
+    spec.isolated_bridges =
+        (0..n).map(|i| format!("kwsb0a40{i:04x}").parse().expect("bridge name")).collect();
+    HostNetState::new(spec).expect("bench state")
+}
+
 fn bench(c: &mut Criterion) {
     let Some(ns) = kws_testenv::Netns::new() else { return };
     let net = ns.enter(LinuxHostNetwork::new).expect("linux backend");
@@ -41,6 +50,16 @@ fn bench(c: &mut Criterion) {
         bench.iter(|| {
             flip = !flip;
             let report = rt.block_on(net.apply(if flip { &b } else { &a })).expect("apply");
+            assert!(report.netfilter_replaced);
+        });
+    });
+    // One owner more, one owner fewer: the table (forwards and bridge sets) is replaced.
+    let (owners, one_more) = (with_isolated_bridges(&a, 1000), with_isolated_bridges(&a, 1001));
+    group.bench_function("apply_1000_forwards_1000_isolated_bridges", |bench| {
+        bench.iter(|| {
+            flip = !flip;
+            let state = if flip { &one_more } else { &owners };
+            let report = rt.block_on(net.apply(state)).expect("apply");
             assert!(report.netfilter_replaced);
         });
     });
