@@ -141,6 +141,8 @@ pub struct HostNetSpec {
     ///   moment in which the new bridge is not isolated. The bridges need not be kws's own
     ///   [`bridges`](Self::bridges) (Docker creates owner bridges); a listed name must not be
     ///   the VPN interface or a masquerade uplink, and appears once.
+    /// - Every listed bridge is isolated from every other one: list one bridge per owner (two
+    ///   bridges of one owner would be isolated from each other too).
     /// - The rule set is O(1) in the number of bridges (two named sets), so adding an owner
     ///   re-renders one set element pair, not a rule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
