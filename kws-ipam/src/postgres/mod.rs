@@ -1,11 +1,20 @@
 //! `PostgresAllocator`: pools in PostgreSQL (sqlx, migrations under `kws-ipam/migrations`).
 //!
-//! Each operation is one call of a PL/pgSQL function: one round trip, one transaction. The
-//! lease row is the commit point (`UNIQUE (pool, address)`, `UNIQUE (pool, owner)`); released
-//! addresses are taken from `free_queue` with `FOR UPDATE SKIP LOCKED`, fresh ones from `fresh`,
-//! which a short transaction of its own refills from the persisted cursor 64 addresses at a time
-//! (the only moment the pool row is locked).
+//! Every mutating operation is an item of `kws_ipam.batch`, a PL/pgSQL function that runs the
+//! operations queued on one allocator instance in one call: one round trip, one transaction,
+//! one durable commit for the whole batch (group commit, see `group_commit`), and each caller
+//! returns only after the commit that holds its operation. The lease row is the commit point
+//! (`UNIQUE (pool, address)`, `UNIQUE (pool, owner)`); released addresses are taken from
+//! `free_queue` with `FOR UPDATE SKIP LOCKED`, fresh ones from `fresh`, which a short
+//! transaction of its own refills from the persisted cursor 64 addresses at a time (the only
+//! moment the pool row is locked). Lease counts live in 32 stripes per pool, each batch adding
+//! its net change to one it can lock without waiting.
 
+mod batch;
+// The same file is the `group_commit` module of the Redis backend: each feature builds alone.
+#[allow(clippy::duplicate_mod)]
+#[path = "../group_commit.rs"]
+mod group_commit;
 mod maintenance;
 mod refill;
 
@@ -19,37 +28,44 @@ use kws_core::DnsLabel;
 use sqlx::PgPool;
 
 use crate::{Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
+use batch::{Answer, Batches, Op};
+use group_commit::{GroupCommit, Limits};
 
 /// Fresh addresses moved from the cursor to the `fresh` table per refill.
 const CHUNK: usize = 64;
-/// Attempts of an operation that lost a race it can retry (SQLSTATE 40001).
+/// Attempts of an operation (or a batch) that lost a race it can retry.
 const ATTEMPTS: usize = 50;
+/// Operations per batch, by default.
+const BATCH_ITEMS: usize = 64;
+/// Batches in flight at once, by default (each holds one connection while it runs).
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// An allocator whose pools live in PostgreSQL; any number of processes may share it.
+///
+/// Concurrent calls on one instance (and its clones) are coalesced: while
+/// [`Self::with_group_commit`]'s `max_in_flight` batches run, new operations queue, and the
+/// next batch runs up to `max_items` of them in one transaction. A lone call runs at once.
 #[derive(Debug, Clone)]
 pub struct PostgresAllocator {
     db: PgPool,
     layouts: Arc<RwLock<HashMap<DnsLabel, Arc<PoolLayout>>>>,
+    batches: GroupCommit<Batches>,
 }
 
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Backend { backend: "postgres", source: Box::new(e) }
 }
 
+fn protocol(what: String) -> Error {
+    Error::Backend { backend: "postgres", source: what.into() }
+}
+
 fn is_retryable(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "40001" || c == "40P01")
 }
 
-/// What `kws_ipam.allocate` answered.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// The owner's existing lease, or a new one.
-    Leased(IpAddr),
-    /// Nothing ready in the queues.
-    Empty,
-}
-
-/// What `kws_ipam.claim` answered about a fast-path candidate.
+/// What `claim` answered about a fast-path candidate.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Claim {
     /// The candidate is now leased to the owner.
@@ -62,13 +78,17 @@ pub(crate) enum Claim {
 
 impl PostgresAllocator {
     /// Uses `db`, applying the crate's migrations first (idempotent; safe from many processes
-    /// at once).
+    /// at once). Batches: at most 64 operations each, and at most 4 in flight, fewer when `db`
+    /// has fewer connections.
     pub async fn new(db: PgPool) -> Result<Self, Error> {
         let mut migrator = sqlx::migrate!("./migrations");
         // Other crates may keep their own migrations in the same database.
         migrator.set_ignore_missing(true);
         migrator.run(&db).await.map_err(backend)?;
-        Ok(Self { db, layouts: Arc::default() })
+        let conns = usize::try_from(db.options().get_max_connections()).unwrap_or(1);
+        let limits = Limits::new(BATCH_ITEMS, BATCHES_IN_FLIGHT.min(conns));
+        let batches = GroupCommit::new(Batches { db: db.clone() }, limits);
+        Ok(Self { db, layouts: Arc::default(), batches })
     }
 
     /// Connects to `url` with at most `max_connections` connections, then as [`Self::new`].
@@ -79,6 +99,21 @@ impl PostgresAllocator {
             .await
             .map_err(backend)?;
         Self::new(db).await
+    }
+
+    /// The same allocator with other group-commit bounds: at most `max_items` operations per
+    /// transaction and `max_in_flight` transactions at once (each at least 1). `(1, n)` turns
+    /// coalescing off for up to `n` concurrent calls. Clones made before keep the old bounds.
+    pub fn with_group_commit(mut self, max_items: usize, max_in_flight: usize) -> Self {
+        let limits = Limits::new(max_items, max_in_flight);
+        self.batches = GroupCommit::new(Batches { db: self.db.clone() }, limits);
+        self
+    }
+
+    /// The group-commit bounds: operations per transaction, transactions in flight.
+    pub fn group_commit(&self) -> (usize, usize) {
+        let l = self.batches.limits();
+        (l.max_items, l.max_in_flight)
     }
 
     /// The connection pool.
@@ -104,31 +139,14 @@ impl PostgresAllocator {
         Ok(layout)
     }
 
-    /// One call of `kws_ipam.allocate`, retried when it lost a race.
-    pub(crate) async fn allocate_once(
-        &self,
-        pool: &DnsLabel,
-        owner: &LeaseOwner,
-    ) -> Result<Outcome, Error> {
-        for _ in 0..ATTEMPTS {
-            let row: Result<(Option<IpAddr>, String), _> =
-                sqlx::query_as("SELECT address, outcome FROM kws_ipam.allocate($1, $2)")
-                    .bind(pool.as_str())
-                    .bind(owner.as_str())
-                    .fetch_one(&self.db)
-                    .await;
-            match row {
-                Ok((Some(addr), _)) => return Ok(Outcome::Leased(addr)),
-                Ok((None, o)) if o == "nopool" => return Err(Error::PoolNotFound(pool.clone())),
-                Ok((None, _)) => return Ok(Outcome::Empty),
-                Err(e) if is_retryable(&e) => continue,
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        Err(retries_exhausted(pool))
+    /// Runs `op` in the next batch; returns once the batch has committed.
+    async fn run(&self, op: Op) -> Result<Answer, Error> {
+        let lost = || Err(protocol("the batch of an operation was lost".into()));
+        self.batches.submit(op).await.unwrap_or_else(lost)
     }
 
-    /// One call of `kws_ipam.claim`: leases `addr`, a candidate from a fast path.
+    /// Leases `addr`, a candidate from a fast path, to `owner`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) async fn claim(
         &self,
         pool: &DnsLabel,
@@ -136,19 +154,14 @@ impl PostgresAllocator {
         owner: &LeaseOwner,
     ) -> Result<Claim, Error> {
         for _ in 0..ATTEMPTS {
-            let row: Result<(IpAddr, String), _> =
-                sqlx::query_as("SELECT address, outcome FROM kws_ipam.claim($1, $2, $3)")
-                    .bind(pool.as_str())
-                    .bind(addr)
-                    .bind(owner.as_str())
-                    .fetch_one(&self.db)
-                    .await;
-            match row {
-                Ok((_, o)) if o == "stale" => return Ok(Claim::Stale),
-                Ok((a, o)) if o == "held" => return Ok(Claim::Held(a)),
-                Ok(_) => return Ok(Claim::Leased),
-                Err(e) if is_retryable(&e) => continue,
-                Err(e) => return Err(backend(e)),
+            let op = Op::Claim { pool: pool.clone(), addr, owner: owner.clone() };
+            let a = self.run(op).await?;
+            match (a.kind.as_str(), a.addr) {
+                ("new", _) => return Ok(Claim::Leased),
+                ("held", Some(held)) => return Ok(Claim::Held(held)),
+                ("stale", _) => return Ok(Claim::Stale),
+                ("retry", _) => continue,
+                _ => return Err(protocol(format!("claim answered {a:?}"))),
             }
         }
         Err(retries_exhausted(pool))
@@ -162,15 +175,19 @@ impl PostgresAllocator {
     ) -> Result<Lease, Error> {
         let layout = self.layout(pool).await?;
         for _ in 0..ATTEMPTS {
-            match self.allocate_once(pool, owner).await? {
-                Outcome::Leased(addr) => {
+            let a = self.run(Op::Allocate { pool: pool.clone(), owner: owner.clone() }).await?;
+            match (a.kind.as_str(), a.addr) {
+                ("held" | "new", Some(addr)) => {
                     return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
                 }
-                Outcome::Empty => {
+                ("empty", _) => {
                     if !refill::refill(&self.db, &layout, CHUNK).await? {
                         return Err(Error::Exhausted { pool: pool.clone() });
                     }
                 }
+                ("nopool", _) => return Err(Error::PoolNotFound(pool.clone())),
+                ("retry", _) => {}
+                _ => return Err(protocol(format!("allocate answered {a:?}"))),
             }
         }
         Err(retries_exhausted(pool))
@@ -202,19 +219,28 @@ impl IpAllocator for PostgresAllocator {
     ) -> Result<Lease, Error> {
         self.layout(pool).await?.usable_host(addr)?;
         for _ in 0..ATTEMPTS {
-            let row: Result<(String, IpAddr), _> =
-                sqlx::query_as("SELECT holder, held FROM kws_ipam.allocate_specific($1, $2, $3)")
-                    .bind(pool.as_str())
-                    .bind(addr)
-                    .bind(owner.as_str())
-                    .fetch_one(&self.db)
-                    .await;
-            let (holder, held) = match row {
-                Ok(r) => r,
-                Err(e) if is_retryable(&e) => continue,
-                Err(e) => return Err(backend(e)),
-            };
-            return specific_outcome(pool, addr, owner, holder, held);
+            let op = Op::Specific { pool: pool.clone(), addr, owner: owner.clone() };
+            let a = self.run(op).await?;
+            let ok = || Lease { pool: pool.clone(), addr, owner: owner.clone() };
+            match (a.kind.as_str(), a.addr, a.text) {
+                ("new", _, _) => return Ok(ok()),
+                // The owner holds exactly this address: allocate_specific is idempotent too.
+                ("taken", _, Some(holder)) if holder == owner.as_str() => return Ok(ok()),
+                ("taken", _, Some(holder)) => {
+                    let holder = LeaseOwner::trusted(holder);
+                    return Err(Error::AlreadyAllocated { pool: pool.clone(), addr, holder });
+                }
+                ("owner", Some(held), _) => {
+                    let owner = owner.clone();
+                    return Err(Error::OwnerHasLease { pool: pool.clone(), owner, addr: held });
+                }
+                ("retry", _, _) => {}
+                (kind, held, text) => {
+                    return Err(protocol(format!(
+                        "allocate_specific answered {kind} {held:?} {text:?}"
+                    )));
+                }
+            }
         }
         Err(retries_exhausted(pool))
     }
@@ -257,21 +283,22 @@ impl IpAllocator for PostgresAllocator {
 
     async fn usage(&self, pool: &DnsLabel) -> Result<Usage, Error> {
         let capacity = self.layout(pool).await?.capacity();
-        // An index-only count: O(leases), the one operation that is not O(1) here (a shared
-        // counter would be the hot row every allocation waits on).
-        let allocated: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM kws_ipam.leases WHERE pool = $1")
-                .bind(pool.as_str())
-                .fetch_one(&self.db)
-                .await
-                .map_err(backend)?;
+        // The sum of the pool's 32 counter stripes, whatever its size.
+        let allocated: Option<i64> = sqlx::query_scalar(
+            "SELECT sum(allocated)::bigint FROM kws_ipam.usage_stripes WHERE pool = $1",
+        )
+        .bind(pool.as_str())
+        .fetch_one(&self.db)
+        .await
+        .map_err(backend)?;
+        let Some(allocated) = allocated else { return Err(Error::PoolNotFound(pool.clone())) };
         let allocated = u128::try_from(allocated).unwrap_or(0);
         Ok(Usage { capacity, allocated, free: capacity.saturating_sub(allocated) })
     }
 }
 
-/// Release through `kws_ipam.release` after checking the address against the layout.
-pub(crate) async fn release_checked(
+/// Release through the batch after checking the address against the layout.
+async fn release_checked(
     a: &PostgresAllocator,
     pool: &DnsLabel,
     addr: IpAddr,
@@ -279,32 +306,12 @@ pub(crate) async fn release_checked(
     if a.layout(pool).await?.leasable_host(addr)?.is_none() {
         return Err(Error::NotAllocated { pool: pool.clone(), addr });
     }
-    let owner: Option<String> = sqlx::query_scalar("SELECT kws_ipam.release($1, $2)")
-        .bind(pool.as_str())
-        .bind(addr)
-        .fetch_one(&a.db)
-        .await
-        .map_err(backend)?;
-    match owner {
-        Some(o) => Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) }),
-        None => Err(Error::NotAllocated { pool: pool.clone(), addr }),
+    let answer = a.run(Op::Release { pool: pool.clone(), addr }).await?;
+    match (answer.kind.as_str(), answer.text) {
+        ("released", Some(o)) => {
+            Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) })
+        }
+        ("notallocated", _) => Err(Error::NotAllocated { pool: pool.clone(), addr }),
+        (kind, text) => Err(protocol(format!("release answered {kind} {text:?}"))),
     }
-}
-
-/// The result of `allocate_specific` from who holds `addr` and what `owner` holds.
-pub(crate) fn specific_outcome(
-    pool: &DnsLabel,
-    addr: IpAddr,
-    owner: &LeaseOwner,
-    holder: String,
-    held: IpAddr,
-) -> Result<Lease, Error> {
-    if held != addr {
-        return Err(Error::OwnerHasLease { pool: pool.clone(), owner: owner.clone(), addr: held });
-    }
-    if holder != owner.as_str() {
-        let holder = LeaseOwner::trusted(holder);
-        return Err(Error::AlreadyAllocated { pool: pool.clone(), addr, holder });
-    }
-    Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() })
 }

@@ -1,6 +1,8 @@
--- KEYS: 1-6 as in common, 7 the registry of pools. ARGV: 1 name, 2 range 'f|first|last'
+-- KEYS: 1 meta, 2 segs, 3 leases, 4 owners, 5 queue, 6 queued (of the pool), 7 the registry of
+-- pools. ARGV: 1 name, 2 range 'f|first|last'
 -- (family and absolute hex bounds), 3 quarantine ms, 4 capacity, 5 spec json, 6.. segments
 -- 'first last'. Returns {'ok'} | {'exists'} | {'overlap', name, range}.
+local meta, segs, leases, owners, queue, queued = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local registry = KEYS[7]
 local name, range = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', registry, name) == 1 then return {'exists'} end

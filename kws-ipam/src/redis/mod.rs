@@ -1,8 +1,15 @@
-//! `RedisAllocator`: pools in Redis. Every mutating operation is one Lua script (atomic, one
-//! round trip); lookups are one command. Host numbers travel as 32 hex digits, so 128-bit
-//! arithmetic never meets Lua's doubles.
+//! `RedisAllocator`: pools in Redis. Every mutating operation is an item of one Lua script call
+//! (atomic, one round trip); concurrent calls on one instance share that call (group commit,
+//! see `group_commit`), each with its own outcome. Lookups are one command. Host numbers travel
+//! as 32 hex digits, so 128-bit arithmetic never meets Lua's doubles.
 
 mod audit;
+mod batch;
+// The same file is the `group_commit` module of the PostgreSQL backend: each feature builds
+// alone.
+#[allow(clippy::duplicate_mod)]
+#[path = "../group_commit.rs"]
+mod group_commit;
 mod keys;
 
 use std::{
@@ -15,26 +22,26 @@ use kws_core::DnsLabel;
 use redis::{Script, aio::MultiplexedConnection};
 
 use crate::{Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
+use batch::{Answer, Batches, Op};
+use group_commit::{GroupCommit, Limits};
 pub(crate) use keys::PoolKeys;
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{}\n{body}", include_str!("common.lua")))
-}
-
-#[derive(Debug)]
-struct Scripts {
-    create_pool: Script,
-    allocate: Script,
-    allocate_specific: Script,
-    release: Script,
-}
+/// Operations per script call, by default.
+const BATCH_ITEMS: usize = 128;
+/// Script calls in flight at once on the connection, by default.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// An allocator whose pools live in Redis; any number of processes may share it.
+///
+/// Concurrent calls on one instance (and its clones) are coalesced: while
+/// [`Self::with_group_commit`]'s `max_in_flight` script calls run, new operations queue, and
+/// the next call runs up to `max_items` of them. A lone call runs at once.
 #[derive(Debug, Clone)]
 pub struct RedisAllocator {
     conn: MultiplexedConnection,
     prefix: String,
-    scripts: Arc<Scripts>,
+    create_pool: Arc<Script>,
+    batches: GroupCommit<Batches>,
     layouts: Arc<RwLock<HashMap<DnsLabel, Arc<PoolLayout>>>>,
 }
 
@@ -68,15 +75,38 @@ impl RedisAllocator {
         Self::new(&client, prefix).await
     }
 
-    /// Uses an open connection.
+    /// Uses an open connection. Batches: at most 128 operations each, 2 in flight.
     pub fn with_connection(conn: MultiplexedConnection, prefix: impl Into<String>) -> Self {
-        let scripts = Scripts {
-            create_pool: script(include_str!("create_pool.lua")),
-            allocate: script(include_str!("allocate.lua")),
-            allocate_specific: script(include_str!("allocate_specific.lua")),
-            release: script(include_str!("release.lua")),
-        };
-        Self { conn, prefix: prefix.into(), scripts: Arc::new(scripts), layouts: Arc::default() }
+        let prefix = prefix.into();
+        let batches = Self::batches(&conn, &prefix, Limits::new(BATCH_ITEMS, BATCHES_IN_FLIGHT));
+        Self {
+            conn,
+            prefix,
+            create_pool: Arc::new(Script::new(include_str!("create_pool.lua"))),
+            batches,
+            layouts: Arc::default(),
+        }
+    }
+
+    fn batches(conn: &MultiplexedConnection, prefix: &str, limits: Limits) -> GroupCommit<Batches> {
+        let script = Script::new(include_str!("batch.lua"));
+        let flusher = Batches { conn: conn.clone(), prefix: prefix.to_owned(), script };
+        GroupCommit::new(flusher, limits)
+    }
+
+    /// The same allocator with other group-commit bounds: at most `max_items` operations per
+    /// script call and `max_in_flight` calls at once (each at least 1). `(1, n)` turns
+    /// coalescing off for up to `n` concurrent calls. Clones made before keep the old bounds.
+    pub fn with_group_commit(mut self, max_items: usize, max_in_flight: usize) -> Self {
+        let limits = Limits::new(max_items, max_in_flight);
+        self.batches = Self::batches(&self.conn, &self.prefix, limits);
+        self
+    }
+
+    /// The group-commit bounds: operations per script call, calls in flight.
+    pub fn group_commit(&self) -> (usize, usize) {
+        let l = self.batches.limits();
+        (l.max_items, l.max_in_flight)
     }
 
     fn keys(&self, pool: &DnsLabel) -> PoolKeys {
@@ -102,20 +132,10 @@ impl RedisAllocator {
         Ok(layout)
     }
 
-    async fn run(
-        &self,
-        script: &Script,
-        keys: &PoolKeys,
-        args: &[&str],
-    ) -> Result<Vec<String>, Error> {
-        let mut inv = script.prepare_invoke();
-        for k in keys.all() {
-            inv.key(k);
-        }
-        for a in args {
-            inv.arg(*a);
-        }
-        inv.invoke_async(&mut self.conn.clone()).await.map_err(backend)
+    /// Runs `op` in the next script call.
+    async fn run(&self, op: Op) -> Result<Answer, Error> {
+        let lost = || Err(protocol("the batch of an operation was lost".into()));
+        self.batches.submit(op).await.unwrap_or_else(lost)
     }
 }
 
@@ -140,7 +160,7 @@ impl IpAllocator for RedisAllocator {
             json,
         ];
         args.extend(layout.segments().iter().map(|s| format!("{} {}", hex(s.first), hex(s.last))));
-        let mut inv = self.scripts.create_pool.prepare_invoke();
+        let mut inv = self.create_pool.prepare_invoke();
         for key in k.all() {
             inv.key(key);
         }
@@ -164,16 +184,16 @@ impl IpAllocator for RedisAllocator {
 
     async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
         let layout = self.layout(pool).await?;
-        let r = self.run(&self.scripts.allocate, &self.keys(pool), &[owner.as_str()]).await?;
-        match (r.first().map(String::as_str), r.get(1)) {
-            (Some("held" | "new"), Some(h)) => Ok(Lease {
+        let a = self.run(Op::Allocate { pool: pool.clone(), owner: owner.clone() }).await?;
+        match a.kind.as_str() {
+            "held" | "new" => Ok(Lease {
                 pool: pool.clone(),
-                addr: layout.addr_of(unhex(h)?),
+                addr: layout.addr_of(unhex(&a.value)?),
                 owner: owner.clone(),
             }),
-            (Some("exhausted"), _) => Err(Error::Exhausted { pool: pool.clone() }),
-            (Some("nopool"), _) => Err(Error::PoolNotFound(pool.clone())),
-            _ => Err(protocol(format!("allocate answered {r:?}"))),
+            "exhausted" => Err(Error::Exhausted { pool: pool.clone() }),
+            "nopool" => Err(Error::PoolNotFound(pool.clone())),
+            _ => Err(protocol(format!("allocate answered {a:?}"))),
         }
     }
 
@@ -185,25 +205,23 @@ impl IpAllocator for RedisAllocator {
     ) -> Result<Lease, Error> {
         let layout = self.layout(pool).await?;
         let host = layout.usable_host(addr)?;
-        let args = [hex(host), owner.as_str().to_owned()];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let r = self.run(&self.scripts.allocate_specific, &self.keys(pool), &args).await?;
+        let a = self.run(Op::Specific { pool: pool.clone(), host, owner: owner.clone() }).await?;
         let ok = Lease { pool: pool.clone(), addr, owner: owner.clone() };
-        match (r.first().map(String::as_str), r.get(1)) {
-            (Some("new"), _) => Ok(ok),
-            (Some("held"), Some(holder)) if holder == owner.as_str() => Ok(ok),
-            (Some("held"), Some(holder)) => Err(Error::AlreadyAllocated {
+        match a.kind.as_str() {
+            "new" => Ok(ok),
+            "held" if a.value == owner.as_str() => Ok(ok),
+            "held" => Err(Error::AlreadyAllocated {
                 pool: pool.clone(),
                 addr,
-                holder: LeaseOwner::trusted(holder.clone()),
+                holder: LeaseOwner::trusted(a.value),
             }),
-            (Some("owner"), Some(h)) => Err(Error::OwnerHasLease {
+            "owner" => Err(Error::OwnerHasLease {
                 pool: pool.clone(),
                 owner: owner.clone(),
-                addr: layout.addr_of(unhex(h)?),
+                addr: layout.addr_of(unhex(&a.value)?),
             }),
-            (Some("nopool"), _) => Err(Error::PoolNotFound(pool.clone())),
-            _ => Err(protocol(format!("allocate_specific answered {r:?}"))),
+            "nopool" => Err(Error::PoolNotFound(pool.clone())),
+            _ => Err(protocol(format!("allocate_specific answered {a:?}"))),
         }
     }
 
@@ -211,14 +229,14 @@ impl IpAllocator for RedisAllocator {
         let layout = self.layout(pool).await?;
         let not_allocated = || Error::NotAllocated { pool: pool.clone(), addr };
         let host = layout.leasable_host(addr)?.ok_or_else(not_allocated)?;
-        let r = self.run(&self.scripts.release, &self.keys(pool), &[&hex(host)]).await?;
-        match (r.first().map(String::as_str), r.get(1)) {
-            (Some("released"), Some(o)) => {
-                Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o.clone()) })
+        let a = self.run(Op::Release { pool: pool.clone(), host }).await?;
+        match a.kind.as_str() {
+            "released" => {
+                Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(a.value) })
             }
-            (Some("notallocated"), _) => Err(Error::NotAllocated { pool: pool.clone(), addr }),
-            (Some("nopool"), _) => Err(Error::PoolNotFound(pool.clone())),
-            _ => Err(protocol(format!("release answered {r:?}"))),
+            "notallocated" => Err(not_allocated()),
+            "nopool" => Err(Error::PoolNotFound(pool.clone())),
+            _ => Err(protocol(format!("release answered {a:?}"))),
         }
     }
 
