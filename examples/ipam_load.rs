@@ -1,13 +1,21 @@
 //! Load runner: allocations per second and p50/p99 latency of `RedisAllocator` at 1, 8 and 32
-//! connections and `PostgresAllocator` at 1, 8 and 16, with `redis-benchmark` PING and
-//! `pgbench -N` run beside it at the same client counts, in the same run.
+//! concurrent callers and `PostgresAllocator` at 1, 8 and 16 (over as many PostgreSQL
+//! connections), with `redis-benchmark` PING and `pgbench -N` run beside it at the same client
+//! counts, in the same run; then the top count again with group commit off (one operation per
+//! script call or per transaction), for comparison.
 //!
-//! `cargo run --release --example ipam_load --features ipam,redis,postgres [-- SECONDS]`
-//! (default 1 second per step; docs/PERFORMANCE.md uses 10). Needs `KWS_TEST_POSTGRES_URL`
-//! and `KWS_TEST_REDIS_URL` (`eval "$(scripts/services env)"`), `redis-benchmark` and `pgbench`.
+//! `cargo run --release --example ipam_load --no-default-features --features
+//! ipam,redis,postgres [-- SECONDS]` (default 1 second per step; docs/PERFORMANCE.md uses 5).
+//! Needs `KWS_TEST_POSTGRES_URL` and `KWS_TEST_REDIS_URL` (`eval "$(scripts/services env)"`),
+//! `redis-benchmark` and `pgbench`. `KWS_IPAM_LOAD_REDIS_GROUP=ITEMS,IN_FLIGHT` and
+//! `KWS_IPAM_LOAD_PG_GROUP=ITEMS,IN_FLIGHT` override the group-commit bounds;
+//! `KWS_IPAM_LOAD_ONLY=redis` (or `postgres`) runs one backend.
 //!
-//! Each connection runs one closed loop of allocate then release (each one round trip, one
-//! transaction); "ops/s" counts both, "allocs/s" the allocations; latency is of allocate.
+//! The callers of a step share one allocator instance (as the tasks of one service do), so
+//! their concurrent operations are coalesced: each batch is one script call on Redis, one
+//! transaction with one durable commit on PostgreSQL, and each caller returns only after the
+//! batch holding its operation has committed. Each caller runs one closed loop of allocate
+//! then release; "ops/s" counts both, "allocs/s" the allocations alone; latency is of allocate.
 
 use std::{
     process::Command,
@@ -97,15 +105,30 @@ fn pgbench(url: &str, clients: usize, secs: f64) -> anyhow::Result<f64> {
     Ok(line.trim_start_matches("tps = ").split_whitespace().next().unwrap_or("0").parse()?)
 }
 
-fn row(backend: &str, clients: usize, s: &Step, beside: &str, rate: f64) {
+/// `items,in_flight` from the environment variable `var`, if set.
+fn limits(var: &str) -> anyhow::Result<Option<(usize, usize)>> {
+    let Ok(v) = std::env::var(var) else { return Ok(None) };
+    let (a, b) = v.split_once(',').ok_or_else(|| anyhow::anyhow!("{var}: want ITEMS,IN_FLIGHT"))?;
+    Ok(Some((a.trim().parse()?, b.trim().parse()?)))
+}
+
+/// One table row; `counts` are the batches and operations the allocator ran in the step.
+fn row(backend: &str, callers: usize, s: &Step, counts: (u64, u64), beside: (&str, f64)) {
     let allocs = s.allocs as f64 / s.elapsed.as_secs_f64();
+    let per_batch = counts.1 as f64 / counts.0.max(1) as f64;
+    let (what, rate) = beside;
     println!(
-        "| {backend} | {clients} | {allocs:.0} | {:.0} | {:.2} | {:.2} | {beside} {rate:.0} | {:.2} |",
+        "| {backend} | {callers} | {allocs:.0} | {:.0} | {per_batch:.1} | {:.2} | {:.2} | {what} {rate:.0} | {:.2} | {:.2} |",
         2.0 * allocs,
         s.p50.as_secs_f64() * 1e3,
         s.p99.as_secs_f64() * 1e3,
-        2.0 * allocs / rate
+        allocs / rate,
+        2.0 * allocs / rate,
     );
+}
+
+fn delta(after: (u64, u64), before: (u64, u64)) -> (u64, u64) {
+    (after.0 - before.0, after.1 - before.1)
 }
 
 #[tokio::main]
@@ -118,32 +141,54 @@ async fn main() -> anyhow::Result<()> {
     let bench_db = kws_testenv::postgres().await.ok_or_else(|| anyhow::anyhow!("postgres"))?;
     let init = Command::new("pgbench").args(["-i", "-q", "-s", "4", bench_db.url()]).output()?;
     anyhow::ensure!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+    let redis_limits = limits("KWS_IPAM_LOAD_REDIS_GROUP")?;
+    let pg_limits = limits("KWS_IPAM_LOAD_PG_GROUP")?;
 
     println!(
-        "| backend | connections | allocs/s | ops/s | p50 ms | p99 ms | beside (same clients) | ops / beside |"
+        "| backend | callers | allocs/s | ops/s | ops per batch | p50 ms | p99 ms | beside (same clients) | allocs / beside | ops / beside |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (i, clients) in [1usize, 8, 32].into_iter().enumerate() {
-        let mut conns: Vec<Arc<dyn IpAllocator>> = Vec::new();
-        for _ in 0..clients {
-            conns.push(Arc::new(RedisAllocator::connect(redis.url(), redis.prefix()).await?));
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    // The last step runs without group commit (one operation per script call), for comparison.
+    let only = std::env::var("KWS_IPAM_LOAD_ONLY").unwrap_or_default();
+    let steps = [(1usize, None), (8, None), (32, None), (32, Some((1, 32)))];
+    for (i, (callers, fixed)) in steps.into_iter().enumerate() {
+        if only == "postgres" {
+            break;
+        }
+        let mut a = RedisAllocator::connect(redis.url(), redis.prefix()).await?;
+        if let Some((items, in_flight)) = fixed.or(redis_limits) {
+            a = a.with_group_commit(items, in_flight);
         }
         let pool = DnsLabel::parse(&format!("load-redis-{i}"))?;
         let net = format!("10.{}.0.0/16", 100 + i).parse()?;
-        conns[0].create_pool(PoolSpec::new(pool.clone(), net)).await?;
-        let step = drive(conns, pool, secs).await?;
-        let ping = redis_ping(redis.url(), clients, secs)?;
-        row("Redis", clients, &step, "PING/s", ping);
+        a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
+        let before = a.group_commit_counts();
+        let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
+        let step = drive(vec![shared; callers], pool, secs).await?;
+        let counts = delta(a.group_commit_counts(), before);
+        let ping = redis_ping(redis.url(), callers, secs)?;
+        let name = if fixed.is_some() { "Redis, 1 op per call" } else { "Redis" };
+        row(name, callers, &step, counts, ("PING/s", ping));
     }
-    for (i, clients) in [1usize, 8, 16].into_iter().enumerate() {
-        let a = PostgresAllocator::connect(db.url(), u32::try_from(clients)?).await?;
+    let steps = [(1usize, None), (8, None), (16, None), (16, Some((1, 16)))];
+    for (i, (callers, fixed)) in steps.into_iter().enumerate() {
+        if only == "redis" {
+            break;
+        }
+        let mut a = PostgresAllocator::connect(db.url(), u32::try_from(callers)?).await?;
+        if let Some((items, in_flight)) = fixed.or(pg_limits) {
+            a = a.with_group_commit(items, in_flight);
+        }
         let pool = DnsLabel::parse(&format!("load-pg-{i}"))?;
         let net = format!("10.{}.0.0/16", 110 + i).parse()?;
         a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
-        let a: Arc<dyn IpAllocator> = Arc::new(a);
-        let step = drive(vec![a; clients], pool, secs).await?;
-        let tps = pgbench(bench_db.url(), clients, secs)?;
-        row("PostgreSQL", clients, &step, "pgbench -N tps", tps);
+        let before = a.group_commit_counts();
+        let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
+        let step = drive(vec![shared; callers], pool, secs).await?;
+        let counts = delta(a.group_commit_counts(), before);
+        let tps = pgbench(bench_db.url(), callers, secs)?;
+        let name = if fixed.is_some() { "PostgreSQL, 1 op per commit" } else { "PostgreSQL" };
+        row(name, callers, &step, counts, ("pgbench -N tps", tps));
     }
     Ok(())
 }

@@ -26,29 +26,16 @@ END $$;
 CREATE TRIGGER pool_stripes AFTER INSERT ON kws_ipam.pools
     FOR EACH ROW EXECUTE FUNCTION kws_ipam.pool_stripes();
 
--- Adds p_delta to a stripe of p_pool: the first one free of locks, starting from one chosen by
--- the session, else (all 32 locked) waits for the session's own.
-CREATE FUNCTION kws_ipam.add_usage(p_pool text, p_delta bigint)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    v_start int := pg_backend_pid() % 32;
-BEGIN
-    UPDATE kws_ipam.usage_stripes u SET allocated = u.allocated + p_delta
-        WHERE u.pool = p_pool AND u.stripe = (
-            SELECT s.stripe FROM kws_ipam.usage_stripes s WHERE s.pool = p_pool
-            ORDER BY (s.stripe + 32 - v_start) % 32 LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED);
-    IF NOT FOUND THEN
-        UPDATE kws_ipam.usage_stripes u SET allocated = u.allocated + p_delta
-            WHERE u.pool = p_pool AND u.stripe = v_start;
-    END IF;
-END $$;
-
 -- The single-operation functions are replaced by kws_ipam.batch (they kept no counters).
 DROP FUNCTION kws_ipam.allocate(text, text);
 DROP FUNCTION kws_ipam.claim(text, inet, text);
 DROP FUNCTION kws_ipam.allocate_specific(text, inet, text);
 DROP FUNCTION kws_ipam.release(text, inet);
 DROP FUNCTION kws_ipam.insert_lease(text, inet, text);
+
+-- Queue entries are found through free_queue_order and removed by ctid (they are never
+-- updated): the primary key index on id only cost every release an index insert.
+ALTER TABLE kws_ipam.free_queue DROP CONSTRAINT free_queue_pkey;
 
 -- Runs operation i for every i, in order, in the caller's transaction; one row per operation,
 -- in order. No operation raises on a lost race: it answers 'retry' having changed nothing, and
@@ -77,6 +64,7 @@ DECLARE
     d_pools text[] := '{}';
     d_deltas bigint[] := '{}';
     k int;
+    v_stripe smallint := pg_backend_pid() % 32;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_ops, 1), 0) LOOP
         v_pool := p_pools[i];
@@ -104,8 +92,8 @@ BEGIN
                             EXIT;
                         END IF;
                     ELSE
-                        DELETE FROM kws_ipam.free_queue f WHERE f.id = (
-                            SELECT q.id FROM kws_ipam.free_queue q
+                        DELETE FROM kws_ipam.free_queue f WHERE f.ctid = (
+                            SELECT q.ctid FROM kws_ipam.free_queue q
                             WHERE q.pool = v_pool AND q.ready_at <= now()
                             ORDER BY q.ready_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED)
                             RETURNING f.id, f.address, f.ready_at INTO v_id, v_addr, v_ready;
@@ -179,8 +167,8 @@ BEGIN
                 -- After the insert (which waited for any concurrent release of v_addr), so a
                 -- queue entry that release just committed is seen. Entries an allocation holds
                 -- locked are skipped: it finds the lease and consumes them as stale.
-                DELETE FROM kws_ipam.free_queue f WHERE f.id IN (
-                    SELECT q.id FROM kws_ipam.free_queue q
+                DELETE FROM kws_ipam.free_queue f WHERE f.ctid IN (
+                    SELECT q.ctid FROM kws_ipam.free_queue q
                     WHERE q.pool = v_pool AND q.address = v_addr FOR UPDATE SKIP LOCKED);
                 DELETE FROM kws_ipam.fresh f WHERE f.pool = v_pool AND f.address IN (
                     SELECT r.address FROM kws_ipam.fresh r
@@ -238,8 +226,20 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     -- One counter update per pool, pools in name order (no lock-order cycles between batches).
+    -- Each goes to a stripe this transaction can lock without waiting: the session's own
+    -- (backend pid mod 32) when free, else the first free one; when all 32 are locked, it waits
+    -- for its own.
     FOR v_pool, k IN SELECT d.p, d.n FROM unnest(d_pools, d_deltas) AS d(p, n)
                      WHERE d.n <> 0 ORDER BY d.p LOOP
-        PERFORM kws_ipam.add_usage(v_pool, k);
+        UPDATE kws_ipam.usage_stripes u SET allocated = u.allocated + k
+            WHERE u.pool = v_pool AND u.stripe = v_stripe AND u.ctid = (
+                SELECT s.ctid FROM kws_ipam.usage_stripes s
+                WHERE s.pool = v_pool AND s.stripe = v_stripe FOR NO KEY UPDATE SKIP LOCKED);
+        IF NOT FOUND THEN
+            UPDATE kws_ipam.usage_stripes u SET allocated = u.allocated + k
+                WHERE u.pool = v_pool AND u.stripe = coalesce((
+                    SELECT s.stripe FROM kws_ipam.usage_stripes s WHERE s.pool = v_pool
+                    LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), v_stripe);
+        END IF;
     END LOOP;
 END $$;

@@ -12,7 +12,10 @@ use std::{
     collections::VecDeque,
     fmt,
     future::Future,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
 };
 
 use tokio::sync::oneshot;
@@ -54,6 +57,8 @@ struct Shared<F: Flush> {
     flusher: F,
     limits: Limits,
     queue: Mutex<Queue<F>>,
+    batches: AtomicU64,
+    items: AtomicU64,
 }
 
 impl<F: Flush> Shared<F> {
@@ -89,7 +94,13 @@ impl<F: Flush> fmt::Debug for GroupCommit<F> {
 impl<F: Flush> GroupCommit<F> {
     pub(crate) fn new(flusher: F, limits: Limits) -> Self {
         let queue = Mutex::new(Queue { waiting: VecDeque::new(), in_flight: 0 });
-        Self { shared: Arc::new(Shared { flusher, limits, queue }) }
+        let (batches, items) = (AtomicU64::new(0), AtomicU64::new(0));
+        Self { shared: Arc::new(Shared { flusher, limits, queue, batches, items }) }
+    }
+
+    /// Batches run so far and the items they held.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.shared.batches.load(Relaxed), self.shared.items.load(Relaxed))
     }
 
     pub(crate) fn limits(&self) -> Limits {
@@ -135,6 +146,8 @@ async fn drive<F: Flush>(shared: Arc<Shared<F>>, mut batch: Waiting<F>) {
     let slot = Slot(shared);
     loop {
         let (items, senders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        slot.0.batches.fetch_add(1, Relaxed);
+        slot.0.items.fetch_add(items.len() as u64, Relaxed);
         let outs = slot.0.flusher.flush(items).await;
         for (tx, out) in senders.into_iter().zip(outs) {
             // A caller that stopped waiting does not matter to the others.

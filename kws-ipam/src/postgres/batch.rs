@@ -33,6 +33,9 @@ pub(crate) struct Answer {
     pub(crate) text: Option<String>,
 }
 
+/// A row of `kws_ipam.batch`: kind, address, text.
+type Row = (String, Option<IpAddr>, Option<String>);
+
 /// Runs batches on a connection pool.
 #[derive(Debug)]
 pub(crate) struct Batches {
@@ -65,7 +68,7 @@ impl Flush for Batches {
         for _ in 0..ATTEMPTS {
             // One statement outside an explicit transaction: one transaction, committed (and,
             // with synchronous_commit on, flushed) before the rows come back.
-            let rows: Result<Vec<(String, Option<IpAddr>, Option<String>)>, _> =
+            let rows: Result<Vec<Row>, _> =
                 sqlx::query_as("SELECT o_kind, o_addr, o_text FROM kws_ipam.batch($1, $2, $3, $4)")
                     .bind(&ops)
                     .bind(&pools)

@@ -116,6 +116,12 @@ impl PostgresAllocator {
         (l.max_items, l.max_in_flight)
     }
 
+    /// Group commit so far on this instance and its clones: transactions run, and the
+    /// operations they held.
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        self.batches.counts()
+    }
+
     /// The connection pool.
     pub fn db(&self) -> &PgPool {
         &self.db

@@ -109,6 +109,12 @@ impl RedisAllocator {
         (l.max_items, l.max_in_flight)
     }
 
+    /// Group commit so far on this instance and its clones: script calls run, and the
+    /// operations they held.
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        self.batches.counts()
+    }
+
     fn keys(&self, pool: &DnsLabel) -> PoolKeys {
         PoolKeys::new(&self.prefix, pool)
     }

@@ -149,6 +149,9 @@ async fn stress(backend: &str, prefix: &str, kills: usize) {
     let lines = log.lines().count();
     let audit = audit(&job, &*alloc).await;
     assert_eq!(audit.problems(), Vec::<String>::new(), "{backend}: final state");
+    // The counters behind usage() moved in the same transactions (script calls) as the leases.
+    let usage = alloc.usage(&pool).await.expect("usage");
+    assert_eq!(usage.allocated, audit.leases.len() as u128, "{backend}: usage counts the leases");
     if kills == 0 {
         let live: HashSet<(std::net::IpAddr, String)> =
             audit.leases.iter().map(|l| (l.addr, l.owner.to_string())).collect();
