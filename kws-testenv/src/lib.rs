@@ -15,6 +15,8 @@
 #[cfg(feature = "docker")]
 mod docker;
 mod netns;
+#[cfg(feature = "docker")]
+mod netns_docker;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
@@ -24,6 +26,8 @@ mod require;
 #[cfg(feature = "docker")]
 pub use docker::{TEST_LABEL, docker, test_labels};
 pub use netns::Netns;
+#[cfg(feature = "docker")]
+pub use netns_docker::NetnsDocker;
 #[cfg(feature = "postgres")]
 pub use postgres::{TestDb, postgres};
 #[cfg(feature = "redis")]

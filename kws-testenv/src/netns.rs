@@ -168,10 +168,16 @@ impl Netns {
 
 fn nix_setns(file: &File) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: setns takes a valid open file descriptor and a namespace type; it changes only the
-    // calling thread's network namespace, and the thread is dedicated to this namespace.
-    let rc = unsafe { libc_setns(file.as_fd().as_raw_fd(), CLONE_NEWNET) };
+    // Changes only the calling thread's namespace; the thread is dedicated to it.
+    let rc = setns_net(file.as_fd().as_raw_fd());
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// `setns(fd, CLONE_NEWNET)`: moves the calling thread into the network namespace of `fd`;
+/// 0 on success, -1 with `errno` set otherwise. Async-signal-safe (usable after `fork`).
+pub(crate) fn setns_net(fd: i32) -> i32 {
+    // SAFETY: setns only reads its two integer arguments; a bad descriptor is an error return.
+    unsafe { libc_setns(fd, CLONE_NEWNET) }
 }
 
 const CLONE_NEWNET: i32 = 0x4000_0000;

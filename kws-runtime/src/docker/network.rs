@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bollard::{
-    models::{Ipam, IpamConfig, NetworkCreateRequest},
+    models::{Ipam, IpamConfig, Network, NetworkCreateRequest},
     query_parameters::{InspectNetworkOptions, ListNetworksOptions},
 };
 use ipnet::Ipv4Net;
@@ -14,8 +14,8 @@ use kws_ipam::PoolSpec;
 use super::{
     DockerRuntime,
     names::{
-        bridge_name, engine, engine_context, is_managed, network_name, owner_labels, pool_name,
-        status,
+        LABEL_MANAGED, LABEL_OWNER, bridge_name, engine, engine_context, is_managed, network_name,
+        owner_labels, pool_name, status,
     },
 };
 use crate::Error;
@@ -49,20 +49,28 @@ impl DockerRuntime {
         if !is_managed(net.labels.as_ref(), owner) {
             return Err(Error::Unmanaged(format!("network {name}")));
         }
-        let subnet = net
-            .ipam
-            .and_then(|ipam| ipam.config)
-            .into_iter()
-            .flatten()
-            .find_map(|c| c.subnet.and_then(|s| s.parse::<Ipv4Net>().ok()))
-            .ok_or_else(|| Error::Unmanaged(format!("network {name} (no IPv4 subnet)")))?;
-        let bridge = net
-            .options
-            .as_ref()
-            .and_then(|o| o.get(BRIDGE_NAME_OPTION))
-            .and_then(|b| IfName::parse(b).ok())
-            .ok_or_else(|| Error::Unmanaged(format!("network {name} (no kws bridge name)")))?;
-        Ok(Some(OwnerNetwork { name, pool: pool_name(&subnet)?, subnet, bridge }))
+        owner_network_of(name, net).map(Some)
+    }
+
+    /// Every owner network kws manages on this engine, with its owner: what a host firewall
+    /// needs to keep owners apart (kws-hostnet's isolated bridges). Networks without kws's
+    /// labels, or whose name is not the one their owner label implies, are left out.
+    pub async fn owner_networks(&self) -> Result<Vec<(OwnerId, OwnerNetwork)>, Error> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let options = ListNetworksOptions { filters: Some(filters) };
+        let networks = self.docker.list_networks(Some(options)).await.map_err(engine)?;
+        let mut owned = Vec::new();
+        for net in networks {
+            let owner = net.labels.as_ref().and_then(|l| l.get(LABEL_OWNER));
+            let Some(owner) = owner.and_then(|o| OwnerId::parse(o).ok()) else { continue };
+            let name = network_name(&owner);
+            if net.name.as_deref() != Some(name.as_str()) {
+                continue;
+            }
+            owned.push((owner, owner_network_of(name, net)?));
+        }
+        owned.sort_by_key(|(_, net)| net.subnet);
+        Ok(owned)
     }
 
     /// The owner's network, created with a free subnet of the configured range when missing,
@@ -163,4 +171,22 @@ impl DockerRuntime {
             .filter_map(|c| c.subnet.and_then(|s| s.parse::<Ipv4Net>().ok()))
             .collect())
     }
+}
+
+/// An owner network from the engine's description of network `name`.
+fn owner_network_of(name: String, net: Network) -> Result<OwnerNetwork, Error> {
+    let subnet = net
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.subnet.and_then(|s| s.parse::<Ipv4Net>().ok()))
+        .ok_or_else(|| Error::Unmanaged(format!("network {name} (no IPv4 subnet)")))?;
+    let bridge = net
+        .options
+        .as_ref()
+        .and_then(|o| o.get(BRIDGE_NAME_OPTION))
+        .and_then(|b| IfName::parse(b).ok())
+        .ok_or_else(|| Error::Unmanaged(format!("network {name} (no kws bridge name)")))?;
+    Ok(OwnerNetwork { name, pool: pool_name(&subnet)?, subnet, bridge })
 }
