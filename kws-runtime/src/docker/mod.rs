@@ -10,8 +10,12 @@
 //! the engine deletes and re-inserts its `FORWARD` jump to them whenever any network is created,
 //! and cross-network connections were seen to succeed in that window (Docker 20.10, measured
 //! with 40 parallel probes during network churn). A deployment therefore also drops traffic
-//! between owner bridges in its own firewall table (kws-hostnet), where the engine's churn cannot
-//! reach; the bridge names above are what it matches.
+//! between owner bridges in its own firewall table, where the engine's churn cannot reach:
+//! kws-hostnet's `isolated_bridges`, fed with the bridges of
+//! [`DockerRuntime::owner_networks`] and re-applied after `create` made a new owner network and
+//! before `start` puts anything on it. The root test `tests/owner_isolation.rs` proves it on an
+//! engine running in a network namespace of its own, with Docker's chains flushed and networks
+//! churning.
 
 mod config;
 mod container;
