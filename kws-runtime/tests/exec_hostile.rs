@@ -238,3 +238,61 @@ async fn no_network_no_secrets_and_a_background_process_dies_with_its_sandbox() 
     assert_eq!(engine.pools()[&support::label("sh")].retired, retired + 1);
     finish(engine).await;
 }
+
+/// A job cannot reach the sandbox's long-lived process 1 (the idle `sleep`, another uid) by
+/// signals, ptrace, `process_vm_writev` or /proc/1/mem, nor the next job's process (started only
+/// after the job is proven gone); the sandbox is then reused, not retired, and the next job
+/// finds process 1 untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cannot_tamper_with_process_1_and_the_next_job_of_the_reused_sandbox_is_clean() {
+    let Some(engine) = engine(1, |_| {}).await else { return };
+    // ptrace and process_vm_writev through perl's raw `syscall` (x86_64 numbers 101, 311).
+    let tamper = r#"import os, signal
+def outcome(what, ok):
+    print(what, 'DONE' if ok else 'refused', flush=True)
+for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, signal.SIGSEGV):
+    try:
+        os.kill(1, sig)
+        outcome('kill', True)
+    except PermissionError:
+        outcome('kill', False)
+for path, mode in (('/proc/1/mem', 'r+b'), ('/proc/1/oom_score_adj', 'w')):
+    try:
+        open(path, mode).close()
+        outcome('open ' + path, True)
+    except OSError:
+        outcome('open ' + path, False)
+perl = """
+for $r (16, 0x4206) { print syscall(101, $r, 1, 0, 0) == -1 ? "ptrace refused\n" : "ptrace DONE\n" }
+my $b = "x" x 8; my $v = pack("PQ", $b, 8);
+print syscall(311, 1, $v, 1, $v, 1, 0) == -1 ? "vm_writev refused\n" : "vm_writev DONE\n";
+"""
+os.execvp('perl', ['perl', '-e', perl])
+"#;
+    let pool = engine.pools()[&support::label("python3")].clone();
+    let job = run(&engine, "python3", tamper, "", Limits::default()).await;
+    assert!(matches!(job.outcome(), JobEvent::Exited { code: 0, .. }), "{:?}", job.events);
+    let out = job.stdout();
+    assert_eq!(out.matches("refused").count(), 9, "{out}\n{}", job.stderr());
+    assert!(!out.contains("DONE"), "{out}");
+    // Signals to every process the job's uid may reach (Linux spares the sender and process 1).
+    let sh = "kill -STOP 1; kill -9 1; kill -STOP -1; kill -KILL -1; echo survived";
+    let sh = run(&engine, "sh", sh, "", wall(LIMIT)).await;
+    assert_eq!(sh.stdout(), "survived\n", "{:?}", sh.events);
+
+    for language in ["python3", "sh"] {
+        next_job_is_clean(&engine, language).await;
+        let init = "cat /proc/1/cmdline | tr '\\0' ' '; echo\n\
+                    grep -E '^(State|Uid|TracerPid):' /proc/1/status | tr -s '\\t ' ' '";
+        let next = run(&engine, "sh", init, "", Limits::default()).await;
+        let out = next.stdout();
+        assert!(out.starts_with("sleep 2147483647 \n"), "{out}");
+        assert!(out.contains("State: S (sleeping)"), "process 1 was stopped: {out}");
+        assert!(out.contains("Uid: 65534 65534 65534 65534"), "{out}");
+        assert!(out.contains("TracerPid: 0"), "process 1 is traced: {out}");
+    }
+    let after = &engine.pools()[&support::label("python3")];
+    assert!(after.reused > pool.reused, "the tampered sandbox was reused: {after:?}");
+    assert_eq!(after.retired, pool.retired, "the tampering job forced a retirement: {after:?}");
+    finish(engine).await;
+}

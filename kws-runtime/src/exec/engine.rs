@@ -128,8 +128,14 @@ impl ExecEngine {
         config.validate()?;
         let engine_id = JobId::new().to_string();
         let engine_id = engine_id[engine_id.len() - 12..].to_owned();
+        // The engine's architecture picks the sandboxes' seccomp profile.
+        let info = docker.info().await.map_err(|source| ExecError::Docker {
+            what: "reading the engine's architecture".to_owned(),
+            source,
+        })?;
+        let arch = info.architecture.as_deref();
         let sandboxes =
-            Sandboxes::new(docker.clone(), engine_id, config.labels.clone(), config.sandbox);
+            Sandboxes::new(docker.clone(), engine_id, config.labels.clone(), config.sandbox, arch);
         let (watch, follower) = EventWatch::start(docker, sandboxes.engine_filter());
         let shared = Arc::new(Shared {
             journal: Journal::new(config.retention),

@@ -47,6 +47,8 @@ mod scheduler;
 #[cfg(feature = "docker")]
 mod script;
 #[cfg(feature = "docker")]
+mod seccomp;
+#[cfg(feature = "docker")]
 mod watcher;
 #[cfg(feature = "docker")]
 mod worker;

@@ -27,6 +27,8 @@ pub(crate) enum Aftermath {
 
 /// How long to wait for Docker's `oom` event after a SIGKILLed exit.
 const OOM_EVENT_WAIT: Duration = Duration::from_secs(1);
+/// How long to wait for Docker's `exec_die` event before asking Docker for the exit code.
+const EXIT_EVENT_WAIT: Duration = Duration::from_millis(250);
 
 /// Bytes a job may still print.
 #[derive(Debug)]
@@ -119,15 +121,9 @@ impl JobRun<'_> {
         ooms_before: u64,
     ) -> Aftermath {
         let docker = &self.sandboxes.docker;
-        let inspected = docker.inspect_exec(exec).await.ok();
-        let finished =
-            inspected.and_then(|i| if i.running == Some(false) { i.exit_code } else { None });
-        let code = match finished {
-            Some(code) => code,
-            None => match timeout_at(deadline, self.watch.exec_died(exec)).await {
-                Ok(code) => code,
-                Err(_) => return self.kill(sandbox, job, JobEvent::TimedOut).await,
-            },
+        let code = match timeout_at(deadline, self.exit_code(exec)).await {
+            Ok(code) => code,
+            Err(_) => return self.kill(sandbox, job, JobEvent::TimedOut).await,
         };
         let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if !(129..=128 + 64).contains(&code) {
@@ -157,6 +153,23 @@ impl JobRun<'_> {
         };
         self.journal.push(job.id, JobEvent::Killed { reason });
         if running { Aftermath::ProveClean } else { Aftermath::Retire }
+    }
+
+    /// The program's exit code, from Docker's `exec_die` event: the event stream brings it
+    /// without a request (an `inspect_exec` per job costs Docker CPU). When the event is late
+    /// (the stream reconnecting), Docker is asked once, then the event is awaited.
+    async fn exit_code(self, exec: &str) -> i64 {
+        let died = self.watch.exec_died(exec);
+        tokio::pin!(died);
+        tokio::select! {
+            code = &mut died => return code,
+            () = tokio::time::sleep(EXIT_EVENT_WAIT) => {}
+        }
+        let inspected = self.sandboxes.docker.inspect_exec(exec).await.ok();
+        match inspected.and_then(|i| if i.running == Some(false) { i.exit_code } else { None }) {
+            Some(code) => code,
+            None => died.await,
+        }
     }
 
     /// Kills the sandbox first, then records why: when the event is seen, the program is gone.

@@ -87,6 +87,9 @@ pub(crate) struct Sandboxes {
     pub(crate) engine: String,
     labels: HashMap<String, String>,
     limits: SandboxLimits,
+    /// Docker's `seccomp=` security option with the sandboxes' own profile, when the engine's
+    /// architecture has one (see [`super::seccomp`]); otherwise Docker's default profile.
+    seccomp: Option<String>,
     serial: AtomicU64,
 }
 
@@ -105,8 +108,12 @@ impl Sandboxes {
         engine: String,
         labels: HashMap<String, String>,
         limits: SandboxLimits,
+        arch: Option<&str>,
     ) -> Self {
-        Self { docker, engine, labels, limits, serial: AtomicU64::new(0) }
+        let seccomp = arch
+            .and_then(super::seccomp::native_arch)
+            .map(|arch| format!("seccomp={}", super::seccomp::profile(arch)));
+        Self { docker, engine, labels, limits, seccomp, serial: AtomicU64::new(0) }
     }
 
     /// The labels that mark this engine's containers.
@@ -143,7 +150,11 @@ impl Sandboxes {
             pids_limit: Some(self.limits.pids),
             nano_cpus: Some(self.limits.nano_cpus),
             cap_drop: Some(vec!["ALL".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            security_opt: Some(
+                std::iter::once("no-new-privileges".to_owned())
+                    .chain(self.seccomp.clone())
+                    .collect(),
+            ),
             ipc_mode: Some("private".to_owned()),
             init: Some(false),
             ulimits: Some(vec![ResourcesUlimits {

@@ -47,7 +47,8 @@ fn shell_quote(word: &str) -> String {
 }
 
 /// Wipes every writable path, then fails unless each is empty and no System V IPC object is
-/// left. Runs as the job's uid, so it can delete all the job made (after making it writable).
+/// left. Runs as the job's uid, so it can delete all the job made (making it writable first
+/// only when a plain `rm` could not: one process fewer per job in the common case).
 /// Globs and `[` are built-ins: a clean sandbox is checked without starting a process.
 fn wipe_script() -> String {
     let dirs = WRITABLE.join(" ");
@@ -56,8 +57,10 @@ fn wipe_script() -> String {
   [ -d "$d" ] || continue
   for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
     if [ -e "$f" ] || [ -L "$f" ]; then
-      chmod -R u+rwx "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
-      rm -rf "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
+      rm -rf "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null || {{
+        chmod -R u+rwx "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
+        rm -rf "$d"/* "$d"/.[!.]* "$d"/..?* 2>/dev/null
+      }}
       break
     fi
   done
