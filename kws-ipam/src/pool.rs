@@ -152,10 +152,13 @@ impl PoolLayout {
 
     /// The host number of `addr`, when it is inside the prefix.
     pub fn host_of(&self, addr: IpAddr) -> Option<u128> {
-        if !self.prefix.contains(&addr) {
-            return None;
-        }
-        Some(to_u128(addr) - self.base)
+        let same_family = matches!(
+            (self.prefix, addr),
+            (IpNet::V4(_), IpAddr::V4(_)) | (IpNet::V6(_), IpAddr::V6(_))
+        );
+        // Inside the prefix exactly when the bits above the host bits are the network's.
+        let n = to_u128(addr);
+        (same_family && n & !self.last == self.base).then(|| n - self.base)
     }
 
     /// The address of host number `host`.

@@ -1,6 +1,6 @@
 //! Pools, leases and usage.
 
-use std::{fmt, net::IpAddr, ops::RangeInclusive, time::Duration};
+use std::{fmt, net::IpAddr, ops::RangeInclusive, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 use kws_core::DnsLabel;
@@ -50,10 +50,12 @@ impl PoolSpec {
 /// Who holds a lease: an opaque key chosen by the caller (a peer's public key, an instance id).
 ///
 /// # Contract
-/// 1 to 255 bytes, no control characters.
+/// 1 to 255 bytes, no control characters. `clone` shares the key (one reference count): the
+/// memory allocator keeps the caller's key in its lease table and hands it back in each `Lease`
+/// without copying it.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct LeaseOwner(String);
+pub struct LeaseOwner(Arc<str>);
 
 impl LeaseOwner {
     /// The longest owner key, in bytes.
@@ -69,12 +71,23 @@ impl LeaseOwner {
                 Self::MAX_LEN
             )));
         }
-        Ok(Self(raw))
+        Ok(Self(raw.into()))
     }
 
     /// Wraps a key that was checked before it was stored (read back from a backend).
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     pub(crate) fn trusted(raw: String) -> Self {
+        Self(raw.into())
+    }
+
+    /// Wraps a key shared with a `LeaseOwner` that was checked before.
+    pub(crate) fn shared(raw: Arc<str>) -> Self {
         Self(raw)
+    }
+
+    /// The key, shared.
+    pub(crate) fn as_shared(&self) -> &Arc<str> {
+        &self.0
     }
 
     /// The key.
@@ -92,7 +105,7 @@ impl TryFrom<String> for LeaseOwner {
 
 impl From<LeaseOwner> for String {
     fn from(o: LeaseOwner) -> Self {
-        o.0
+        o.0.as_ref().to_owned()
     }
 }
 

@@ -1,47 +1,45 @@
-//! Released addresses of one pool, oldest first, each resting until its quarantine ends.
+//! The released hosts of one pool, oldest first, each resting until its quarantine ends.
 
 use std::{collections::VecDeque, time::Instant};
 
-use hashbrown::HashMap;
-
 #[derive(Debug)]
 struct Queued {
-    host: u128,
+    slot: u32,
     seq: u64,
     ready_at: Option<Instant>,
 }
 
-/// A FIFO of released host numbers. Entries taken out of order (by `allocate_specific`) are
-/// dropped from the membership map and skipped lazily when they reach the front, so every
-/// operation is O(1) amortised.
+/// A FIFO of slab slots (see `LeaseTable`), each entry stamped with a sequence number. The slot
+/// keeps the stamp of its latest entry, so an entry whose slot was leased out of order (by
+/// `allocate_specific`), and maybe released again since, no longer matches and is skipped when
+/// it reaches the front: every operation is O(1) amortised and none searches the queue.
 #[derive(Debug, Default)]
 pub(crate) struct FreeQueue {
     order: VecDeque<Queued>,
-    members: HashMap<u128, u64>,
     next_seq: u64,
 }
 
 impl FreeQueue {
-    /// True when `host` is queued.
-    pub(crate) fn contains(&self, host: u128) -> bool {
-        self.members.contains_key(&host)
-    }
-
-    /// Queues `host`, usable from `ready_at` (at once when `None`).
-    pub(crate) fn push(&mut self, host: u128, ready_at: Option<Instant>) {
+    /// Queues `slot`, usable from `ready_at` (at once when `None`); returns the entry's stamp.
+    pub(crate) fn push(&mut self, slot: u32, ready_at: Option<Instant>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.members.insert(host, seq);
-        self.order.push_back(Queued { host, seq, ready_at });
+        self.order.push_back(Queued { slot, seq, ready_at });
+        seq
     }
 
-    /// Takes the oldest queued host whose quarantine has ended; `now` is asked for only when
-    /// the front entry has a quarantine.
-    pub(crate) fn pop_ready(&mut self, now: impl FnOnce() -> Instant) -> Option<u128> {
+    /// Takes the oldest current entry whose quarantine has ended. `current(slot, seq)` tells
+    /// whether an entry is still its slot's latest; `now` is asked for only when the front
+    /// entry has a quarantine.
+    pub(crate) fn pop_ready(
+        &mut self,
+        current: impl Fn(u32, u64) -> bool,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<u32> {
         let mut now = Some(now);
         let mut at: Option<Instant> = None;
         while let Some(front) = self.order.front() {
-            if self.members.get(&front.host) != Some(&front.seq) {
+            if !current(front.slot, front.seq) {
                 self.order.pop_front();
                 continue;
             }
@@ -51,21 +49,15 @@ impl FreeQueue {
                     return None;
                 }
             }
-            let host = front.host;
+            let slot = front.slot;
             self.order.pop_front();
-            self.members.remove(&host);
-            return Some(host);
+            return Some(slot);
         }
         None
     }
 
-    /// Removes `host` from the queue (when `allocate_specific` takes it).
-    pub(crate) fn remove(&mut self, host: u128) -> bool {
-        self.members.remove(&host).is_some()
-    }
-
-    /// The queued hosts, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u128> {
-        self.order.iter().filter(|q| self.members.get(&q.host) == Some(&q.seq)).map(|q| q.host)
+    /// The current entries' slots, oldest first.
+    pub(crate) fn iter(&self, current: impl Fn(u32, u64) -> bool) -> impl Iterator<Item = u32> {
+        self.order.iter().filter(move |q| current(q.slot, q.seq)).map(|q| q.slot)
     }
 }

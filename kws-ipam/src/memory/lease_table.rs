@@ -1,103 +1,175 @@
-//! Live leases of one pool, indexed by host number and by owner, in about 50 bytes per lease
-//! beside the owner string: one 32-byte slot in a slab plus a 4-byte index in each of two hash
-//! tables.
+//! Every host of one pool that was handed out at least once: leased, with its owner, or released
+//! and waiting in the free queue. One 32-byte slab slot per host, indexed by host number (every
+//! slot) and by owner (leased slots), each index a 4-byte slot number; the free queue holds slot
+//! numbers too, so taking a host from it or putting one back touches no host index.
+//!
+//! The owner is the caller's `LeaseOwner` key itself (a shared `Arc<str>`), kept without a copy
+//! and handed back in the `Lease` that `release` returns.
+
+use std::{hash::BuildHasher, sync::Arc, time::Instant};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use std::hash::BuildHasher;
+
+use super::free_queue::FreeQueue;
+
+#[derive(Debug)]
+enum State {
+    /// Leased by this owner.
+    Leased(Arc<str>),
+    /// Released; the stamp of its latest free-queue entry.
+    Queued(u64),
+}
 
 #[derive(Debug)]
 struct Slot {
     host: u128,
-    owner: Box<str>,
+    state: State,
 }
 
-/// The leases of one pool.
+// The stamp of `Queued` shares the space of the pointer's length: a slot stays 32 bytes.
+const _: () = assert!(size_of::<Slot>() == 32);
+
+/// The hash of an owner key, computed once per operation and reused by the insert that follows
+/// the lookup.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnerHash(u64);
+
+/// The leases and the free queue of one pool.
 #[derive(Debug, Default)]
 pub(crate) struct LeaseTable {
     slots: Vec<Slot>,
-    vacant: Vec<u32>,
     by_host: HashTable<u32>,
     by_owner: HashTable<u32>,
+    queue: FreeQueue,
+    leased: usize,
     hasher: DefaultHashBuilder,
+}
+
+fn owner_of(slot: &Slot) -> &str {
+    match &slot.state {
+        State::Leased(o) => o,
+        State::Queued(_) => "",
+    }
 }
 
 impl LeaseTable {
     /// How many leases are live.
     pub(crate) fn len(&self) -> usize {
-        self.by_host.len()
+        self.leased
+    }
+
+    fn slot_of(&self, host: u128) -> Option<u32> {
+        let hash = self.hasher.hash_one(host);
+        self.by_host.find(hash, |&i| self.slots[i as usize].host == host).copied()
     }
 
     /// The owner holding `host`.
-    pub(crate) fn holder(&self, host: u128) -> Option<&str> {
-        let hash = self.hasher.hash_one(host);
-        let slot = self.by_host.find(hash, |&i| self.slots[i as usize].host == host)?;
-        Some(&self.slots[*slot as usize].owner)
+    pub(crate) fn holder(&self, host: u128) -> Option<&Arc<str>> {
+        match &self.slots[self.slot_of(host)? as usize].state {
+            State::Leased(o) => Some(o),
+            State::Queued(_) => None,
+        }
     }
 
-    /// True when `host` is leased.
-    pub(crate) fn contains(&self, host: u128) -> bool {
-        self.holder(host).is_some()
+    /// True when `host` is leased or in the free queue.
+    pub(crate) fn knows(&self, host: u128) -> bool {
+        self.slot_of(host).is_some()
     }
 
-    /// The host `owner` holds.
-    pub(crate) fn held_by(&self, owner: &str) -> Option<u128> {
+    /// The hash of `owner`, and the host it holds.
+    pub(crate) fn held_by(&self, owner: &str) -> (OwnerHash, Option<u128>) {
         let hash = self.hasher.hash_one(owner);
-        let slot = self.by_owner.find(hash, |&i| &*self.slots[i as usize].owner == owner)?;
-        Some(self.slots[*slot as usize].host)
+        let slot = self.by_owner.find(hash, |&i| owner_of(&self.slots[i as usize]) == owner);
+        (OwnerHash(hash), slot.map(|&i| self.slots[i as usize].host))
     }
 
-    /// Records that `owner` holds `host`. The caller has checked that neither is taken.
-    pub(crate) fn insert(&mut self, host: u128, owner: &str) {
-        let slot = Slot { host, owner: owner.into() };
-        let i = match self.vacant.pop() {
-            Some(i) => {
-                self.slots[i as usize] = slot;
-                i
-            }
+    fn index_owner(&mut self, slot: u32, owner: Arc<str>, hash: OwnerHash) {
+        self.slots[slot as usize].state = State::Leased(owner);
+        self.leased += 1;
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let rehash = |&j: &u32| hasher.hash_one(owner_of(&slots[j as usize]));
+        self.by_owner.insert_unique(hash.0, slot, rehash);
+    }
+
+    /// Leases the oldest queued host whose quarantine has ended to `owner`, whose hash `held_by`
+    /// gave and who holds nothing; `now` is asked for only when that host has a quarantine.
+    pub(crate) fn lease_queued(
+        &mut self,
+        owner: &Arc<str>,
+        hash: OwnerHash,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<u128> {
+        let slots = &self.slots;
+        let current =
+            |i: u32, seq: u64| matches!(slots[i as usize].state, State::Queued(s) if s == seq);
+        let slot = self.queue.pop_ready(current, now)?;
+        self.index_owner(slot, Arc::clone(owner), hash);
+        Some(self.slots[slot as usize].host)
+    }
+
+    /// Leases `host` to `owner`, whose hash `held_by` gave and who holds nothing. The caller has
+    /// checked that `host` is not leased; it may be queued (taken out of order) or unknown.
+    pub(crate) fn lease(&mut self, host: u128, owner: Arc<str>, hash: OwnerHash) {
+        let slot = match self.slot_of(host) {
+            Some(slot) => slot,
             None => {
-                // More than u32::MAX live leases would not fit in memory anyway (32 B each).
-                let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                self.slots.push(slot);
-                i
+                // More than u32::MAX hosts would not fit in memory anyway (32 B each).
+                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Slot { host, state: State::Queued(u64::MAX) });
+                let (slots, hasher) = (&self.slots, &self.hasher);
+                let rehash = |&j: &u32| hasher.hash_one(slots[j as usize].host);
+                self.by_host.insert_unique(hasher.hash_one(host), slot, rehash);
+                slot
             }
         };
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        let rehash_host = |&j: &u32| hasher.hash_one(slots[j as usize].host);
-        self.by_host.insert_unique(hasher.hash_one(host), i, rehash_host);
-        let rehash_owner = |&j: &u32| hasher.hash_one(&*slots[j as usize].owner);
-        self.by_owner.insert_unique(hasher.hash_one(owner), i, rehash_owner);
+        self.index_owner(slot, owner, hash);
     }
 
-    /// Ends the lease on `host`, returning its owner.
-    pub(crate) fn remove(&mut self, host: u128) -> Option<Box<str>> {
-        let slots = &self.slots;
-        let hash = self.hasher.hash_one(host);
-        let entry = self.by_host.find_entry(hash, |&i| slots[i as usize].host == host).ok()?;
-        let (i, _) = entry.remove();
-        let owner = std::mem::take(&mut self.slots[i as usize].owner);
-        let hash = self.hasher.hash_one(&*owner);
-        if let Ok(entry) = self.by_owner.find_entry(hash, |&j| j == i) {
+    /// Ends the lease on `host` and queues the host, usable from `ready_at`; returns the owner.
+    pub(crate) fn release(&mut self, host: u128, ready_at: Option<Instant>) -> Option<Arc<str>> {
+        let slot = self.slot_of(host)?;
+        let State::Leased(owner) = &self.slots[slot as usize].state else { return None };
+        let hash = self.hasher.hash_one(&**owner);
+        if let Ok(entry) = self.by_owner.find_entry(hash, |&j| j == slot) {
             entry.remove();
         }
-        self.vacant.push(i);
-        Some(owner)
+        let seq = self.queue.push(slot, ready_at);
+        let state = std::mem::replace(&mut self.slots[slot as usize].state, State::Queued(seq));
+        self.leased -= 1;
+        match state {
+            State::Leased(owner) => Some(owner),
+            State::Queued(_) => None,
+        }
     }
 
     /// Every lease, in no particular order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u128, &str)> {
-        self.by_host.iter().map(|&i| {
+    pub(crate) fn leases(&self) -> impl Iterator<Item = (u128, &Arc<str>)> {
+        self.by_owner.iter().filter_map(|&i| {
             let s = &self.slots[i as usize];
-            (s.host, &*s.owner)
+            match &s.state {
+                State::Leased(o) => Some((s.host, o)),
+                State::Queued(_) => None,
+            }
         })
     }
 
-    /// Bytes held by the table's own structures (slab, vacancy list, both indexes), not
-    /// counting the owner strings.
+    /// The queued hosts, oldest first (quarantined ones included).
+    pub(crate) fn queued(&self) -> impl Iterator<Item = u128> {
+        let slots = &self.slots;
+        let current =
+            |i: u32, seq: u64| matches!(slots[i as usize].state, State::Queued(s) if s == seq);
+        self.queue.iter(current).map(|i| slots[i as usize].host)
+    }
+
+    /// Every host leased or queued.
+    pub(crate) fn hosts(&self) -> impl Iterator<Item = u128> {
+        self.by_host.iter().map(|&i| self.slots[i as usize].host)
+    }
+
+    /// Bytes held by the slab and both indexes (not the free queue's order, and not the owner
+    /// keys, which are the callers' own).
     pub(crate) fn heap_bytes(&self) -> usize {
         let index = |t: &HashTable<u32>| (t.capacity() * 8).div_ceil(7).next_power_of_two() * 5;
-        self.slots.capacity() * size_of::<Slot>()
-            + self.vacant.capacity() * size_of::<u32>()
-            + index(&self.by_host)
-            + index(&self.by_owner)
+        self.slots.capacity() * size_of::<Slot>() + index(&self.by_host) + index(&self.by_owner)
     }
 }

@@ -3,29 +3,31 @@
 
 mod free_queue;
 mod lease_table;
+mod pool_map;
 
 use std::{
     net::IpAddr,
-    sync::{Mutex, PoisonError, RwLock},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use hashbrown::HashMap;
 use kws_core::DnsLabel;
 
 use crate::{
     Audit, Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage,
     pool::{Cursor, PoolLayout},
 };
-use free_queue::FreeQueue;
 use lease_table::LeaseTable;
+use pool_map::PoolMap;
 
 /// An allocator whose pools live in this process (the embedded default; nothing persists).
 ///
-/// Each pool sits behind its own mutex, held for a few hash-table operations per call.
+/// One mutex guards every pool, held for a few hash-table operations per call (tens of
+/// nanoseconds): one lock per operation, where a read lock on the pool map then a lock on the
+/// pool took two, and threads contended on the map's lock word anyway.
 #[derive(Debug, Default)]
 pub struct MemoryAllocator {
-    pools: RwLock<HashMap<DnsLabel, Mutex<PoolState>>>,
+    pools: Mutex<PoolMap<PoolState>>,
 }
 
 #[derive(Debug)]
@@ -34,7 +36,6 @@ struct PoolState {
     quarantine: Duration,
     cursor: Cursor,
     leases: LeaseTable,
-    free: FreeQueue,
 }
 
 impl MemoryAllocator {
@@ -48,10 +49,9 @@ impl MemoryAllocator {
         pool: &DnsLabel,
         f: impl FnOnce(&mut PoolState) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let pools = self.pools.read().unwrap_or_else(PoisonError::into_inner);
-        let state = pools.get(pool).ok_or_else(|| Error::PoolNotFound(pool.clone()))?;
-        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut state)
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = pools.get_mut(pool).ok_or_else(|| Error::PoolNotFound(pool.clone()))?;
+        f(state)
     }
 
     /// `allocate` without the async wrapper (the allocator never waits): the same operation,
@@ -64,11 +64,11 @@ impl MemoryAllocator {
     /// `release` without the async wrapper.
     pub fn release_now(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
         let owner = self.with_pool(pool, |s| s.release(addr))?;
-        Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(owner.into_string()) })
+        Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::shared(owner) })
     }
 
-    /// `allocate`, answering only the address: the same operation without building a `Lease`
-    /// (two string copies fewer), for hot paths that know the pool and owner already.
+    /// `allocate`, answering only the address: the same operation without building a `Lease`,
+    /// for hot paths that know the pool and owner already.
     pub fn allocate_addr(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<IpAddr, Error> {
         self.with_pool(pool, |s| s.allocate(owner).map(|h| s.layout.addr_of(h)))
     }
@@ -80,13 +80,13 @@ impl MemoryAllocator {
 
     /// The free queue of `pool`, oldest release first (quarantined addresses included).
     pub fn free_queue(&self, pool: &DnsLabel) -> Result<Vec<IpAddr>, Error> {
-        self.with_pool(pool, |s| Ok(s.free.iter().map(|h| s.layout.addr_of(h)).collect()))
+        self.with_pool(pool, |s| Ok(s.leases.queued().map(|h| s.layout.addr_of(h)).collect()))
     }
 
     /// Every lease of `pool`, in no particular order.
     pub fn leases(&self, pool: &DnsLabel) -> Result<Vec<Lease>, Error> {
         self.with_pool(pool, |s| {
-            Ok(s.leases.iter().map(|(h, o)| s.lease(h, LeaseOwner::trusted(o.into()))).collect())
+            Ok(s.leases.leases().map(|(h, o)| s.lease(h, LeaseOwner::shared(o.clone()))).collect())
         })
     }
 
@@ -94,8 +94,8 @@ impl MemoryAllocator {
     pub fn audit(&self, pool: &DnsLabel) -> Result<Audit, Error> {
         self.with_pool(pool, |s| {
             let leases =
-                s.leases.iter().map(|(h, o)| s.lease(h, LeaseOwner::trusted(o.into()))).collect();
-            let free = s.free.iter().map(|h| s.layout.addr_of(h)).collect();
+                s.leases.leases().map(|(h, o)| s.lease(h, LeaseOwner::shared(o.clone()))).collect();
+            let free = s.leases.queued().map(|h| s.layout.addr_of(h)).collect();
             Ok(Audit::new(&s.layout, s.cursor, leases, free))
         })
     }
@@ -104,8 +104,7 @@ impl MemoryAllocator {
     /// them and no `allocate_specific` took them).
     pub fn never_handed_out(&self, pool: &DnsLabel) -> Result<u128, Error> {
         self.with_pool(pool, |s| {
-            let ahead = s.leases.iter().filter(|(h, _)| s.layout.is_ahead(&s.cursor, *h)).count()
-                + s.free.iter().filter(|h| s.layout.is_ahead(&s.cursor, *h)).count();
+            let ahead = s.leases.hosts().filter(|h| s.layout.is_ahead(&s.cursor, *h)).count();
             Ok(s.layout.remaining(&s.cursor) - ahead as u128)
         })
     }
@@ -124,16 +123,16 @@ impl PoolState {
 
     /// The host `owner` holds, or a newly leased one.
     fn allocate(&mut self, owner: &LeaseOwner) -> Result<u128, Error> {
-        if let Some(host) = self.leases.held_by(owner.as_str()) {
+        let (hash, held) = self.leases.held_by(owner.as_str());
+        if let Some(host) = held {
             return Ok(host);
         }
-        let host = match self.free.pop_ready(Instant::now) {
-            Some(h) => h,
-            None => {
-                self.fresh().ok_or_else(|| Error::Exhausted { pool: self.layout.name().clone() })?
-            }
-        };
-        self.leases.insert(host, owner.as_str());
+        if let Some(host) = self.leases.lease_queued(owner.as_shared(), hash, Instant::now) {
+            return Ok(host);
+        }
+        let host =
+            self.fresh().ok_or_else(|| Error::Exhausted { pool: self.layout.name().clone() })?;
+        self.leases.lease(host, owner.as_shared().clone(), hash);
         Ok(host)
     }
 
@@ -142,7 +141,7 @@ impl PoolState {
     fn fresh(&mut self) -> Option<u128> {
         loop {
             let host = self.layout.advance(&mut self.cursor)?;
-            if !self.leases.contains(host) && !self.free.contains(host) {
+            if !self.leases.knows(host) {
                 return Some(host);
             }
         }
@@ -151,34 +150,32 @@ impl PoolState {
     fn allocate_specific(&mut self, addr: IpAddr, owner: &LeaseOwner) -> Result<Lease, Error> {
         let host = self.layout.usable_host(addr)?;
         if let Some(holder) = self.leases.holder(host) {
-            if holder == owner.as_str() {
+            if **holder == *owner.as_str() {
                 return Ok(self.lease(host, owner.clone()));
             }
-            let holder = LeaseOwner::trusted(holder.into());
+            let holder = LeaseOwner::shared(holder.clone());
             return Err(Error::AlreadyAllocated { pool: self.layout.name().clone(), addr, holder });
         }
-        if let Some(other) = self.leases.held_by(owner.as_str()) {
+        let (hash, held) = self.leases.held_by(owner.as_str());
+        if let Some(other) = held {
             let (pool, addr) = (self.layout.name().clone(), self.layout.addr_of(other));
             return Err(Error::OwnerHasLease { pool, owner: owner.clone(), addr });
         }
-        self.free.remove(host);
-        self.leases.insert(host, owner.as_str());
+        self.leases.lease(host, owner.as_shared().clone(), hash);
         Ok(self.lease(host, owner.clone()))
     }
 
     /// Ends the lease on `addr`, returning its owner.
-    fn release(&mut self, addr: IpAddr) -> Result<Box<str>, Error> {
+    fn release(&mut self, addr: IpAddr) -> Result<Arc<str>, Error> {
         let not_allocated = || Error::NotAllocated { pool: self.layout.name().clone(), addr };
         let host = self.layout.leasable_host(addr)?.ok_or_else(not_allocated)?;
-        let owner = self.leases.remove(host).ok_or_else(not_allocated)?;
         let ready_at = (!self.quarantine.is_zero()).then(|| Instant::now() + self.quarantine);
-        self.free.push(host, ready_at);
-        Ok(owner)
+        self.leases.release(host, ready_at).ok_or_else(not_allocated)
     }
 
     fn lookup(&self, addr: IpAddr) -> Result<Option<Lease>, Error> {
         let Some(host) = self.layout.leasable_host(addr)? else { return Ok(None) };
-        Ok(self.leases.holder(host).map(|o| self.lease(host, LeaseOwner::trusted(o.into()))))
+        Ok(self.leases.holder(host).map(|o| self.lease(host, LeaseOwner::shared(o.clone()))))
     }
 }
 
@@ -186,12 +183,11 @@ impl PoolState {
 impl IpAllocator for MemoryAllocator {
     async fn create_pool(&self, spec: PoolSpec) -> Result<(), Error> {
         let layout = PoolLayout::new(&spec)?;
-        let mut pools = self.pools.write().unwrap_or_else(PoisonError::into_inner);
-        if pools.contains_key(&spec.name) {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        if pools.contains(&spec.name) {
             return Err(Error::PoolExists(spec.name));
         }
         for (name, other) in pools.iter() {
-            let other = other.lock().unwrap_or_else(PoisonError::into_inner);
             if other.layout.overlaps(&layout) {
                 return Err(Error::InvalidPool(format!(
                     "pool {} ({}) overlaps pool {name} ({})",
@@ -207,9 +203,8 @@ impl IpAllocator for MemoryAllocator {
             quarantine: spec.quarantine,
             cursor,
             leases: LeaseTable::default(),
-            free: FreeQueue::default(),
         };
-        pools.insert(spec.name, Mutex::new(state));
+        pools.insert(spec.name, state);
         Ok(())
     }
 
@@ -240,7 +235,7 @@ impl IpAllocator for MemoryAllocator {
         owner: &LeaseOwner,
     ) -> Result<Option<Lease>, Error> {
         self.with_pool(pool, |s| {
-            Ok(s.leases.held_by(owner.as_str()).map(|h| s.lease(h, owner.clone())))
+            Ok(s.leases.held_by(owner.as_str()).1.map(|h| s.lease(h, owner.clone())))
         })
     }
 
