@@ -246,7 +246,9 @@ async fn no_network_no_secrets_and_a_background_process_dies_with_its_sandbox() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cannot_tamper_with_process_1_and_the_next_job_of_the_reused_sandbox_is_clean() {
     let Some(engine) = engine(1, |_| {}).await else { return };
-    // ptrace and process_vm_writev through perl's raw `syscall` (x86_64 numbers 101, 311).
+    // ptrace, process_vm_writev and unshare through perl's raw `syscall` (x86_64 numbers 101,
+    // 311, 272). PTRACE_TRACEME and a user namespace would not touch process 1: they show the
+    // sandbox's own seccomp profile is in force (Docker's default allows PTRACE_TRACEME).
     let tamper = r#"import os, signal
 def outcome(what, ok):
     print(what, 'DONE' if ok else 'refused', flush=True)
@@ -266,6 +268,8 @@ perl = """
 for $r (16, 0x4206) { print syscall(101, $r, 1, 0, 0) == -1 ? "ptrace refused\n" : "ptrace DONE\n" }
 my $b = "x" x 8; my $v = pack("PQ", $b, 8);
 print syscall(311, 1, $v, 1, $v, 1, 0) == -1 ? "vm_writev refused\n" : "vm_writev DONE\n";
+print syscall(101, 0, 0, 0, 0) == -1 ? "traceme refused\n" : "traceme DONE\n";
+print syscall(272, 0x10000000) == -1 ? "unshare refused\n" : "unshare DONE\n";
 """
 os.execvp('perl', ['perl', '-e', perl])
 "#;
@@ -273,7 +277,7 @@ os.execvp('perl', ['perl', '-e', perl])
     let job = run(&engine, "python3", tamper, "", Limits::default()).await;
     assert!(matches!(job.outcome(), JobEvent::Exited { code: 0, .. }), "{:?}", job.events);
     let out = job.stdout();
-    assert_eq!(out.matches("refused").count(), 9, "{out}\n{}", job.stderr());
+    assert_eq!(out.matches("refused").count(), 11, "{out}\n{}", job.stderr());
     assert!(!out.contains("DONE"), "{out}");
     // Signals to every process the job's uid may reach (Linux spares the sender and process 1).
     let sh = "kill -STOP 1; kill -9 1; kill -STOP -1; kill -KILL -1; echo survived";
