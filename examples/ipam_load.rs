@@ -18,6 +18,7 @@
 //! then release; "ops/s" counts both, "allocs/s" the allocations alone; latency is of allocate.
 
 use std::{
+    collections::HashMap,
     process::Command,
     sync::Arc,
     time::{Duration, Instant},
@@ -75,8 +76,7 @@ async fn drive(
 }
 
 fn redis_ping(url: &str, clients: usize, secs: f64) -> anyhow::Result<f64> {
-    let rest = url.trim_start_matches("redis://").trim_end_matches('/');
-    let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "6379"));
+    let (host, port) = host_port(url);
     // About `secs` of PINGs at the rate this machine manages (~50k/s per client count, capped).
     let n = ((secs * 60_000.0) as usize).max(10_000);
     let out = Command::new("redis-benchmark")
@@ -105,6 +105,50 @@ fn pgbench(url: &str, clients: usize, secs: f64) -> anyhow::Result<f64> {
     Ok(line.trim_start_matches("tps = ").split_whitespace().next().unwrap_or("0").parse()?)
 }
 
+/// CPU time (user + system) of process `pid` so far, from `/proc/PID/stat` (10 ms ticks).
+fn proc_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces): state is 0, utime 11, stime 12.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> =
+        rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    Duration::from_millis(10 * f.iter().sum::<u64>())
+}
+
+/// CPU of the PostgreSQL backends serving `db`'s database, by pid.
+async fn pg_backends_cpu(db: &sqlx::PgPool) -> anyhow::Result<HashMap<u32, Duration>> {
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND backend_type = 'client backend'",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(pids.into_iter().filter_map(|p| u32::try_from(p).ok()).map(|p| (p, proc_cpu(p))).collect())
+}
+
+fn pg_cpu_since(before: &HashMap<u32, Duration>, after: &HashMap<u32, Duration>) -> Duration {
+    after.iter().map(|(p, t)| t.saturating_sub(before.get(p).copied().unwrap_or_default())).sum()
+}
+
+/// CPU the Redis server has used so far (`redis-cli INFO cpu`).
+fn redis_cpu(url: &str) -> anyhow::Result<Duration> {
+    let (host, port) = host_port(url);
+    let out = Command::new("redis-cli").args(["-h", host, "-p", port, "INFO", "cpu"]).output()?;
+    let secs: f64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split_once(':').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
+        .sum();
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn host_port(url: &str) -> (&str, &str) {
+    let rest = url.trim_start_matches("redis://").trim_end_matches('/');
+    rest.rsplit_once(':').unwrap_or((rest, "6379"))
+}
+
 /// `items,in_flight` from the environment variable `var`, if set.
 fn limits(var: &str) -> anyhow::Result<Option<(usize, usize)>> {
     let Ok(v) = std::env::var(var) else { return Ok(None) };
@@ -112,16 +156,27 @@ fn limits(var: &str) -> anyhow::Result<Option<(usize, usize)>> {
     Ok(Some((a.trim().parse()?, b.trim().parse()?)))
 }
 
-/// One table row; `counts` are the batches and operations the allocator ran in the step.
-fn row(backend: &str, callers: usize, s: &Step, counts: (u64, u64), beside: (&str, f64)) {
+/// One table row; `counts` are the batches and operations the allocator ran in the step, `cpu`
+/// the CPU time of this process and of the server (its backends, on PostgreSQL) in the step.
+fn row(
+    backend: &str,
+    callers: usize,
+    s: &Step,
+    counts: (u64, u64),
+    cpu: (Duration, Duration),
+    beside: (&str, f64),
+) {
     let allocs = s.allocs as f64 / s.elapsed.as_secs_f64();
     let per_batch = counts.1 as f64 / counts.0.max(1) as f64;
+    let ops = 2.0 * s.allocs as f64;
     let (what, rate) = beside;
     println!(
-        "| {backend} | {callers} | {allocs:.0} | {:.0} | {per_batch:.1} | {:.2} | {:.2} | {what} {rate:.0} | {:.2} | {:.2} |",
+        "| {backend} | {callers} | {allocs:.0} | {:.0} | {per_batch:.1} | {:.2} | {:.2} | {:.0} | {:.0} | {what} {rate:.0} | {:.2} | {:.2} |",
         2.0 * allocs,
         s.p50.as_secs_f64() * 1e3,
         s.p99.as_secs_f64() * 1e3,
+        cpu.0.as_secs_f64() * 1e6 / ops,
+        cpu.1.as_secs_f64() * 1e6 / ops,
         allocs / rate,
         2.0 * allocs / rate,
     );
@@ -145,9 +200,9 @@ async fn main() -> anyhow::Result<()> {
     let pg_limits = limits("KWS_IPAM_LOAD_PG_GROUP")?;
 
     println!(
-        "| backend | callers | allocs/s | ops/s | ops per batch | p50 ms | p99 ms | beside (same clients) | allocs / beside | ops / beside |"
+        "| backend | callers | allocs/s | ops/s | ops per batch | p50 ms | p99 ms | client CPU µs/op | server CPU µs/op | beside (same clients) | allocs / beside | ops / beside |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     // The last step runs without group commit (one operation per script call), for comparison.
     let only = std::env::var("KWS_IPAM_LOAD_ONLY").unwrap_or_default();
     let steps = [(1usize, None), (8, None), (32, None), (32, Some((1, 32)))];
@@ -164,11 +219,14 @@ async fn main() -> anyhow::Result<()> {
         a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
         let before = a.group_commit_counts();
         let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
+        let (me, server) = (proc_cpu(std::process::id()), redis_cpu(redis.url())?);
         let step = drive(vec![shared; callers], pool, secs).await?;
+        let me = proc_cpu(std::process::id()) - me;
+        let server = redis_cpu(redis.url())? - server;
         let counts = delta(a.group_commit_counts(), before);
         let ping = redis_ping(redis.url(), callers, secs)?;
         let name = if fixed.is_some() { "Redis, 1 op per call" } else { "Redis" };
-        row(name, callers, &step, counts, ("PING/s", ping));
+        row(name, callers, &step, counts, (me, server), ("PING/s", ping));
     }
     let steps = [(1usize, None), (8, None), (16, None), (16, Some((1, 16)))];
     for (i, (callers, fixed)) in steps.into_iter().enumerate() {
@@ -184,11 +242,14 @@ async fn main() -> anyhow::Result<()> {
         a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
         let before = a.group_commit_counts();
         let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
+        let (me, server) = (proc_cpu(std::process::id()), pg_backends_cpu(a.db()).await?);
         let step = drive(vec![shared; callers], pool, secs).await?;
+        let me = proc_cpu(std::process::id()) - me;
+        let server = pg_cpu_since(&server, &pg_backends_cpu(a.db()).await?);
         let counts = delta(a.group_commit_counts(), before);
         let tps = pgbench(bench_db.url(), callers, secs)?;
         let name = if fixed.is_some() { "PostgreSQL, 1 op per commit" } else { "PostgreSQL" };
-        row(name, callers, &step, counts, ("pgbench -N tps", tps));
+        row(name, callers, &step, counts, (me, server), ("pgbench -N tps", tps));
     }
     Ok(())
 }

@@ -41,13 +41,16 @@ ALTER TABLE kws_ipam.free_queue DROP CONSTRAINT free_queue_pkey;
 -- in order. No operation raises on a lost race: it answers 'retry' having changed nothing, and
 -- the caller submits it again. The operations (p_ops[i]):
 --   'a' allocate p_owners[i] in p_pools[i]:  held addr | new addr | empty | nopool | retry
---   'c' claim p_addrs[i] (a fast-path candidate) for p_owners[i]:
+--   'c' claim p_addrs[i] (a fast-path candidate) for p_owners[i], only from the queue entry
+--       p_ids[i] when that is not NULL (a copy of an older entry is stale):
 --                                             held addr (candidate untouched) | new | stale | retry
 --   's' allocate exactly p_addrs[i] to p_owners[i]: new | taken holder (another owner holds it)
 --       | owner addr (p_owners[i] holds addr) | retry
---   'r' release p_addrs[i]:                   released owner | notallocated
-CREATE FUNCTION kws_ipam.batch(p_ops text[], p_pools text[], p_addrs inet[], p_owners text[])
-RETURNS TABLE (o_kind text, o_addr inet, o_text text) LANGUAGE plpgsql AS $$
+--   'r' release p_addrs[i]:                   released owner, and the queue entry's id in o_id
+--                                             | notallocated
+CREATE FUNCTION kws_ipam.batch(
+    p_ops text[], p_pools text[], p_addrs inet[], p_owners text[], p_ids bigint[])
+RETURNS TABLE (o_kind text, o_addr inet, o_text text, o_id bigint) LANGUAGE plpgsql AS $$
 DECLARE
     i int;
     v_pool text;
@@ -64,6 +67,7 @@ DECLARE
     d_pools text[] := '{}';
     d_deltas bigint[] := '{}';
     k int;
+    j int;
     v_stripe smallint := pg_backend_pid() % 32;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_ops, 1), 0) LOOP
@@ -72,11 +76,19 @@ BEGIN
         v_delta := 0;
         o_addr := NULL;
         o_text := NULL;
+        o_id := NULL;
         CASE p_ops[i]
         WHEN 'a', 'c' THEN
-            SELECT l.address INTO v_found FROM kws_ipam.leases l
-                WHERE l.pool = v_pool AND l.owner = v_owner;
-            IF FOUND THEN
+            -- An allocation does not look for the owner's lease first: the lease insert finds
+            -- it (UNIQUE (pool, owner)), and the address goes back. A claim looks first, so a
+            -- candidate is left untouched.
+            IF p_ops[i] = 'c' THEN
+                SELECT l.address INTO v_found FROM kws_ipam.leases l
+                    WHERE l.pool = v_pool AND l.owner = v_owner;
+            ELSE
+                v_found := NULL;
+            END IF;
+            IF v_found IS NOT NULL THEN
                 o_kind := 'held';
                 o_addr := v_found;
             ELSE
@@ -86,6 +98,7 @@ BEGIN
                         v_addr := p_addrs[i];
                         DELETE FROM kws_ipam.free_queue f
                             WHERE f.pool = v_pool AND f.address = v_addr AND f.ready_at <= now()
+                              AND (p_ids[i] IS NULL OR f.id = p_ids[i])
                             RETURNING f.id, f.ready_at INTO v_id, v_ready;
                         IF NOT FOUND THEN
                             o_kind := 'stale';
@@ -105,7 +118,13 @@ BEGIN
                                 RETURNING f.address INTO v_addr;
                         END IF;
                         IF NOT FOUND THEN
-                            IF EXISTS (SELECT 1 FROM kws_ipam.pools p WHERE p.name = v_pool) THEN
+                            SELECT l.address INTO v_found FROM kws_ipam.leases l
+                                WHERE l.pool = v_pool AND l.owner = v_owner;
+                            IF FOUND THEN
+                                o_kind := 'held';
+                                o_addr := v_found;
+                            ELSIF EXISTS (SELECT 1 FROM kws_ipam.pools p WHERE p.name = v_pool)
+                            THEN
                                 o_kind := 'empty';
                             ELSE
                                 o_kind := 'nopool';
@@ -204,7 +223,7 @@ BEGIN
                 END IF;
                 INSERT INTO kws_ipam.free_queue (pool, address, ready_at)
                     VALUES (v_pool, v_addr, now() + coalesce(v_quarantine, interval '0'))
-                    ON CONFLICT DO NOTHING;
+                    ON CONFLICT DO NOTHING RETURNING id INTO o_id;
                 o_kind := 'released';
                 o_text := v_holder;
                 v_delta := -1;
@@ -229,8 +248,14 @@ BEGIN
     -- Each goes to a stripe this transaction can lock without waiting: the session's own
     -- (backend pid mod 32) when free, else the first free one; when all 32 are locked, it waits
     -- for its own.
-    FOR v_pool, k IN SELECT d.p, d.n FROM unnest(d_pools, d_deltas) AS d(p, n)
-                     WHERE d.n <> 0 ORDER BY d.p LOOP
+    IF coalesce(array_length(d_pools, 1), 0) > 1 THEN
+        SELECT array_agg(d.p ORDER BY d.p), array_agg(d.n ORDER BY d.p) INTO d_pools, d_deltas
+            FROM unnest(d_pools, d_deltas) AS d(p, n);
+    END IF;
+    FOR j IN 1 .. coalesce(array_length(d_pools, 1), 0) LOOP
+        CONTINUE WHEN d_deltas[j] = 0;
+        v_pool := d_pools[j];
+        k := d_deltas[j];
         UPDATE kws_ipam.usage_stripes u SET allocated = u.allocated + k
             WHERE u.pool = v_pool AND u.stripe = v_stripe AND u.ctid = (
                 SELECT s.ctid FROM kws_ipam.usage_stripes s

@@ -170,3 +170,26 @@ async fn flaw5_redis_data_loss_then_reconcile_restores_the_free_set() {
     assert_eq!(audit.problems(), Vec::<String>::new());
     assert_eq!(audit.leases.len(), 200 - 67 + 1);
 }
+
+/// A Redis copy of an address that `allocate_specific` took and that was released again is
+/// stale: it does not jump ahead of older releases (found by the model test).
+#[tokio::test]
+async fn stale_copy_of_a_rereleased_address_keeps_fifo() {
+    let Some((_db, _r, a)) = allocator().await else { return };
+    let pool = create(&a, spec("refifo", "10.3.3.0/28")).await;
+    let at = |h: u8| testkit::ip(&format!("10.3.3.{h}"));
+    for i in 0..9 {
+        assert_eq!(must_allocate(&a, &pool, &format!("o{i}")).await, at(2 + i));
+    }
+    for h in [3, 6, 7] {
+        must_release(&a, &pool, at(h)).await;
+    }
+    a.allocate_specific(&pool, at(7), &owner("s7")).await.expect("specific .7");
+    must_release(&a, &pool, at(10)).await;
+    must_release(&a, &pool, at(7)).await;
+    assert_eq!(must_allocate(&a, &pool, "a").await, at(3));
+    a.allocate_specific(&pool, at(6), &owner("s6")).await.expect("specific .6");
+    assert_eq!(must_allocate(&a, &pool, "b").await, at(10), "oldest release first");
+    assert_eq!(must_allocate(&a, &pool, "c").await, at(7));
+    assert_eq!(a.audit(&pool).await.expect("audit").problems(), Vec::<String>::new());
+}

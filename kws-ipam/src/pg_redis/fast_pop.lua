@@ -1,4 +1,5 @@
--- KEYS: 1 the fast queue of a pool. Pops the front `addr|ready_ms` when it is ready.
+-- KEYS: 1 the fast queue of a pool. Pops the front `entry|ready_ms` when it is ready
+-- (`entry` is `address|id`, or `address`).
 -- Returns the address, or false when the queue is empty or its front is in quarantine.
 local front = redis.call('LINDEX', KEYS[1], 0)
 if not front then return false end

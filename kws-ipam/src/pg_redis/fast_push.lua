@@ -1,5 +1,5 @@
--- KEYS: 1 the fast queue of a pool. ARGV: 1 address, 2 quarantine ms.
--- Appends `addr|ready_ms` (ready_ms 0 without quarantine).
+-- KEYS: 1 the fast queue of a pool. ARGV: 1 entry, 2 quarantine ms.
+-- Appends `entry|ready_ms` (`entry` is ARGV 1, `address|id`; ready_ms 0 without quarantine).
 local q = tonumber(ARGV[2])
 local ready = 0
 if q > 0 then

@@ -4,7 +4,9 @@
 //! - allocate: pop a candidate from Redis, then lease it in PostgreSQL with `kws_ipam.claim`,
 //!   which deletes it from the PostgreSQL free queue and inserts the lease in one transaction.
 //!   The lease row is the commit point: a candidate that is not free there (a stale entry, a
-//!   duplicate, an address taken by `allocate_specific`) is skipped. With Redis empty, down or
+//!   duplicate, an address taken by `allocate_specific`) is skipped. Each Redis entry names
+//!   the PostgreSQL queue entry it copies, so a copy left behind by an address that was taken
+//!   and released again is stale too, and reuse stays FIFO. With Redis empty, down or
 //!   flushed, allocation goes through PostgreSQL alone (`SKIP LOCKED` queue, then the cursor).
 //! - release: one PostgreSQL transaction ends the lease and queues the address, then the
 //!   address is pushed to Redis. A crash between the two leaves it queued in PostgreSQL, where
@@ -25,6 +27,18 @@ use crate::{
 
 /// Candidates popped from Redis per allocation before falling back to PostgreSQL alone.
 const MAX_STALE: usize = 32;
+
+/// A fast-path entry: an address and the id of the PostgreSQL free-queue entry it copies
+/// (`None` for an entry written without one, claimed on its address alone).
+type Candidate = (IpAddr, Option<i64>);
+
+/// `address|id`, or `address` without an id.
+fn entry_text((addr, id): Candidate) -> String {
+    match id {
+        Some(id) => format!("{addr}|{id}"),
+        None => addr.to_string(),
+    }
+}
 
 /// An allocator on PostgreSQL (the truth) with Redis as the fast path.
 #[derive(Debug, Clone)]
@@ -76,7 +90,9 @@ impl PgRedisAllocator {
         &self.pg
     }
 
-    /// The Redis key of `pool`'s fast queue (a list of `address|ready_ms`).
+    /// The Redis key of `pool`'s fast queue: a list of `address|id|ready_ms`, `id` naming the
+    /// PostgreSQL free-queue entry the Redis entry copies (`address|ready_ms` entries are
+    /// claimed on their address alone).
     pub fn fast_queue_key(&self, pool: &DnsLabel) -> String {
         format!("{}ipam:fast:{pool}", self.prefix)
     }
@@ -109,13 +125,13 @@ impl PgRedisAllocator {
     /// Redis queue is empty.
     pub async fn reconcile(&self, pool: &DnsLabel) -> Result<usize, Error> {
         self.pg.reconcile(pool).await?;
-        let entries = self.pg.free_queue(pool).await?;
+        let entries = self.pg.free_entries(pool).await?;
         let key = self.fast_queue_key(pool);
         let mut pipe = redis::pipe();
         pipe.atomic().del(&key).ignore();
         for chunk in entries.chunks(1000) {
             let items: Vec<String> =
-                chunk.iter().map(|(a, r)| format!("{a}|{}", r.max(&0))).collect();
+                chunk.iter().map(|(a, id, r)| format!("{a}|{id}|{}", r.max(&0))).collect();
             pipe.rpush(&key, items).ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(redis_backend)?;
@@ -127,7 +143,9 @@ impl PgRedisAllocator {
         self.pg.audit(pool).await
     }
 
-    async fn pop(&self, pool: &DnsLabel) -> Result<Option<IpAddr>, Error> {
+    /// The front candidate: its address and, when the entry names one, the PostgreSQL
+    /// free-queue entry it copies.
+    async fn pop(&self, pool: &DnsLabel) -> Result<Option<Candidate>, Error> {
         let raw: Option<String> = self
             .pop
             .key(self.fast_queue_key(pool))
@@ -136,13 +154,24 @@ impl PgRedisAllocator {
             .map_err(redis_backend)?;
         // An unparsable entry is stale by definition: the unspecified address, which no pool
         // can claim, makes the caller skip it like any other.
-        Ok(raw.map(|a| a.parse().unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))))
+        Ok(raw.map(|entry| {
+            let (addr, id) = match entry.split_once('|') {
+                Some((a, id)) => (a, id.parse().ok()),
+                None => (entry.as_str(), None),
+            };
+            (addr.parse().unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)), id)
+        }))
     }
 
-    async fn push(&self, pool: &DnsLabel, addr: IpAddr, quarantine_ms: u128) -> Result<(), Error> {
+    async fn push(
+        &self,
+        pool: &DnsLabel,
+        entry: Candidate,
+        quarantine_ms: u128,
+    ) -> Result<(), Error> {
         self.push
             .key(self.fast_queue_key(pool))
-            .arg(addr.to_string())
+            .arg(entry_text(entry))
             .arg(quarantine_ms.to_string())
             .invoke_async::<i64>(&mut self.conn.clone())
             .await
@@ -150,10 +179,10 @@ impl PgRedisAllocator {
             .map_err(redis_backend)
     }
 
-    async fn push_front(&self, pool: &DnsLabel, addr: IpAddr) -> Result<(), Error> {
+    async fn push_front(&self, pool: &DnsLabel, entry: Candidate) -> Result<(), Error> {
         redis::cmd("LPUSH")
             .arg(self.fast_queue_key(pool))
-            .arg(format!("{addr}|0"))
+            .arg(format!("{}|0", entry_text(entry)))
             .query_async::<i64>(&mut self.conn.clone())
             .await
             .map(|_| ())
@@ -176,13 +205,14 @@ impl IpAllocator for PgRedisAllocator {
         self.pg.layout(pool).await?;
         for _ in 0..MAX_STALE {
             // Redis failing is not an allocation failure: PostgreSQL alone can serve.
-            let Ok(Some(addr)) = self.pop(pool).await else { break };
-            match self.pg.claim(pool, addr, owner).await? {
+            let Ok(Some(candidate)) = self.pop(pool).await else { break };
+            match self.pg.claim(pool, candidate, owner).await? {
                 Claim::Leased => {
+                    let addr = candidate.0;
                     return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
                 }
                 Claim::Held(held) => {
-                    let _ = self.push_front(pool, addr).await;
+                    let _ = self.push_front(pool, candidate).await;
                     return Ok(Lease { pool: pool.clone(), addr: held, owner: owner.clone() });
                 }
                 Claim::Stale => continue,
@@ -203,10 +233,12 @@ impl IpAllocator for PgRedisAllocator {
 
     async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
         let quarantine = self.pg.layout(pool).await?.quarantine().as_millis();
-        let lease = self.pg.release(pool, addr).await?;
-        // The address is queued in PostgreSQL already; if this push is lost, the PostgreSQL
-        // path and reconcile() still find it.
-        let _ = self.push(pool, addr, quarantine).await;
+        let (lease, id) = self.pg.release_entry(pool, addr).await?;
+        // The address is queued in PostgreSQL already; if this push is lost (or the entry was
+        // there before, `id` None), the PostgreSQL path and reconcile() still find it.
+        if let Some(id) = id {
+            let _ = self.push(pool, (addr, Some(id)), quarantine).await;
+        }
         Ok(lease)
     }
 

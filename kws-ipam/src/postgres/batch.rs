@@ -15,9 +15,9 @@ use crate::{Error, LeaseOwner};
 pub(crate) enum Op {
     /// Lease any ready address to the owner (its existing lease if it holds one).
     Allocate { pool: DnsLabel, owner: LeaseOwner },
-    /// Lease `addr`, a fast-path candidate, to the owner.
+    /// Lease `addr`, a fast-path candidate, to the owner; only from queue entry `id` when set.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Claim { pool: DnsLabel, addr: IpAddr, owner: LeaseOwner },
+    Claim { pool: DnsLabel, addr: IpAddr, id: Option<i64>, owner: LeaseOwner },
     /// Lease exactly `addr` to the owner.
     Specific { pool: DnsLabel, addr: IpAddr, owner: LeaseOwner },
     /// End the lease on `addr`.
@@ -25,16 +25,17 @@ pub(crate) enum Op {
 }
 
 /// What `kws_ipam.batch` answered for one operation: its kind (see the migration), then an
-/// address or a text (an owner), when the kind carries one.
+/// address, a text (an owner) or a queue entry id, when the kind carries one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Answer {
     pub(crate) kind: String,
     pub(crate) addr: Option<IpAddr>,
     pub(crate) text: Option<String>,
+    pub(crate) id: Option<i64>,
 }
 
-/// A row of `kws_ipam.batch`: kind, address, text.
-type Row = (String, Option<IpAddr>, Option<String>);
+/// A row of `kws_ipam.batch`: kind, address, text, id.
+type Row = (String, Option<IpAddr>, Option<String>, Option<i64>);
 
 /// Runs batches on a connection pool.
 #[derive(Debug)]
@@ -52,35 +53,39 @@ impl Flush for Batches {
         let mut pools = Vec::with_capacity(n);
         let mut addrs: Vec<Option<IpAddr>> = Vec::with_capacity(n);
         let mut owners: Vec<Option<&str>> = Vec::with_capacity(n);
+        let mut ids: Vec<Option<i64>> = Vec::with_capacity(n);
         for item in &items {
-            let (op, pool, addr, owner) = match item {
-                Op::Allocate { pool, owner } => ("a", pool, None, Some(owner)),
-                Op::Claim { pool, addr, owner } => ("c", pool, Some(*addr), Some(owner)),
-                Op::Specific { pool, addr, owner } => ("s", pool, Some(*addr), Some(owner)),
-                Op::Release { pool, addr } => ("r", pool, Some(*addr), None),
+            let (op, pool, addr, owner, id) = match item {
+                Op::Allocate { pool, owner } => ("a", pool, None, Some(owner), None),
+                Op::Claim { pool, addr, id, owner } => ("c", pool, Some(*addr), Some(owner), *id),
+                Op::Specific { pool, addr, owner } => ("s", pool, Some(*addr), Some(owner), None),
+                Op::Release { pool, addr } => ("r", pool, Some(*addr), None, None),
             };
             ops.push(op);
             pools.push(pool.as_str());
             addrs.push(addr);
             owners.push(owner.map(LeaseOwner::as_str));
+            ids.push(id);
         }
         let mut last = None;
         for _ in 0..ATTEMPTS {
             // One statement outside an explicit transaction: one transaction, committed (and,
             // with synchronous_commit on, flushed) before the rows come back.
-            let rows: Result<Vec<Row>, _> =
-                sqlx::query_as("SELECT o_kind, o_addr, o_text FROM kws_ipam.batch($1, $2, $3, $4)")
-                    .bind(&ops)
-                    .bind(&pools)
-                    .bind(&addrs)
-                    .bind(&owners)
-                    .fetch_all(&self.db)
-                    .await;
+            let rows: Result<Vec<Row>, _> = sqlx::query_as(
+                "SELECT o_kind, o_addr, o_text, o_id FROM kws_ipam.batch($1, $2, $3, $4, $5)",
+            )
+            .bind(&ops)
+            .bind(&pools)
+            .bind(&addrs)
+            .bind(&owners)
+            .bind(&ids)
+            .fetch_all(&self.db)
+            .await;
             match rows {
                 Ok(rows) if rows.len() == n => {
                     return rows
                         .into_iter()
-                        .map(|(kind, addr, text)| Ok(Answer { kind, addr, text }))
+                        .map(|(kind, addr, text, id)| Ok(Answer { kind, addr, text, id }))
                         .collect();
                 }
                 Ok(rows) => {

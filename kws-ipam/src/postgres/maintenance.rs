@@ -21,6 +21,21 @@ impl PostgresAllocator {
         .map_err(backend)
     }
 
+    /// As [`Self::free_queue`], with each entry's id: (address, id, ready in ms).
+    pub(crate) async fn free_entries(
+        &self,
+        pool: &DnsLabel,
+    ) -> Result<Vec<(IpAddr, i64, i64)>, Error> {
+        sqlx::query_as(
+            "SELECT address, id, (extract(epoch FROM ready_at) * 1000)::bigint \
+             FROM kws_ipam.free_queue WHERE pool = $1 ORDER BY ready_at, id",
+        )
+        .bind(pool.as_str())
+        .fetch_all(&self.db)
+        .await
+        .map_err(backend)
+    }
+
     /// Removes free entries (queued or fresh) of `pool` whose address is leased: a
     /// `allocate_specific` racing a release can leave one (allocations skip them anyway).
     /// Returns how many it removed.

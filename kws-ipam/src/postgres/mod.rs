@@ -38,7 +38,7 @@ const ATTEMPTS: usize = 50;
 /// Operations per batch, by default.
 const BATCH_ITEMS: usize = 64;
 /// Batches in flight at once, by default (each holds one connection while it runs).
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// An allocator whose pools live in PostgreSQL; any number of processes may share it.
 ///
@@ -78,8 +78,8 @@ pub(crate) enum Claim {
 
 impl PostgresAllocator {
     /// Uses `db`, applying the crate's migrations first (idempotent; safe from many processes
-    /// at once). Batches: at most 64 operations each, and at most 4 in flight, fewer when `db`
-    /// has fewer connections.
+    /// at once). Batches: at most 64 operations each, and at most 2 in flight (1 when `db`
+    /// has a single connection).
     pub async fn new(db: PgPool) -> Result<Self, Error> {
         let mut migrator = sqlx::migrate!("./migrations");
         // Other crates may keep their own migrations in the same database.
@@ -151,16 +151,17 @@ impl PostgresAllocator {
         self.batches.submit(op).await.unwrap_or_else(lost)
     }
 
-    /// Leases `addr`, a candidate from a fast path, to `owner`.
+    /// Leases `addr`, a candidate from a fast path, to `owner`: only from the free-queue entry
+    /// `id` when given (a copy of an older entry is stale).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) async fn claim(
         &self,
         pool: &DnsLabel,
-        addr: IpAddr,
+        (addr, id): (IpAddr, Option<i64>),
         owner: &LeaseOwner,
     ) -> Result<Claim, Error> {
         for _ in 0..ATTEMPTS {
-            let op = Op::Claim { pool: pool.clone(), addr, owner: owner.clone() };
+            let op = Op::Claim { pool: pool.clone(), addr, id, owner: owner.clone() };
             let a = self.run(op).await?;
             match (a.kind.as_str(), a.addr) {
                 ("new", _) => return Ok(Claim::Leased),
@@ -252,7 +253,7 @@ impl IpAllocator for PostgresAllocator {
     }
 
     async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
-        release_checked(self, pool, addr).await
+        Ok(self.release_entry(pool, addr).await?.0)
     }
 
     async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
@@ -303,21 +304,25 @@ impl IpAllocator for PostgresAllocator {
     }
 }
 
-/// Release through the batch after checking the address against the layout.
-async fn release_checked(
-    a: &PostgresAllocator,
-    pool: &DnsLabel,
-    addr: IpAddr,
-) -> Result<Lease, Error> {
-    if a.layout(pool).await?.leasable_host(addr)?.is_none() {
-        return Err(Error::NotAllocated { pool: pool.clone(), addr });
-    }
-    let answer = a.run(Op::Release { pool: pool.clone(), addr }).await?;
-    match (answer.kind.as_str(), answer.text) {
-        ("released", Some(o)) => {
-            Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) })
+impl PostgresAllocator {
+    /// Releases `addr` (after checking it against the layout); returns the ended lease and the
+    /// id of the free-queue entry it made (`None` when the address was queued already).
+    pub(crate) async fn release_entry(
+        &self,
+        pool: &DnsLabel,
+        addr: IpAddr,
+    ) -> Result<(Lease, Option<i64>), Error> {
+        if self.layout(pool).await?.leasable_host(addr)?.is_none() {
+            return Err(Error::NotAllocated { pool: pool.clone(), addr });
         }
-        ("notallocated", _) => Err(Error::NotAllocated { pool: pool.clone(), addr }),
-        (kind, text) => Err(protocol(format!("release answered {kind} {text:?}"))),
+        let answer = self.run(Op::Release { pool: pool.clone(), addr }).await?;
+        match (answer.kind.as_str(), answer.text) {
+            ("released", Some(o)) => {
+                let lease = Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) };
+                Ok((lease, answer.id))
+            }
+            ("notallocated", _) => Err(Error::NotAllocated { pool: pool.clone(), addr }),
+            (kind, text) => Err(protocol(format!("release answered {kind} {text:?}"))),
+        }
     }
 }
