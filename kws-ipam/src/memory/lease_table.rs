@@ -45,6 +45,11 @@ pub(crate) struct LeaseTable {
     hasher: DefaultHashBuilder,
 }
 
+/// True when the free-queue entry stamped `seq` is still the latest of slot `i`.
+fn is_current(slots: &[Slot], i: u32, seq: u64) -> bool {
+    matches!(slots[i as usize].state, State::Queued(s) if s == seq)
+}
+
 fn owner_of(slot: &Slot) -> &str {
     match &slot.state {
         State::Leased(o) => o,
@@ -100,8 +105,7 @@ impl LeaseTable {
         now: impl FnOnce() -> Instant,
     ) -> Option<u128> {
         let slots = &self.slots;
-        let current =
-            |i: u32, seq: u64| matches!(slots[i as usize].state, State::Queued(s) if s == seq);
+        let current = |i: u32, seq: u64| is_current(slots, i, seq);
         let slot = self.queue.pop_ready(current, now)?;
         self.index_owner(slot, Arc::clone(owner), hash);
         Some(self.slots[slot as usize].host)
@@ -156,8 +160,7 @@ impl LeaseTable {
     /// The queued hosts, oldest first (quarantined ones included).
     pub(crate) fn queued(&self) -> impl Iterator<Item = u128> {
         let slots = &self.slots;
-        let current =
-            |i: u32, seq: u64| matches!(slots[i as usize].state, State::Queued(s) if s == seq);
+        let current = |i: u32, seq: u64| is_current(slots, i, seq);
         self.queue.iter(current).map(|i| slots[i as usize].host)
     }
 
@@ -171,5 +174,33 @@ impl LeaseTable {
     pub(crate) fn heap_bytes(&self) -> usize {
         let index = |t: &HashTable<u32>| (t.capacity() * 8).div_ceil(7).next_power_of_two() * 5;
         self.slots.capacity() * size_of::<Slot>() + index(&self.by_host) + index(&self.by_owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A host taken out of the queue and released again keeps only its newest entry: the old
+    /// one, ready earlier, is skipped, so the host is not handed out before its new quarantine.
+    #[test]
+    fn a_host_requeued_after_an_out_of_order_take_waits_for_its_new_quarantine() {
+        let (t0, mut table) = (Instant::now(), LeaseTable::default());
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let (ha, _) = table.held_by(&a);
+        table.lease(7, a.clone(), ha);
+        assert!(table.release(7, Some(t0 + Duration::from_secs(1))).is_some());
+        let (hb, _) = table.held_by(&b);
+        table.lease(7, b.clone(), hb);
+        assert_eq!(table.holder(7), Some(&b));
+        assert!(table.release(7, Some(t0 + Duration::from_secs(10))).is_some());
+        assert_eq!(table.queued().collect::<Vec<_>>(), vec![7]);
+        let (ha, _) = table.held_by(&a);
+        assert_eq!(table.lease_queued(&a, ha, || t0 + Duration::from_secs(5)), None);
+        assert_eq!(table.lease_queued(&a, ha, || t0 + Duration::from_secs(10)), Some(7));
+        assert_eq!((table.len(), table.held_by(&a).1), (1, Some(7)));
+        assert_eq!(table.leases().count(), 1);
     }
 }
