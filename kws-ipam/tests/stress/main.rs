@@ -29,10 +29,10 @@ const TASKS: usize = 32;
 const KILLS: usize = 20;
 
 /// Operations in all: 200,000 on Redis; on PostgreSQL (durable commits, a loaded 2-core CI
-/// machine) 24,000 so the crate's tests stay within their time budget.
+/// machine) 64,000 so the crate's tests stay within their time budget.
 /// `KWS_IPAM_STRESS_OPS=200000` runs the full size everywhere (docs/PERFORMANCE.md).
 fn ops(backend: &str) -> usize {
-    let default = if backend == "redis" { 200_000 } else { 24_000 };
+    let default = if backend == "redis" { 200_000 } else { 64_000 };
     std::env::var("KWS_IPAM_STRESS_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
