@@ -4,9 +4,9 @@
 //!
 //! | backend | feature | how |
 //! |---|---|---|
-//! | [`MemoryAllocator`] | always | FIFO free queue, cursor over the usable segments, leases indexed by address and owner |
-//! | `RedisAllocator` | `redis` | one Lua script per operation; 128-bit host numbers as hex strings |
-//! | `PostgresAllocator` | `postgres` | one PL/pgSQL call per operation; `UNIQUE (pool, address)`; `SKIP LOCKED` free queue; cursor refilled 64 at a time |
+//! | [`MemoryAllocator`] | always | FIFO free queue, cursor over the usable segments, leases indexed by address and owner; every operation done when called (a ready [`IpamFuture`], nothing boxed) |
+//! | `RedisAllocator` | `redis` | one atomic Lua script call per batch of concurrent operations (group commit), each operation with its own outcome; 128-bit host numbers as hex strings |
+//! | `PostgresAllocator` | `postgres` | one PL/pgSQL call, one transaction and one durable commit per batch of concurrent operations (group commit; a caller returns after the commit that holds its operation); `UNIQUE (pool, address)`; `SKIP LOCKED` free queue; cursor refilled 64 at a time; striped usage counters |
 //! | `PgRedisAllocator` | both | PostgreSQL is the truth, Redis the fast path for the free queue; `reconcile()` rebuilds it |
 //!
 //! [`pool`] holds the pure arithmetic (host number <-> address, reservations, the cursor);
@@ -16,6 +16,9 @@ mod audit;
 #[cfg(all(feature = "postgres", feature = "redis"))]
 pub mod baseline;
 mod error;
+mod future;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod group_commit;
 mod memory;
 #[cfg(all(feature = "postgres", feature = "redis"))]
 mod pg_redis;
@@ -30,6 +33,7 @@ mod types;
 
 pub use audit::Audit;
 pub use error::Error;
+pub use future::IpamFuture;
 pub use memory::MemoryAllocator;
 #[cfg(all(feature = "postgres", feature = "redis"))]
 pub use pg_redis::PgRedisAllocator;
@@ -56,37 +60,38 @@ use kws_core::DnsLabel;
 ///   pool's quarantine has passed; fresh addresses come from a persisted cursor.
 /// - Each operation is atomic: it either happens entirely or leaves no trace.
 /// - Time per operation does not depend on the pool size or on how full it is.
-#[async_trait::async_trait]
+/// - Each method returns an [`IpamFuture`]: await it. A backend may do the work before the
+///   future is first polled (the memory backend does); see its contract.
 pub trait IpAllocator: Send + Sync + Debug + 'static {
     /// Creates a pool. Fails with `PoolExists` when the name is taken, `InvalidPool` when the
     /// spec is inconsistent or the prefix overlaps an existing pool.
-    async fn create_pool(&self, spec: PoolSpec) -> Result<(), Error>;
+    fn create_pool<'a>(&'a self, spec: PoolSpec) -> IpamFuture<'a, ()>;
 
     /// Gives `owner` an address from `pool` (its existing lease, when it holds one).
-    async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error>;
+    fn allocate<'a>(&'a self, pool: &'a DnsLabel, owner: &'a LeaseOwner) -> IpamFuture<'a, Lease>;
 
     /// Gives `owner` exactly `addr`. Fails with `AlreadyAllocated` (naming the holder) when
     /// another owner holds it, `Reserved` for a reserved address, `OutOfPool` outside the prefix.
-    async fn allocate_specific(
-        &self,
-        pool: &DnsLabel,
+    fn allocate_specific<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
         addr: IpAddr,
-        owner: &LeaseOwner,
-    ) -> Result<Lease, Error>;
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Lease>;
 
     /// Releases `addr` and returns the lease it ended; `NotAllocated` when nobody holds it.
-    async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error>;
+    fn release<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Lease>;
 
     /// The lease on `addr`, if any.
-    async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error>;
+    fn lookup<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Option<Lease>>;
 
     /// The lease `owner` holds in `pool`, if any.
-    async fn lookup_owner(
-        &self,
-        pool: &DnsLabel,
-        owner: &LeaseOwner,
-    ) -> Result<Option<Lease>, Error>;
+    fn lookup_owner<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Option<Lease>>;
 
     /// Capacity, allocated and free counts of `pool`.
-    async fn usage(&self, pool: &DnsLabel) -> Result<Usage, Error>;
+    fn usage<'a>(&'a self, pool: &'a DnsLabel) -> IpamFuture<'a, Usage>;
 }

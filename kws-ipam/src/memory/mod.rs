@@ -14,7 +14,7 @@ use std::{
 use kws_core::DnsLabel;
 
 use crate::{
-    Audit, Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage,
+    Audit, Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage,
     pool::{Cursor, PoolLayout},
 };
 use lease_table::LeaseTable;
@@ -185,9 +185,8 @@ impl PoolState {
     }
 }
 
-#[async_trait::async_trait]
-impl IpAllocator for MemoryAllocator {
-    async fn create_pool(&self, spec: PoolSpec) -> Result<(), Error> {
+impl MemoryAllocator {
+    fn create_pool_now(&self, spec: PoolSpec) -> Result<(), Error> {
         let layout = PoolLayout::new(&spec)?;
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         if pools.contains(&spec.name) {
@@ -214,42 +213,54 @@ impl IpAllocator for MemoryAllocator {
         Ok(())
     }
 
-    async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
-        self.allocate_now(pool, owner)
-    }
-
-    async fn allocate_specific(
-        &self,
-        pool: &DnsLabel,
-        addr: IpAddr,
-        owner: &LeaseOwner,
-    ) -> Result<Lease, Error> {
-        self.with_pool(pool, |s| s.allocate_specific(addr, owner))
-    }
-
-    async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
-        self.release_now(pool, addr)
-    }
-
-    async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
-        self.with_pool(pool, |s| s.lookup(addr))
-    }
-
-    async fn lookup_owner(
-        &self,
-        pool: &DnsLabel,
-        owner: &LeaseOwner,
-    ) -> Result<Option<Lease>, Error> {
-        self.with_pool(pool, |s| {
-            Ok(s.leases.held_by(owner.as_str()).1.map(|h| s.lease(h, owner.clone())))
-        })
-    }
-
-    async fn usage(&self, pool: &DnsLabel) -> Result<Usage, Error> {
+    fn usage_now(&self, pool: &DnsLabel) -> Result<Usage, Error> {
         self.with_pool(pool, |s| {
             let capacity = s.layout.capacity();
             let allocated = s.leases.len() as u128;
             Ok(Usage { capacity, allocated, free: capacity - allocated })
         })
+    }
+}
+
+/// Every operation completes when the method is called and returns a ready [`IpamFuture`]: no
+/// future is boxed, and dropping the future does not undo the operation.
+impl IpAllocator for MemoryAllocator {
+    fn create_pool(&self, spec: PoolSpec) -> IpamFuture<'_, ()> {
+        IpamFuture::ready(self.create_pool_now(spec))
+    }
+
+    fn allocate<'a>(&'a self, pool: &'a DnsLabel, owner: &'a LeaseOwner) -> IpamFuture<'a, Lease> {
+        IpamFuture::ready(self.allocate_now(pool, owner))
+    }
+
+    fn allocate_specific<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
+        addr: IpAddr,
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Lease> {
+        IpamFuture::ready(self.with_pool(pool, |s| s.allocate_specific(addr, owner)))
+    }
+
+    fn release<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Lease> {
+        IpamFuture::ready(self.release_now(pool, addr))
+    }
+
+    fn lookup<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::ready(self.with_pool(pool, |s| s.lookup(addr)))
+    }
+
+    fn lookup_owner<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::ready(self.with_pool(pool, |s| {
+            Ok(s.leases.held_by(owner.as_str()).1.map(|h| s.lease(h, owner.clone())))
+        }))
+    }
+
+    fn usage<'a>(&'a self, pool: &'a DnsLabel) -> IpamFuture<'a, Usage> {
+        IpamFuture::ready(self.usage_now(pool))
     }
 }

@@ -20,7 +20,7 @@ use redis::{Script, aio::MultiplexedConnection};
 use sqlx::PgPool;
 
 use crate::{
-    Audit, Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage,
+    Audit, Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage,
     postgres::{Claim, PostgresAllocator},
     redis::backend as redis_backend,
 };
@@ -190,71 +190,78 @@ impl PgRedisAllocator {
     }
 }
 
-#[async_trait::async_trait]
 impl IpAllocator for PgRedisAllocator {
-    async fn create_pool(&self, spec: PoolSpec) -> Result<(), Error> {
-        let key = self.fast_queue_key(&spec.name);
-        self.pg.create_pool(spec).await?;
-        // Leftovers of an earlier pool of that name would only be stale; drop them.
-        let _: Result<i64, _> =
-            redis::cmd("DEL").arg(key).query_async(&mut self.conn.clone()).await;
-        Ok(())
+    fn create_pool<'a>(&'a self, spec: PoolSpec) -> IpamFuture<'a, ()> {
+        IpamFuture::boxed(async move {
+            let key = self.fast_queue_key(&spec.name);
+            self.pg.create_pool(spec).await?;
+            // Leftovers of an earlier pool of that name would only be stale; drop them.
+            let _: Result<i64, _> =
+                redis::cmd("DEL").arg(key).query_async(&mut self.conn.clone()).await;
+            Ok(())
+        })
     }
 
-    async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
-        self.pg.layout(pool).await?;
-        for _ in 0..MAX_STALE {
-            // Redis failing is not an allocation failure: PostgreSQL alone can serve.
-            let Ok(Some(candidate)) = self.pop(pool).await else { break };
-            match self.pg.claim(pool, candidate, owner).await? {
-                Claim::Leased => {
-                    let addr = candidate.0;
-                    return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
+    fn allocate<'a>(&'a self, pool: &'a DnsLabel, owner: &'a LeaseOwner) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move {
+            self.pg.layout(pool).await?;
+            for _ in 0..MAX_STALE {
+                // Redis failing is not an allocation failure: PostgreSQL alone can serve.
+                let Ok(Some(candidate)) = self.pop(pool).await else { break };
+                match self.pg.claim(pool, candidate, owner).await? {
+                    Claim::Leased => {
+                        let addr = candidate.0;
+                        return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
+                    }
+                    Claim::Held(held) => {
+                        let _ = self.push_front(pool, candidate).await;
+                        return Ok(Lease { pool: pool.clone(), addr: held, owner: owner.clone() });
+                    }
+                    Claim::Stale => continue,
                 }
-                Claim::Held(held) => {
-                    let _ = self.push_front(pool, candidate).await;
-                    return Ok(Lease { pool: pool.clone(), addr: held, owner: owner.clone() });
-                }
-                Claim::Stale => continue,
             }
-        }
-        self.pg.allocate_in_db(pool, owner).await
+            self.pg.allocate_in_db(pool, owner).await
+        })
     }
 
-    async fn allocate_specific(
-        &self,
-        pool: &DnsLabel,
+    fn allocate_specific<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
         addr: IpAddr,
-        owner: &LeaseOwner,
-    ) -> Result<Lease, Error> {
-        // A copy of `addr` left in Redis is now stale; allocations skip it.
-        self.pg.allocate_specific(pool, addr, owner).await
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move {
+            // A copy of `addr` left in Redis is now stale; allocations skip it.
+            self.pg.allocate_specific(pool, addr, owner).await
+        })
     }
 
-    async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
-        let quarantine = self.pg.layout(pool).await?.quarantine().as_millis();
-        let (lease, id) = self.pg.release_entry(pool, addr).await?;
-        // The address is queued in PostgreSQL already; if this push is lost (or the entry was
-        // there before, `id` None), the PostgreSQL path and reconcile() still find it.
-        if let Some(id) = id {
-            let _ = self.push(pool, (addr, Some(id)), quarantine).await;
-        }
-        Ok(lease)
+    fn release<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move {
+            let quarantine = self.pg.layout(pool).await?.quarantine().as_millis();
+            let (lease, id) = self.pg.release_entry(pool, addr).await?;
+            // The address is queued in PostgreSQL already; if this push is lost (or the entry was
+            // there before, `id` None), the PostgreSQL path and reconcile() still find it.
+            if let Some(id) = id {
+                let _ = self.push(pool, (addr, Some(id)), quarantine).await;
+            }
+            Ok(lease)
+        })
     }
 
-    async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
-        self.pg.lookup(pool, addr).await
+    fn lookup<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::boxed(async move { self.pg.lookup(pool, addr).await })
     }
 
-    async fn lookup_owner(
-        &self,
-        pool: &DnsLabel,
-        owner: &LeaseOwner,
-    ) -> Result<Option<Lease>, Error> {
-        self.pg.lookup_owner(pool, owner).await
+    fn lookup_owner<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::boxed(async move { self.pg.lookup_owner(pool, owner).await })
     }
 
-    async fn usage(&self, pool: &DnsLabel) -> Result<Usage, Error> {
-        self.pg.usage(pool).await
+    fn usage<'a>(&'a self, pool: &'a DnsLabel) -> IpamFuture<'a, Usage> {
+        IpamFuture::boxed(async move { self.pg.usage(pool).await })
     }
 }

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use kws_core::DnsLabel;
 use sqlx::PgPool;
 
-use super::{ATTEMPTS, group_commit::Flush, is_retryable};
+use super::{ATTEMPTS, is_retryable};
+use crate::group_commit::Flush;
 use crate::{Error, LeaseOwner};
 
 /// One operation of a batch.

@@ -11,10 +11,6 @@
 //! its net change to one it can lock without waiting.
 
 mod batch;
-// The same file is the `group_commit` module of the Redis backend: each feature builds alone.
-#[allow(clippy::duplicate_mod)]
-#[path = "../group_commit.rs"]
-mod group_commit;
 mod maintenance;
 mod refill;
 
@@ -27,9 +23,9 @@ use std::{
 use kws_core::DnsLabel;
 use sqlx::PgPool;
 
-use crate::{Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
+use crate::group_commit::{GroupCommit, Limits};
+use crate::{Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
 use batch::{Answer, Batches, Op};
-use group_commit::{GroupCommit, Limits};
 
 /// Fresh addresses moved from the cursor to the `fresh` table per refill.
 const CHUNK: usize = 64;
@@ -208,99 +204,106 @@ fn retries_exhausted(pool: &DnsLabel) -> Error {
     }
 }
 
-#[async_trait::async_trait]
 impl IpAllocator for PostgresAllocator {
-    async fn create_pool(&self, spec: PoolSpec) -> Result<(), Error> {
-        refill::create_pool(&self.db, spec).await
+    fn create_pool<'a>(&'a self, spec: PoolSpec) -> IpamFuture<'a, ()> {
+        IpamFuture::boxed(async move { refill::create_pool(&self.db, spec).await })
     }
 
-    async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
-        self.allocate_in_db(pool, owner).await
+    fn allocate<'a>(&'a self, pool: &'a DnsLabel, owner: &'a LeaseOwner) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move { self.allocate_in_db(pool, owner).await })
     }
 
-    async fn allocate_specific(
-        &self,
-        pool: &DnsLabel,
+    fn allocate_specific<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
         addr: IpAddr,
-        owner: &LeaseOwner,
-    ) -> Result<Lease, Error> {
-        self.layout(pool).await?.usable_host(addr)?;
-        for _ in 0..ATTEMPTS {
-            let op = Op::Specific { pool: pool.clone(), addr, owner: owner.clone() };
-            let a = self.run(op).await?;
-            let ok = || Lease { pool: pool.clone(), addr, owner: owner.clone() };
-            match (a.kind.as_str(), a.addr, a.text) {
-                ("new", _, _) => return Ok(ok()),
-                // The owner holds exactly this address: allocate_specific is idempotent too.
-                ("taken", _, Some(holder)) if holder == owner.as_str() => return Ok(ok()),
-                ("taken", _, Some(holder)) => {
-                    let holder = LeaseOwner::trusted(holder);
-                    return Err(Error::AlreadyAllocated { pool: pool.clone(), addr, holder });
-                }
-                ("owner", Some(held), _) => {
-                    let owner = owner.clone();
-                    return Err(Error::OwnerHasLease { pool: pool.clone(), owner, addr: held });
-                }
-                ("retry", _, _) => {}
-                (kind, held, text) => {
-                    return Err(protocol(format!(
-                        "allocate_specific answered {kind} {held:?} {text:?}"
-                    )));
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move {
+            self.layout(pool).await?.usable_host(addr)?;
+            for _ in 0..ATTEMPTS {
+                let op = Op::Specific { pool: pool.clone(), addr, owner: owner.clone() };
+                let a = self.run(op).await?;
+                let ok = || Lease { pool: pool.clone(), addr, owner: owner.clone() };
+                match (a.kind.as_str(), a.addr, a.text) {
+                    ("new", _, _) => return Ok(ok()),
+                    // The owner holds exactly this address: allocate_specific is idempotent too.
+                    ("taken", _, Some(holder)) if holder == owner.as_str() => return Ok(ok()),
+                    ("taken", _, Some(holder)) => {
+                        let holder = LeaseOwner::trusted(holder);
+                        return Err(Error::AlreadyAllocated { pool: pool.clone(), addr, holder });
+                    }
+                    ("owner", Some(held), _) => {
+                        let owner = owner.clone();
+                        return Err(Error::OwnerHasLease { pool: pool.clone(), owner, addr: held });
+                    }
+                    ("retry", _, _) => {}
+                    (kind, held, text) => {
+                        return Err(protocol(format!(
+                            "allocate_specific answered {kind} {held:?} {text:?}"
+                        )));
+                    }
                 }
             }
-        }
-        Err(retries_exhausted(pool))
+            Err(retries_exhausted(pool))
+        })
     }
 
-    async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
-        Ok(self.release_entry(pool, addr).await?.0)
+    fn release<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move { Ok(self.release_entry(pool, addr).await?.0) })
     }
 
-    async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
-        if self.layout(pool).await?.leasable_host(addr)?.is_none() {
-            return Ok(None);
-        }
-        let owner: Option<String> = sqlx::query_scalar(
-            "SELECT owner FROM kws_ipam.leases WHERE pool = $1 AND address = $2",
-        )
-        .bind(pool.as_str())
-        .bind(addr)
-        .fetch_optional(&self.db)
-        .await
-        .map_err(backend)?;
-        Ok(owner.map(|o| Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) }))
+    fn lookup<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::boxed(async move {
+            if self.layout(pool).await?.leasable_host(addr)?.is_none() {
+                return Ok(None);
+            }
+            let owner: Option<String> = sqlx::query_scalar(
+                "SELECT owner FROM kws_ipam.leases WHERE pool = $1 AND address = $2",
+            )
+            .bind(pool.as_str())
+            .bind(addr)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(backend)?;
+            Ok(owner.map(|o| Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) }))
+        })
     }
 
-    async fn lookup_owner(
-        &self,
-        pool: &DnsLabel,
-        owner: &LeaseOwner,
-    ) -> Result<Option<Lease>, Error> {
-        self.layout(pool).await?;
-        let addr: Option<IpAddr> = sqlx::query_scalar(
-            "SELECT address FROM kws_ipam.leases WHERE pool = $1 AND owner = $2",
-        )
-        .bind(pool.as_str())
-        .bind(owner.as_str())
-        .fetch_optional(&self.db)
-        .await
-        .map_err(backend)?;
-        Ok(addr.map(|addr| Lease { pool: pool.clone(), addr, owner: owner.clone() }))
+    fn lookup_owner<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::boxed(async move {
+            self.layout(pool).await?;
+            let addr: Option<IpAddr> = sqlx::query_scalar(
+                "SELECT address FROM kws_ipam.leases WHERE pool = $1 AND owner = $2",
+            )
+            .bind(pool.as_str())
+            .bind(owner.as_str())
+            .fetch_optional(&self.db)
+            .await
+            .map_err(backend)?;
+            Ok(addr.map(|addr| Lease { pool: pool.clone(), addr, owner: owner.clone() }))
+        })
     }
 
-    async fn usage(&self, pool: &DnsLabel) -> Result<Usage, Error> {
-        let capacity = self.layout(pool).await?.capacity();
-        // The sum of the pool's 32 counter stripes, whatever its size.
-        let allocated: Option<i64> = sqlx::query_scalar(
-            "SELECT sum(allocated)::bigint FROM kws_ipam.usage_stripes WHERE pool = $1",
-        )
-        .bind(pool.as_str())
-        .fetch_one(&self.db)
-        .await
-        .map_err(backend)?;
-        let Some(allocated) = allocated else { return Err(Error::PoolNotFound(pool.clone())) };
-        let allocated = u128::try_from(allocated).unwrap_or(0);
-        Ok(Usage { capacity, allocated, free: capacity.saturating_sub(allocated) })
+    fn usage<'a>(&'a self, pool: &'a DnsLabel) -> IpamFuture<'a, Usage> {
+        IpamFuture::boxed(async move {
+            let capacity = self.layout(pool).await?.capacity();
+            // The sum of the pool's 32 counter stripes, whatever its size.
+            let allocated: Option<i64> = sqlx::query_scalar(
+                "SELECT sum(allocated)::bigint FROM kws_ipam.usage_stripes WHERE pool = $1",
+            )
+            .bind(pool.as_str())
+            .fetch_one(&self.db)
+            .await
+            .map_err(backend)?;
+            let Some(allocated) = allocated else { return Err(Error::PoolNotFound(pool.clone())) };
+            let allocated = u128::try_from(allocated).unwrap_or(0);
+            Ok(Usage { capacity, allocated, free: capacity.saturating_sub(allocated) })
+        })
     }
 }
 

@@ -4,7 +4,8 @@
 use kws_core::DnsLabel;
 use redis::{Script, aio::MultiplexedConnection};
 
-use super::{PoolKeys, backend, group_commit::Flush, hex, protocol};
+use super::{PoolKeys, backend, hex, protocol};
+use crate::group_commit::Flush;
 use crate::{Error, LeaseOwner};
 
 /// One operation of a batch.

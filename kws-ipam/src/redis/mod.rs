@@ -5,11 +5,6 @@
 
 mod audit;
 mod batch;
-// The same file is the `group_commit` module of the PostgreSQL backend: each feature builds
-// alone.
-#[allow(clippy::duplicate_mod)]
-#[path = "../group_commit.rs"]
-mod group_commit;
 mod keys;
 
 use std::{
@@ -21,9 +16,9 @@ use std::{
 use kws_core::DnsLabel;
 use redis::{Script, aio::MultiplexedConnection};
 
-use crate::{Error, IpAllocator, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
+use crate::group_commit::{GroupCommit, Limits};
+use crate::{Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
 use batch::{Answer, Batches, Op};
-use group_commit::{GroupCommit, Limits};
 pub(crate) use keys::PoolKeys;
 
 /// Operations per script call, by default.
@@ -145,147 +140,167 @@ impl RedisAllocator {
     }
 }
 
-#[async_trait::async_trait]
 impl IpAllocator for RedisAllocator {
-    async fn create_pool(&self, spec: PoolSpec) -> Result<(), Error> {
-        let layout = PoolLayout::new(&spec)?;
-        let k = self.keys(&spec.name);
-        let json = serde_json::to_string(&spec).map_err(|e| protocol(e.to_string()))?;
-        let net = spec.prefix;
-        let fam = if net.network().is_ipv4() { "4" } else { "6" };
-        let range = format!(
-            "{fam}|{}|{}",
-            hex(crate::pool::to_u128(net.network())),
-            hex(crate::pool::to_u128(net.broadcast()))
-        );
-        let mut args: Vec<String> = vec![
-            spec.name.to_string(),
-            range,
-            spec.quarantine.as_millis().to_string(),
-            layout.capacity().to_string(),
-            json,
-        ];
-        args.extend(layout.segments().iter().map(|s| format!("{} {}", hex(s.first), hex(s.last))));
-        let mut inv = self.create_pool.prepare_invoke();
-        for key in k.all() {
-            inv.key(key);
-        }
-        inv.key(keys::registry(&self.prefix));
-        for a in &args {
-            inv.arg(a);
-        }
-        let r: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await.map_err(backend)?;
-        match r.first().map(String::as_str) {
-            Some("ok") => Ok(()),
-            Some("exists") => Err(Error::PoolExists(spec.name)),
-            Some("overlap") => Err(Error::InvalidPool(format!(
-                "pool {} ({}) overlaps pool {}",
-                spec.name,
-                spec.prefix,
-                r.get(1).map_or("?", String::as_str)
-            ))),
-            _ => Err(protocol(format!("create_pool answered {r:?}"))),
-        }
-    }
-
-    async fn allocate(&self, pool: &DnsLabel, owner: &LeaseOwner) -> Result<Lease, Error> {
-        let layout = self.layout(pool).await?;
-        let a = self.run(Op::Allocate { pool: pool.clone(), owner: owner.clone() }).await?;
-        match a.kind.as_str() {
-            "held" | "new" => Ok(Lease {
-                pool: pool.clone(),
-                addr: layout.addr_of(unhex(&a.value)?),
-                owner: owner.clone(),
-            }),
-            "exhausted" => Err(Error::Exhausted { pool: pool.clone() }),
-            "nopool" => Err(Error::PoolNotFound(pool.clone())),
-            _ => Err(protocol(format!("allocate answered {a:?}"))),
-        }
-    }
-
-    async fn allocate_specific(
-        &self,
-        pool: &DnsLabel,
-        addr: IpAddr,
-        owner: &LeaseOwner,
-    ) -> Result<Lease, Error> {
-        let layout = self.layout(pool).await?;
-        let host = layout.usable_host(addr)?;
-        let a = self.run(Op::Specific { pool: pool.clone(), host, owner: owner.clone() }).await?;
-        let ok = Lease { pool: pool.clone(), addr, owner: owner.clone() };
-        match a.kind.as_str() {
-            "new" => Ok(ok),
-            "held" if a.value == owner.as_str() => Ok(ok),
-            "held" => Err(Error::AlreadyAllocated {
-                pool: pool.clone(),
-                addr,
-                holder: LeaseOwner::trusted(a.value),
-            }),
-            "owner" => Err(Error::OwnerHasLease {
-                pool: pool.clone(),
-                owner: owner.clone(),
-                addr: layout.addr_of(unhex(&a.value)?),
-            }),
-            "nopool" => Err(Error::PoolNotFound(pool.clone())),
-            _ => Err(protocol(format!("allocate_specific answered {a:?}"))),
-        }
-    }
-
-    async fn release(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Lease, Error> {
-        let layout = self.layout(pool).await?;
-        let not_allocated = || Error::NotAllocated { pool: pool.clone(), addr };
-        let host = layout.leasable_host(addr)?.ok_or_else(not_allocated)?;
-        let a = self.run(Op::Release { pool: pool.clone(), host }).await?;
-        match a.kind.as_str() {
-            "released" => {
-                Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(a.value) })
+    fn create_pool<'a>(&'a self, spec: PoolSpec) -> IpamFuture<'a, ()> {
+        IpamFuture::boxed(async move {
+            let layout = PoolLayout::new(&spec)?;
+            let k = self.keys(&spec.name);
+            let json = serde_json::to_string(&spec).map_err(|e| protocol(e.to_string()))?;
+            let net = spec.prefix;
+            let fam = if net.network().is_ipv4() { "4" } else { "6" };
+            let range = format!(
+                "{fam}|{}|{}",
+                hex(crate::pool::to_u128(net.network())),
+                hex(crate::pool::to_u128(net.broadcast()))
+            );
+            let mut args: Vec<String> = vec![
+                spec.name.to_string(),
+                range,
+                spec.quarantine.as_millis().to_string(),
+                layout.capacity().to_string(),
+                json,
+            ];
+            args.extend(
+                layout.segments().iter().map(|s| format!("{} {}", hex(s.first), hex(s.last))),
+            );
+            let mut inv = self.create_pool.prepare_invoke();
+            for key in k.all() {
+                inv.key(key);
             }
-            "notallocated" => Err(not_allocated()),
-            "nopool" => Err(Error::PoolNotFound(pool.clone())),
-            _ => Err(protocol(format!("release answered {a:?}"))),
-        }
-    }
-
-    async fn lookup(&self, pool: &DnsLabel, addr: IpAddr) -> Result<Option<Lease>, Error> {
-        let layout = self.layout(pool).await?;
-        let Some(host) = layout.leasable_host(addr)? else { return Ok(None) };
-        let owner: Option<String> = redis::cmd("HGET")
-            .arg(&self.keys(pool).leases)
-            .arg(hex(host))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        Ok(owner.map(|o| Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) }))
-    }
-
-    async fn lookup_owner(
-        &self,
-        pool: &DnsLabel,
-        owner: &LeaseOwner,
-    ) -> Result<Option<Lease>, Error> {
-        let layout = self.layout(pool).await?;
-        let host: Option<String> = redis::cmd("HGET")
-            .arg(&self.keys(pool).owners)
-            .arg(owner.as_str())
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        host.map(|h| {
-            Ok(Lease { pool: pool.clone(), addr: layout.addr_of(unhex(&h)?), owner: owner.clone() })
+            inv.key(keys::registry(&self.prefix));
+            for a in &args {
+                inv.arg(a);
+            }
+            let r: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await.map_err(backend)?;
+            match r.first().map(String::as_str) {
+                Some("ok") => Ok(()),
+                Some("exists") => Err(Error::PoolExists(spec.name)),
+                Some("overlap") => Err(Error::InvalidPool(format!(
+                    "pool {} ({}) overlaps pool {}",
+                    spec.name,
+                    spec.prefix,
+                    r.get(1).map_or("?", String::as_str)
+                ))),
+                _ => Err(protocol(format!("create_pool answered {r:?}"))),
+            }
         })
-        .transpose()
     }
 
-    async fn usage(&self, pool: &DnsLabel) -> Result<Usage, Error> {
-        let capacity = self.layout(pool).await?.capacity();
-        let allocated: Option<u64> = redis::cmd("HGET")
-            .arg(&self.keys(pool).meta)
-            .arg("allocated")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        let Some(allocated) = allocated else { return Err(Error::PoolNotFound(pool.clone())) };
-        let allocated = u128::from(allocated);
-        Ok(Usage { capacity, allocated, free: capacity.saturating_sub(allocated) })
+    fn allocate<'a>(&'a self, pool: &'a DnsLabel, owner: &'a LeaseOwner) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move {
+            let layout = self.layout(pool).await?;
+            let a = self.run(Op::Allocate { pool: pool.clone(), owner: owner.clone() }).await?;
+            match a.kind.as_str() {
+                "held" | "new" => Ok(Lease {
+                    pool: pool.clone(),
+                    addr: layout.addr_of(unhex(&a.value)?),
+                    owner: owner.clone(),
+                }),
+                "exhausted" => Err(Error::Exhausted { pool: pool.clone() }),
+                "nopool" => Err(Error::PoolNotFound(pool.clone())),
+                _ => Err(protocol(format!("allocate answered {a:?}"))),
+            }
+        })
+    }
+
+    fn allocate_specific<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
+        addr: IpAddr,
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move {
+            let layout = self.layout(pool).await?;
+            let host = layout.usable_host(addr)?;
+            let a =
+                self.run(Op::Specific { pool: pool.clone(), host, owner: owner.clone() }).await?;
+            let ok = Lease { pool: pool.clone(), addr, owner: owner.clone() };
+            match a.kind.as_str() {
+                "new" => Ok(ok),
+                "held" if a.value == owner.as_str() => Ok(ok),
+                "held" => Err(Error::AlreadyAllocated {
+                    pool: pool.clone(),
+                    addr,
+                    holder: LeaseOwner::trusted(a.value),
+                }),
+                "owner" => Err(Error::OwnerHasLease {
+                    pool: pool.clone(),
+                    owner: owner.clone(),
+                    addr: layout.addr_of(unhex(&a.value)?),
+                }),
+                "nopool" => Err(Error::PoolNotFound(pool.clone())),
+                _ => Err(protocol(format!("allocate_specific answered {a:?}"))),
+            }
+        })
+    }
+
+    fn release<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Lease> {
+        IpamFuture::boxed(async move {
+            let layout = self.layout(pool).await?;
+            let not_allocated = || Error::NotAllocated { pool: pool.clone(), addr };
+            let host = layout.leasable_host(addr)?.ok_or_else(not_allocated)?;
+            let a = self.run(Op::Release { pool: pool.clone(), host }).await?;
+            match a.kind.as_str() {
+                "released" => {
+                    Ok(Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(a.value) })
+                }
+                "notallocated" => Err(not_allocated()),
+                "nopool" => Err(Error::PoolNotFound(pool.clone())),
+                _ => Err(protocol(format!("release answered {a:?}"))),
+            }
+        })
+    }
+
+    fn lookup<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::boxed(async move {
+            let layout = self.layout(pool).await?;
+            let Some(host) = layout.leasable_host(addr)? else { return Ok(None) };
+            let owner: Option<String> = redis::cmd("HGET")
+                .arg(&self.keys(pool).leases)
+                .arg(hex(host))
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            Ok(owner.map(|o| Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) }))
+        })
+    }
+
+    fn lookup_owner<'a>(
+        &'a self,
+        pool: &'a DnsLabel,
+        owner: &'a LeaseOwner,
+    ) -> IpamFuture<'a, Option<Lease>> {
+        IpamFuture::boxed(async move {
+            let layout = self.layout(pool).await?;
+            let host: Option<String> = redis::cmd("HGET")
+                .arg(&self.keys(pool).owners)
+                .arg(owner.as_str())
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            host.map(|h| {
+                Ok(Lease {
+                    pool: pool.clone(),
+                    addr: layout.addr_of(unhex(&h)?),
+                    owner: owner.clone(),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn usage<'a>(&'a self, pool: &'a DnsLabel) -> IpamFuture<'a, Usage> {
+        IpamFuture::boxed(async move {
+            let capacity = self.layout(pool).await?.capacity();
+            let allocated: Option<u64> = redis::cmd("HGET")
+                .arg(&self.keys(pool).meta)
+                .arg("allocated")
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            let Some(allocated) = allocated else { return Err(Error::PoolNotFound(pool.clone())) };
+            let allocated = u128::from(allocated);
+            Ok(Usage { capacity, allocated, free: capacity.saturating_sub(allocated) })
+        })
     }
 }
