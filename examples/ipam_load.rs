@@ -16,6 +16,8 @@
 //! transaction with one durable commit on PostgreSQL, and each caller returns only after the
 //! batch holding its operation has committed. Each caller runs one closed loop of allocate
 //! then release; "ops/s" counts both, "allocs/s" the allocations alone; latency is of allocate.
+//! A last step per backend runs allocations only (new owners, fresh addresses from the cursor of
+//! a /10, as a DHCP server's lease-rate benchmark does), where every operation is an allocation.
 
 use std::{
     collections::HashMap,
@@ -34,10 +36,12 @@ struct Step {
     p99: Duration,
 }
 
+/// Each caller's closed loop: allocate, then (with `release`) release the address again.
 async fn drive(
     conns: Vec<Arc<dyn IpAllocator>>,
     pool: DnsLabel,
     secs: f64,
+    release: bool,
 ) -> anyhow::Result<Step> {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
@@ -52,7 +56,9 @@ async fn drive(
                 let t = Instant::now();
                 let lease = a.allocate(&pool, &owner).await?;
                 lat.push(t.elapsed());
-                a.release(&pool, lease.addr).await?;
+                if release {
+                    a.release(&pool, lease.addr).await?;
+                }
                 n += 1;
             }
             anyhow::Ok(lat)
@@ -162,23 +168,25 @@ fn row(
     backend: &str,
     callers: usize,
     s: &Step,
+    released: bool,
     counts: (u64, u64),
     cpu: (Duration, Duration),
     beside: (&str, f64),
 ) {
     let allocs = s.allocs as f64 / s.elapsed.as_secs_f64();
     let per_batch = counts.1 as f64 / counts.0.max(1) as f64;
-    let ops = 2.0 * s.allocs as f64;
+    let per_alloc = if released { 2.0 } else { 1.0 };
+    let ops = per_alloc * s.allocs as f64;
     let (what, rate) = beside;
     println!(
         "| {backend} | {callers} | {allocs:.0} | {:.0} | {per_batch:.1} | {:.2} | {:.2} | {:.0} | {:.0} | {what} {rate:.0} | {:.2} | {:.2} |",
-        2.0 * allocs,
+        per_alloc * allocs,
         s.p50.as_secs_f64() * 1e3,
         s.p99.as_secs_f64() * 1e3,
         cpu.0.as_secs_f64() * 1e6 / ops,
         cpu.1.as_secs_f64() * 1e6 / ops,
         allocs / rate,
-        2.0 * allocs / rate,
+        per_alloc * allocs / rate,
     );
 }
 
@@ -205,8 +213,11 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     // The last step runs without group commit (one operation per script call), for comparison.
     let only = std::env::var("KWS_IPAM_LOAD_ONLY").unwrap_or_default();
-    let steps = [(1usize, None), (8, None), (32, None), (32, Some((1, 32)))];
-    for (i, (callers, fixed)) in steps.into_iter().enumerate() {
+    // (callers, group-commit bounds, release after allocate)
+    let steps =
+        [(1usize, None, true), (8, None, true), (32, None, true), (32, Some((1, 32)), true)];
+    let steps = steps.into_iter().chain([(32, None, false)]);
+    for (i, (callers, fixed, release)) in steps.enumerate() {
         if only == "postgres" {
             break;
         }
@@ -215,21 +226,28 @@ async fn main() -> anyhow::Result<()> {
             a = a.with_group_commit(items, in_flight);
         }
         let pool = DnsLabel::parse(&format!("load-redis-{i}"))?;
-        let net = format!("10.{}.0.0/16", 100 + i).parse()?;
+        let net = if release { format!("10.{}.0.0/16", 100 + i) } else { "100.64.0.0/10".into() };
+        let net = net.parse()?;
         a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
         let before = a.group_commit_counts();
         let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
         let (me, server) = (proc_cpu(std::process::id()), redis_cpu(redis.url())?);
-        let step = drive(vec![shared; callers], pool, secs).await?;
+        let step = drive(vec![shared; callers], pool, secs, release).await?;
         let me = proc_cpu(std::process::id()) - me;
         let server = redis_cpu(redis.url())? - server;
         let counts = delta(a.group_commit_counts(), before);
         let ping = redis_ping(redis.url(), callers, secs)?;
-        let name = if fixed.is_some() { "Redis, 1 op per call" } else { "Redis" };
-        row(name, callers, &step, counts, (me, server), ("PING/s", ping));
+        let name = match (fixed.is_some(), release) {
+            (true, _) => "Redis, 1 op per call",
+            (false, false) => "Redis, allocations only",
+            (false, true) => "Redis",
+        };
+        row(name, callers, &step, release, counts, (me, server), ("PING/s", ping));
     }
-    let steps = [(1usize, None), (8, None), (16, None), (16, Some((1, 16)))];
-    for (i, (callers, fixed)) in steps.into_iter().enumerate() {
+    let steps =
+        [(1usize, None, true), (8, None, true), (16, None, true), (16, Some((1, 16)), true)];
+    let steps = steps.into_iter().chain([(16, None, false)]);
+    for (i, (callers, fixed, release)) in steps.enumerate() {
         if only == "redis" {
             break;
         }
@@ -238,18 +256,23 @@ async fn main() -> anyhow::Result<()> {
             a = a.with_group_commit(items, in_flight);
         }
         let pool = DnsLabel::parse(&format!("load-pg-{i}"))?;
-        let net = format!("10.{}.0.0/16", 110 + i).parse()?;
+        let net = if release { format!("10.{}.0.0/16", 110 + i) } else { "100.128.0.0/10".into() };
+        let net = net.parse()?;
         a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
         let before = a.group_commit_counts();
         let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
         let (me, server) = (proc_cpu(std::process::id()), pg_backends_cpu(a.db()).await?);
-        let step = drive(vec![shared; callers], pool, secs).await?;
+        let step = drive(vec![shared; callers], pool, secs, release).await?;
         let me = proc_cpu(std::process::id()) - me;
         let server = pg_cpu_since(&server, &pg_backends_cpu(a.db()).await?);
         let counts = delta(a.group_commit_counts(), before);
         let tps = pgbench(bench_db.url(), callers, secs)?;
-        let name = if fixed.is_some() { "PostgreSQL, 1 op per commit" } else { "PostgreSQL" };
-        row(name, callers, &step, counts, (me, server), ("pgbench -N tps", tps));
+        let name = match (fixed.is_some(), release) {
+            (true, _) => "PostgreSQL, 1 op per commit",
+            (false, false) => "PostgreSQL, allocations only",
+            (false, true) => "PostgreSQL",
+        };
+        row(name, callers, &step, release, counts, (me, server), ("pgbench -N tps", tps));
     }
     Ok(())
 }

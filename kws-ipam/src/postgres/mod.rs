@@ -27,8 +27,9 @@ use crate::group_commit::{GroupCommit, Limits};
 use crate::{Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
 use batch::{Answer, Batches, Op};
 
-/// Fresh addresses moved from the cursor to the `fresh` table per refill.
-const CHUNK: usize = 64;
+/// Fresh addresses moved from the cursor to the `fresh` table per refill: one refill
+/// transaction (and its commit) serves this many fresh allocations.
+const CHUNK: usize = 1024;
 /// Attempts of an operation (or a batch) that lost a race it can retry.
 const ATTEMPTS: usize = 50;
 /// Operations per batch, by default.
@@ -46,6 +47,15 @@ pub struct PostgresAllocator {
     db: PgPool,
     layouts: Arc<RwLock<HashMap<DnsLabel, Arc<PoolLayout>>>>,
     batches: GroupCommit<Batches>,
+    refills: Arc<Refills>,
+}
+
+/// One refill at a time in this process: operations that found the queues empty together wait
+/// for one refill instead of each locking the pool row in a transaction of its own.
+#[derive(Debug, Default)]
+struct Refills {
+    running: tokio::sync::Mutex<()>,
+    done: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -84,7 +94,7 @@ impl PostgresAllocator {
         let conns = usize::try_from(db.options().get_max_connections()).unwrap_or(1);
         let limits = Limits::new(BATCH_ITEMS, BATCHES_IN_FLIGHT.min(conns));
         let batches = GroupCommit::new(Batches { db: db.clone() }, limits);
-        Ok(Self { db, layouts: Arc::default(), batches })
+        Ok(Self { db, layouts: Arc::default(), batches, refills: Arc::default() })
     }
 
     /// Connects to `url` with at most `max_connections` connections, then as [`Self::new`].
@@ -184,8 +194,16 @@ impl PostgresAllocator {
                     return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
                 }
                 ("empty", _) => {
-                    if !refill::refill(&self.db, &layout, CHUNK).await? {
-                        return Err(Error::Exhausted { pool: pool.clone() });
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let seen = self.refills.done.load(SeqCst);
+                    let _one = self.refills.running.lock().await;
+                    // A refill that finished while this one waited is retried first.
+                    if self.refills.done.load(SeqCst) == seen {
+                        let refilled = refill::refill(&self.db, &layout, CHUNK).await?;
+                        self.refills.done.fetch_add(1, SeqCst);
+                        if !refilled {
+                            return Err(Error::Exhausted { pool: pool.clone() });
+                        }
                     }
                 }
                 ("nopool", _) => return Err(Error::PoolNotFound(pool.clone())),
