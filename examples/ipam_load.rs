@@ -9,7 +9,8 @@
 //! Needs `KWS_TEST_POSTGRES_URL` and `KWS_TEST_REDIS_URL` (`eval "$(scripts/services env)"`),
 //! `redis-benchmark` and `pgbench`. `KWS_IPAM_LOAD_REDIS_GROUP=ITEMS,IN_FLIGHT` and
 //! `KWS_IPAM_LOAD_PG_GROUP=ITEMS,IN_FLIGHT` override the group-commit bounds;
-//! `KWS_IPAM_LOAD_ONLY=redis` (or `postgres`) runs one backend.
+//! `KWS_IPAM_LOAD_ONLY=redis` (or `postgres`) runs one backend; `KWS_IPAM_LOAD_ALLOC_ONLY=1`
+//! runs only the allocations-only step of each.
 //!
 //! The callers of a step share one allocator instance (as the tasks of one service do), so
 //! their concurrent operations are coalesced: each batch is one script call on Redis, one
@@ -213,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     // The last step runs without group commit (one operation per script call), for comparison.
     let only = std::env::var("KWS_IPAM_LOAD_ONLY").unwrap_or_default();
+    let alloc_only = std::env::var_os("KWS_IPAM_LOAD_ALLOC_ONLY").is_some();
     // (callers, group-commit bounds, release after allocate)
     let steps =
         [(1usize, None, true), (8, None, true), (32, None, true), (32, Some((1, 32)), true)];
@@ -220,6 +222,9 @@ async fn main() -> anyhow::Result<()> {
     for (i, (callers, fixed, release)) in steps.enumerate() {
         if only == "postgres" {
             break;
+        }
+        if alloc_only && release {
+            continue;
         }
         let mut a = RedisAllocator::connect(redis.url(), redis.prefix()).await?;
         if let Some((items, in_flight)) = fixed.or(redis_limits) {
@@ -250,6 +255,9 @@ async fn main() -> anyhow::Result<()> {
     for (i, (callers, fixed, release)) in steps.enumerate() {
         if only == "redis" {
             break;
+        }
+        if alloc_only && release {
+            continue;
         }
         let mut a = PostgresAllocator::connect(db.url(), u32::try_from(callers)?).await?;
         if let Some((items, in_flight)) = fixed.or(pg_limits) {

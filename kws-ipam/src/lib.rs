@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`MemoryAllocator`] | always | FIFO free queue, cursor over the usable segments, leases indexed by address and owner; every operation done when called (a ready [`IpamFuture`], nothing boxed) |
 //! | `RedisAllocator` | `redis` | one atomic Lua script call per batch of concurrent operations (group commit), each operation with its own outcome; 128-bit host numbers as hex strings |
-//! | `PostgresAllocator` | `postgres` | one PL/pgSQL call, one transaction and one durable commit per batch of concurrent operations (group commit; a caller returns after the commit that holds its operation); `UNIQUE (pool, address)`; `SKIP LOCKED` free queue; cursor refilled 1,024 at a time, one refill per process at once; striped usage counters |
+//! | `PostgresAllocator` | `postgres` | one PL/pgSQL call, one transaction and one durable commit per batch of concurrent operations (group commit; a caller returns after the commit that holds its operation); `UNIQUE (pool, address)`; `SKIP LOCKED` free queue; cursor refilled 1,024 at a time in the background before a chunk runs out, one refill per process at once; a run of allocations takes its addresses in one statement per table; striped usage counters |
 //! | `PgRedisAllocator` | both | PostgreSQL is the truth, Redis the fast path for the free queue; `reconcile()` rebuilds it |
 //!
 //! [`pool`] holds the pure arithmetic (host number <-> address, reservations, the cursor);

@@ -67,3 +67,74 @@ async fn audit_accounts_for_every_address() {
     assert_eq!(audit.free.len(), 25 + 1 + 152);
     assert_eq!(audit.free.len() + audit.leases.len(), 253, "nothing lost");
 }
+
+/// One batch of allocations (a run) takes the oldest free addresses and passes none over: an
+/// owner in it that holds a lease already and an owner asking twice take nothing, and what the
+/// run took and did not lease is back at the head of the queue, in order.
+#[tokio::test]
+async fn a_run_of_allocations_takes_the_oldest_entries_and_passes_none_over() {
+    use std::net::IpAddr;
+    let Some((_db, a)) = allocator().await else { return };
+    let a = a.with_group_commit(64, 1);
+    let pool = testkit::create(&a, testkit::spec("run", "10.7.1.0/24")).await;
+    let mut released = Vec::new();
+    for i in 0..8 {
+        released.push(testkit::must_allocate(&a, &pool, &format!("r{i}")).await);
+    }
+    let holder = testkit::must_allocate(&a, &pool, "holder").await;
+    for addr in &released {
+        testkit::must_release(&a, &pool, *addr).await;
+    }
+    let before = a.group_commit_counts();
+    // The first call runs alone (a lone call starts its batch at once); the other four queue
+    // behind it and run as one batch.
+    let calls = ["first", "x", "holder", "x", "y"];
+    let got: Vec<IpAddr> = futures::future::join_all(calls.iter().map(|o| {
+        let (a, pool) = (a.clone(), pool.clone());
+        async move { a.allocate(&pool, &testkit::owner(o)).await.expect("allocate").addr }
+    }))
+    .await;
+    let after = a.group_commit_counts();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (2, 5), "batches, operations");
+    assert_eq!(got[0], released[0]);
+    assert_eq!(got[2], holder, "an owner's allocate is idempotent inside a run");
+    assert_eq!(got[1], got[3], "an owner asking twice in one run gets one address");
+    let mut new = vec![got[1], got[4]];
+    new.sort();
+    assert_eq!(new, released[1..3].to_vec(), "the two oldest entries, none passed over");
+    let queue: Vec<IpAddr> =
+        a.free_queue(&pool).await.expect("queue").into_iter().map(|e| e.0).collect();
+    assert_eq!(queue, released[3..].to_vec(), "the rest of the queue, in order");
+    let audit = a.audit(&pool).await.expect("audit");
+    assert_eq!(audit.problems(), Vec::<String>::new());
+}
+
+/// A refill runs in the background before the chunk of fresh addresses runs out: after
+/// allocations reach the last quarter of the first chunk (1,024), the next chunk is moved in
+/// while the rest of the first is still waiting, so no allocation stops for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_chunk_is_moved_in_before_the_fresh_addresses_run_out() {
+    let Some((db, a)) = allocator().await else { return };
+    let pool = testkit::create(&a, testkit::spec("topup", "10.8.0.0/16")).await;
+    for i in 0..800 {
+        testkit::must_allocate(&a, &pool, &format!("o{i}")).await;
+    }
+    let conn = db.pool_with(1).await;
+    let mut waiting = 0;
+    for _ in 0..100 {
+        waiting =
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM kws_ipam.fresh WHERE pool = $1")
+                .bind(pool.as_str())
+                .fetch_one(&conn)
+                .await
+                .expect("count");
+        if waiting > 1024 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // 1,024 - 800 of the first chunk, and the whole second one.
+    assert_eq!(waiting, 1024 - 800 + 1024, "fresh addresses waiting");
+    let audit = a.audit(&pool).await.expect("audit");
+    assert_eq!(audit.problems(), Vec::<String>::new());
+}

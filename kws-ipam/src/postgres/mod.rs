@@ -6,9 +6,11 @@
 //! returns only after the commit that holds its operation. The lease row is the commit point
 //! (`UNIQUE (pool, address)`, `UNIQUE (pool, owner)`); released addresses are taken from
 //! `free_queue` with `FOR UPDATE SKIP LOCKED`, fresh ones from `fresh`, which a short
-//! transaction of its own refills from the persisted cursor 64 addresses at a time (the only
-//! moment the pool row is locked). Lease counts live in 32 stripes per pool, each batch adding
-//! its net change to one it can lock without waiting.
+//! transaction of its own refills from the persisted cursor 1,024 addresses at a time (the only
+//! moment the pool row is locked), started in the background before the chunk runs out. A run
+//! of allocations in one batch takes its addresses with one statement per table. Lease counts
+//! live in 32 stripes per pool, each batch adding its net change to one it can lock without
+//! waiting.
 
 mod batch;
 mod maintenance;
@@ -26,10 +28,14 @@ use sqlx::PgPool;
 use crate::group_commit::{GroupCommit, Limits};
 use crate::{Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
 use batch::{Answer, Batches, Op};
+use refill::Refilled;
 
 /// Fresh addresses moved from the cursor to the `fresh` table per refill: one refill
 /// transaction (and its commit) serves this many fresh allocations.
 const CHUNK: usize = 1024;
+/// A top-up refill starts in the background when an allocation reaches the last this many
+/// addresses of the chunk this process moved last, so allocations rarely wait for a refill.
+const TOP_UP_AT: usize = 256;
 /// Attempts of an operation (or a batch) that lost a race it can retry.
 const ATTEMPTS: usize = 50;
 /// Operations per batch, by default.
@@ -56,6 +62,9 @@ pub struct PostgresAllocator {
 struct Refills {
     running: tokio::sync::Mutex<()>,
     done: std::sync::atomic::AtomicU64,
+    /// Per pool, the host number from which an allocation starts a top-up (set by this
+    /// process's last refill of the pool, taken by the top-up it starts).
+    top_up_from: std::sync::Mutex<HashMap<DnsLabel, u128>>,
 }
 
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -191,19 +200,14 @@ impl PostgresAllocator {
             let a = self.run(Op::Allocate { pool: pool.clone(), owner: owner.clone() }).await?;
             match (a.kind.as_str(), a.addr) {
                 ("held" | "new", Some(addr)) => {
+                    if a.kind == "new" {
+                        self.top_up_if_low(&layout, addr);
+                    }
                     return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
                 }
                 ("empty", _) => {
-                    use std::sync::atomic::Ordering::SeqCst;
-                    let seen = self.refills.done.load(SeqCst);
-                    let _one = self.refills.running.lock().await;
-                    // A refill that finished while this one waited is retried first.
-                    if self.refills.done.load(SeqCst) == seen {
-                        let refilled = refill::refill(&self.db, &layout, CHUNK).await?;
-                        self.refills.done.fetch_add(1, SeqCst);
-                        if !refilled {
-                            return Err(Error::Exhausted { pool: pool.clone() });
-                        }
+                    if self.refill(&layout, 1).await? == Refilled::Exhausted {
+                        return Err(Error::Exhausted { pool: pool.clone() });
                     }
                 }
                 ("nopool", _) => return Err(Error::PoolNotFound(pool.clone())),
@@ -212,6 +216,48 @@ impl PostgresAllocator {
             }
         }
         Err(retries_exhausted(pool))
+    }
+}
+
+impl PostgresAllocator {
+    /// Refills `layout`'s pool unless `enough` fresh addresses wait already, one refill at a
+    /// time in this process: a caller that waited while another refill ran does not refill
+    /// again (it answers `Waiting`, and retries its allocation).
+    async fn refill(&self, layout: &PoolLayout, enough: usize) -> Result<Refilled, Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let seen = self.refills.done.load(SeqCst);
+        let _one = self.refills.running.lock().await;
+        if self.refills.done.load(SeqCst) != seen {
+            return Ok(Refilled::Waiting);
+        }
+        let refilled = refill::refill(&self.db, layout, CHUNK, enough).await?;
+        self.refills.done.fetch_add(1, SeqCst);
+        if let Refilled::Chunk { last } = refilled {
+            let from = last.saturating_sub(TOP_UP_AT as u128);
+            let mut marks = self.refills.top_up_from.lock().unwrap_or_else(PoisonError::into_inner);
+            marks.insert(layout.name().clone(), from);
+        }
+        Ok(refilled)
+    }
+
+    /// Starts a top-up refill in the background when `addr`, just allocated, lies in the last
+    /// `TOP_UP_AT` addresses of the chunk this process moved last (once per chunk). The task
+    /// holds a clone of this allocator; an error only leaves the next refill to a caller.
+    fn top_up_if_low(&self, layout: &Arc<PoolLayout>, addr: IpAddr) {
+        let Some(host) = layout.host_of(addr) else { return };
+        {
+            let mut marks = self.refills.top_up_from.lock().unwrap_or_else(PoisonError::into_inner);
+            match marks.get(layout.name()) {
+                Some(&from) if host >= from => marks.remove(layout.name()),
+                _ => return,
+            };
+        }
+        let (this, layout) = (self.clone(), Arc::clone(layout));
+        tokio::spawn(async move {
+            // Best effort: a failed top-up leaves the refill to the allocation that finds the
+            // queues empty, which reports the error.
+            let _ = this.refill(&layout, TOP_UP_AT + 1).await;
+        });
     }
 }
 

@@ -62,38 +62,58 @@ pub(super) async fn read_cursor(
     })
 }
 
+/// What a refill did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refilled {
+    /// Moved the next chunk into `fresh`; the last host number the cursor passed.
+    Chunk { last: u128 },
+    /// Enough fresh addresses were waiting already (another process refilled).
+    Waiting,
+    /// The cursor is at the end: nothing is left to allocate fresh.
+    Exhausted,
+}
+
 /// Moves up to `chunk` fresh addresses from the cursor into `fresh`, skipping those that
-/// `allocate_specific` took (leased, or released into the queue). Returns false when the
-/// cursor is at the end and nothing is left to allocate fresh.
-pub(super) async fn refill(db: &PgPool, layout: &PoolLayout, chunk: usize) -> Result<bool, Error> {
+/// `allocate_specific` took (leased, or released into the queue), unless `enough` fresh
+/// addresses are waiting already (1 when the queues ran dry; more for a top-up ahead of that).
+pub(super) async fn refill(
+    db: &PgPool,
+    layout: &PoolLayout,
+    chunk: usize,
+    enough: usize,
+) -> Result<Refilled, Error> {
     let mut tx = db.begin().await.map_err(backend)?;
     let mut cursor = read_cursor(&mut tx, layout, true).await?;
     let pool = layout.name().as_str();
     // Another process may have refilled while this one waited for the lock.
-    let waiting: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM kws_ipam.fresh WHERE pool = $1)")
-            .bind(pool)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-    if waiting {
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM kws_ipam.fresh WHERE pool = $1 LIMIT $2) AS w",
+    )
+    .bind(pool)
+    .bind(i64::try_from(enough).unwrap_or(i64::MAX))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend)?;
+    if usize::try_from(waiting).unwrap_or(usize::MAX) >= enough {
         tx.commit().await.map_err(backend)?;
-        return Ok(true);
+        return Ok(Refilled::Waiting);
     }
-    let addrs: Vec<IpAddr> = std::iter::from_fn(|| layout.advance(&mut cursor))
-        .take(chunk)
-        .map(|h| layout.addr_of(h))
-        .collect();
-    if addrs.is_empty() {
+    let hosts: Vec<u128> = std::iter::from_fn(|| layout.advance(&mut cursor)).take(chunk).collect();
+    let Some(&last) = hosts.last() else {
         // Released addresses may still be in quarantine; "exhausted" means nothing is ready.
         tx.commit().await.map_err(backend)?;
-        return Ok(false);
-    }
+        return Ok(Refilled::Exhausted);
+    };
+    let addrs: Vec<IpAddr> = hosts.iter().map(|&h| layout.addr_of(h)).collect();
+    // One index probe per address (OFFSET 0 keeps each NOT EXISTS a subplan): an anti join
+    // the planner may pick would read every lease of the pool, O(leases) per refill.
     sqlx::query(
         "INSERT INTO kws_ipam.fresh (pool, address) \
          SELECT $1, a FROM unnest($2::inet[]) AS a \
-         WHERE NOT EXISTS (SELECT 1 FROM kws_ipam.leases l WHERE l.pool = $1 AND l.address = a) \
-           AND NOT EXISTS (SELECT 1 FROM kws_ipam.free_queue f WHERE f.pool = $1 AND f.address = a) \
+         WHERE NOT EXISTS (SELECT 1 FROM kws_ipam.leases l \
+                           WHERE l.pool = $1 AND l.address = a OFFSET 0) \
+           AND NOT EXISTS (SELECT 1 FROM kws_ipam.free_queue f \
+                           WHERE f.pool = $1 AND f.address = a OFFSET 0) \
          ON CONFLICT DO NOTHING",
     )
     .bind(pool)
@@ -111,5 +131,5 @@ pub(super) async fn refill(db: &PgPool, layout: &PoolLayout, chunk: usize) -> Re
         .await
         .map_err(backend)?;
     tx.commit().await.map_err(backend)?;
-    Ok(true)
+    Ok(Refilled::Chunk { last })
 }
