@@ -138,3 +138,52 @@ async fn the_next_chunk_is_moved_in_before_the_fresh_addresses_run_out() {
     let audit = a.audit(&pool).await.expect("audit");
     assert_eq!(audit.problems(), Vec::<String>::new());
 }
+
+/// A lease lookup by owner or by address reads its own index even for a pool the statistics
+/// do not know yet (every pool, right after it is created). With both indexes leading with
+/// `pool`, PostgreSQL broke the tie with the first index and read the pool's leases through
+/// `(pool, address)`, filtering by owner: O(leases) per lookup.
+#[tokio::test]
+async fn lease_lookups_use_their_own_index_whatever_the_statistics() {
+    let Some((db, _a)) = allocator().await else { return };
+    let conn = db.pool_with(1).await;
+    let fill = |pool: &'static str, net: &'static str, n: i32| {
+        let conn = conn.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO kws_ipam.leases (pool, address, owner) \
+                 SELECT $1, $2::inet + g, $1 || '-' || g FROM generate_series(1, $3) AS g",
+            )
+            .bind(pool)
+            .bind(net)
+            .bind(n)
+            .execute(&conn)
+            .await
+            .expect("fill");
+        }
+    };
+    fill("known", "10.20.0.0", 2_000).await;
+    sqlx::query("ANALYZE kws_ipam.leases").execute(&conn).await.expect("analyze");
+    fill("new", "10.21.0.0", 50_000).await;
+    let plan = |sql: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let rows: Vec<String> =
+                sqlx::query_scalar(sql).fetch_all(&conn).await.expect("explain");
+            rows.join("\n")
+        }
+    };
+    let by_owner = plan(
+        "EXPLAIN (COSTS OFF) SELECT address FROM kws_ipam.leases WHERE pool = 'new' AND owner = 'new-7'",
+    )
+    .await;
+    assert!(by_owner.contains("leases_owner") && !by_owner.contains("Filter"), "{by_owner}");
+    let by_address = plan(
+        "EXPLAIN (COSTS OFF) SELECT owner FROM kws_ipam.leases WHERE pool = 'new' AND address = '10.21.0.7'",
+    )
+    .await;
+    assert!(
+        by_address.contains("leases_address") && !by_address.contains("Filter"),
+        "{by_address}"
+    );
+}
