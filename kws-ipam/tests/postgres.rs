@@ -1,6 +1,8 @@
 //! The conformance suite and the flaw tests on `PostgresAllocator`, against a real PostgreSQL.
 #![cfg(feature = "postgres")]
 
+use std::net::IpAddr;
+
 use kws_ipam::{IpAllocator, PostgresAllocator, testkit};
 
 async fn allocator() -> Option<(kws_testenv::TestDb, PostgresAllocator)> {
@@ -73,7 +75,6 @@ async fn audit_accounts_for_every_address() {
 /// run took and did not lease is back at the head of the queue, in order.
 #[tokio::test]
 async fn a_run_of_allocations_takes_the_oldest_entries_and_passes_none_over() {
-    use std::net::IpAddr;
     let Some((_db, a)) = allocator().await else { return };
     let a = a.with_group_commit(64, 1);
     let pool = testkit::create(&a, testkit::spec("run", "10.7.1.0/24")).await;
@@ -122,12 +123,13 @@ async fn the_next_chunk_is_moved_in_before_the_fresh_addresses_run_out() {
     let conn = db.pool_with(1).await;
     let mut waiting = 0;
     for _ in 0..100 {
-        waiting =
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM kws_ipam.fresh WHERE pool = $1")
-                .bind(pool.as_str())
-                .fetch_one(&conn)
-                .await
-                .expect("count");
+        waiting = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM kws_ipam.free_queue WHERE pool = $1 AND ready_at = '-infinity'",
+        )
+        .bind(pool.as_str())
+        .fetch_one(&conn)
+        .await
+        .expect("count");
         if waiting > 1024 {
             break;
         }
@@ -137,6 +139,85 @@ async fn the_next_chunk_is_moved_in_before_the_fresh_addresses_run_out() {
     assert_eq!(waiting, 1024 - 800 + 1024, "fresh addresses waiting");
     let audit = a.audit(&pool).await.expect("audit");
     assert_eq!(audit.problems(), Vec::<String>::new());
+}
+
+/// Allocates in `pool` until it is exhausted, and returns what it handed out.
+async fn drain(a: &PostgresAllocator, pool: &kws_core::DnsLabel, tag: &str) -> Vec<IpAddr> {
+    let mut got = Vec::new();
+    loop {
+        match a.allocate(pool, &testkit::owner(&format!("{tag}{}", got.len()))).await {
+            Ok(lease) => got.push(lease.addr),
+            Err(kws_ipam::Error::Exhausted { .. }) => return got,
+            Err(e) => panic!("allocate in {pool}: {e}"),
+        }
+    }
+}
+
+/// Two races leave a free entry whose address an `allocate_specific` leased (a stale entry):
+/// a refill adding the address while the `allocate_specific` is uncommitted, and a run of
+/// allocations putting back an entry it took while the `allocate_specific` leased its address
+/// (it skips entries another transaction holds). When that address is then released, it must
+/// have one free entry, in quarantine: with fresh addresses in a table of their own, it was
+/// free twice, and an allocation could take the fresh copy during the quarantine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_entry_and_a_release_leave_the_address_free_once_and_in_quarantine() {
+    let Some((db, a)) = allocator().await else { return };
+    let conn = db.pool_with(2).await;
+    let quarantined = |name: &str, prefix: &str| {
+        let mut spec = testkit::spec(name, prefix);
+        spec.quarantine = std::time::Duration::from_secs(3600);
+        spec
+    };
+    let batch = "SELECT o_kind FROM kws_ipam.batch($1, $2, $3, $4, $5)";
+    let ops = |op: &str, pool: &str, addr: Option<IpAddr>, owners: &[&str]| {
+        let n = owners.len();
+        let owners: Vec<String> = owners.iter().map(|o| o.to_string()).collect();
+        sqlx::query_scalar::<_, String>(batch)
+            .bind(vec![op.to_string(); n])
+            .bind(vec![pool.to_string(); n])
+            .bind(vec![addr; n])
+            .bind(owners)
+            .bind(vec![None::<i64>; n])
+    };
+
+    // A refill racing an uncommitted allocate_specific.
+    let pool = testkit::create(&a, quarantined("refillrace", "10.9.0.0/24")).await;
+    let target = testkit::ip("10.9.0.200");
+    let mut tx = conn.begin().await.expect("begin");
+    let kind = ops("s", pool.as_str(), Some(target), &["static"])
+        .fetch_all(&mut *tx)
+        .await
+        .expect("allocate_specific");
+    assert_eq!(kind, ["new"]);
+    // The queues are empty: this allocation refills the whole /24, .200 included.
+    testkit::must_allocate(&a, &pool, "first").await;
+    tx.commit().await.expect("commit");
+    testkit::must_release(&a, &pool, target).await;
+    let audit = a.audit(&pool).await.expect("audit");
+    assert_eq!(audit.problems(), Vec::<String>::new(), "after the refill race");
+    let got = drain(&a, &pool, "r").await;
+    assert!(!got.contains(&target), "{target} was handed out in its quarantine");
+    assert_eq!(got.len(), 253 - 2, "every other address");
+
+    // A run putting back an entry while allocate_specific leases its address.
+    let pool = testkit::create(&a, quarantined("runrace", "10.9.1.0/24")).await;
+    for o in ["o1", "o2", "o3"] {
+        testkit::must_allocate(&a, &pool, o).await; // .2, .3, .4
+    }
+    let target = testkit::ip("10.9.1.5");
+    let mut tx = conn.begin().await.expect("begin");
+    // Three allocations of owners that hold leases: the run takes .5, .6, .7 and puts them back.
+    let kinds =
+        ops("a", pool.as_str(), None, &["o1", "o2", "o3"]).fetch_all(&mut *tx).await.expect("run");
+    assert_eq!(kinds, ["held", "held", "held"]);
+    a.allocate_specific(&pool, target, &testkit::owner("static")).await.expect("specific");
+    tx.commit().await.expect("commit");
+    testkit::must_release(&a, &pool, target).await;
+    let audit = a.audit(&pool).await.expect("audit");
+    assert_eq!(audit.problems(), Vec::<String>::new(), "after the run race");
+    let got = drain(&a, &pool, "r").await;
+    assert!(!got.contains(&target), "{target} was handed out in its quarantine");
+    assert_eq!(got.len(), 253 - 4, "every other address");
 }
 
 /// A lease lookup by owner or by address reads its own index even for a pool the statistics

@@ -8,12 +8,14 @@ use super::{PostgresAllocator, backend, refill};
 use crate::{Audit, Error, Lease, LeaseOwner};
 
 impl PostgresAllocator {
-    /// Every address of `pool` in `free_queue`, oldest first (with those in quarantine), and
-    /// when each is ready, in milliseconds since the Unix epoch.
+    /// Every released address of `pool` waiting in `free_queue`, oldest first (with those in
+    /// quarantine), and when each is ready, in milliseconds since the Unix epoch. Fresh entries
+    /// (moved in from the cursor, not yet handed out) are not listed.
     pub async fn free_queue(&self, pool: &DnsLabel) -> Result<Vec<(IpAddr, i64)>, Error> {
         sqlx::query_as(
             "SELECT address, (extract(epoch FROM ready_at) * 1000)::bigint \
-             FROM kws_ipam.free_queue WHERE pool = $1 ORDER BY ready_at, id",
+             FROM kws_ipam.free_queue WHERE pool = $1 AND ready_at > '-infinity' \
+             ORDER BY ready_at, id",
         )
         .bind(pool.as_str())
         .fetch_all(&self.db)
@@ -28,7 +30,8 @@ impl PostgresAllocator {
     ) -> Result<Vec<(IpAddr, i64, i64)>, Error> {
         sqlx::query_as(
             "SELECT address, id, (extract(epoch FROM ready_at) * 1000)::bigint \
-             FROM kws_ipam.free_queue WHERE pool = $1 ORDER BY ready_at, id",
+             FROM kws_ipam.free_queue WHERE pool = $1 AND ready_at > '-infinity' \
+             ORDER BY ready_at, id",
         )
         .bind(pool.as_str())
         .fetch_all(&self.db)
@@ -36,21 +39,20 @@ impl PostgresAllocator {
         .map_err(backend)
     }
 
-    /// Removes free entries (queued or fresh) of `pool` whose address is leased: a
-    /// `allocate_specific` racing a release can leave one (allocations skip them anyway).
+    /// Removes free entries (queued or fresh) of `pool` whose address is leased: an
+    /// `allocate_specific` racing a refill, a release or an allocation can leave one
+    /// (allocations consume them, a release renews them).
     /// Returns how many it removed.
     pub async fn reconcile(&self, pool: &DnsLabel) -> Result<u64, Error> {
         self.layout(pool).await?;
-        let mut removed = 0;
-        for table in ["free_queue", "fresh"] {
-            let sql = format!(
-                "DELETE FROM kws_ipam.{table} f USING kws_ipam.leases l \
-                 WHERE f.pool = $1 AND l.pool = $1 AND l.address = f.address"
-            );
-            let r = sqlx::query(&sql).bind(pool.as_str()).execute(&self.db).await;
-            removed += r.map_err(backend)?.rows_affected();
-        }
-        Ok(removed)
+        let r = sqlx::query(
+            "DELETE FROM kws_ipam.free_queue f USING kws_ipam.leases l \
+             WHERE f.pool = $1 AND l.pool = $1 AND l.address = f.address",
+        )
+        .bind(pool.as_str())
+        .execute(&self.db)
+        .await;
+        Ok(r.map_err(backend)?.rows_affected())
     }
 
     /// The state of `pool` for checks: leases, free addresses (queue and fresh), and the number
@@ -68,14 +70,12 @@ impl PostgresAllocator {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(backend)?;
-        let mut free: Vec<IpAddr> = sqlx::query_scalar(
-            "SELECT address FROM kws_ipam.free_queue WHERE pool = $1 \
-             UNION ALL SELECT address FROM kws_ipam.fresh WHERE pool = $1",
-        )
-        .bind(pool.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let mut free: Vec<IpAddr> =
+            sqlx::query_scalar("SELECT address FROM kws_ipam.free_queue WHERE pool = $1")
+                .bind(pool.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
         let cursor = refill::read_cursor(&mut tx, &layout, false).await?;
         tx.commit().await.map_err(backend)?;
         free.sort();

@@ -5,9 +5,11 @@
 //! one durable commit for the whole batch (group commit, see `group_commit`), and each caller
 //! returns only after the commit that holds its operation. The lease row is the commit point
 //! (`UNIQUE (pool, address)`, `UNIQUE (pool, owner)`); released addresses are taken from
-//! `free_queue` with `FOR UPDATE SKIP LOCKED`, fresh ones from `fresh`, which a short
-//! transaction of its own refills from the persisted cursor 1,024 addresses at a time (the only
-//! moment the pool row is locked), started in the background before the chunk runs out. A run
+//! `free_queue` with `FOR UPDATE SKIP LOCKED`, then fresh ones, which wait in the same table
+//! (`ready_at = '-infinity'`, so one `UNIQUE (pool, address)` keeps an address from being free
+//! twice) and which a short transaction of its own moves in from the persisted cursor 1,024
+//! addresses at a time (the only moment the pool row is locked), started in the background
+//! before the chunk runs out. A run
 //! of allocations in one batch takes its addresses with one statement per table. Lease counts
 //! live in 32 stripes per pool, each batch adding its net change to one it can lock without
 //! waiting.
@@ -30,7 +32,7 @@ use crate::{Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage, 
 use batch::{Answer, Batches, Op};
 use refill::Refilled;
 
-/// Fresh addresses moved from the cursor to the `fresh` table per refill: one refill
+/// Fresh addresses moved from the cursor into `free_queue` per refill: one refill
 /// transaction (and its commit) serves this many fresh allocations.
 const CHUNK: usize = 1024;
 /// A top-up refill starts in the background when an allocation reaches the last this many

@@ -1,5 +1,6 @@
-//! Pool creation and the persisted cursor: moving the next chunk of fresh addresses into the
-//! `fresh` table, under the pool row's lock, in a transaction of its own.
+//! Pool creation and the persisted cursor: moving the next chunk of fresh addresses into
+//! `free_queue` (as fresh entries, `ready_at = '-infinity'`), under the pool row's lock, in a
+//! transaction of its own.
 
 use std::net::IpAddr;
 
@@ -65,7 +66,7 @@ pub(super) async fn read_cursor(
 /// What a refill did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refilled {
-    /// Moved the next chunk into `fresh`; the last host number the cursor passed.
+    /// Moved the next chunk into `free_queue`; the last host number the cursor passed.
     Chunk { last: u128 },
     /// Enough fresh addresses were waiting already (another process refilled).
     Waiting,
@@ -73,7 +74,7 @@ pub(super) enum Refilled {
     Exhausted,
 }
 
-/// Moves up to `chunk` fresh addresses from the cursor into `fresh`, skipping those that
+/// Moves up to `chunk` fresh addresses from the cursor into `free_queue`, skipping those that
 /// `allocate_specific` took (leased, or released into the queue), unless `enough` fresh
 /// addresses are waiting already (1 when the queues ran dry; more for a top-up ahead of that).
 pub(super) async fn refill(
@@ -87,7 +88,8 @@ pub(super) async fn refill(
     let pool = layout.name().as_str();
     // Another process may have refilled while this one waited for the lock.
     let waiting: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM kws_ipam.fresh WHERE pool = $1 LIMIT $2) AS w",
+        "SELECT count(*) FROM (SELECT 1 FROM kws_ipam.free_queue \
+         WHERE pool = $1 AND ready_at = '-infinity' LIMIT $2) AS w",
     )
     .bind(pool)
     .bind(i64::try_from(enough).unwrap_or(i64::MAX))
@@ -105,16 +107,15 @@ pub(super) async fn refill(
         return Ok(Refilled::Exhausted);
     };
     let addrs: Vec<IpAddr> = hosts.iter().map(|&h| layout.addr_of(h)).collect();
-    // One index probe per address (OFFSET 0 keeps each NOT EXISTS a subplan): an anti join
-    // the planner may pick would read every lease of the pool, O(leases) per refill.
+    // One index probe per address (OFFSET 0 keeps the NOT EXISTS a subplan): an anti join the
+    // planner may pick would read every lease of the pool, O(leases) per refill. An address
+    // with a free entry already (released after allocate_specific took it) keeps that entry.
     sqlx::query(
-        "INSERT INTO kws_ipam.fresh (pool, address) \
-         SELECT $1, a FROM unnest($2::inet[]) AS a \
+        "INSERT INTO kws_ipam.free_queue (pool, address, ready_at) \
+         SELECT $1, a, '-infinity' FROM unnest($2::inet[]) AS a \
          WHERE NOT EXISTS (SELECT 1 FROM kws_ipam.leases l \
                            WHERE l.pool = $1 AND l.address = a OFFSET 0) \
-           AND NOT EXISTS (SELECT 1 FROM kws_ipam.free_queue f \
-                           WHERE f.pool = $1 AND f.address = a OFFSET 0) \
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (pool, address) DO NOTHING",
     )
     .bind(pool)
     .bind(&addrs)
