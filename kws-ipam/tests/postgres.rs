@@ -153,6 +153,23 @@ async fn drain(a: &PostgresAllocator, pool: &kws_core::DnsLabel, tag: &str) -> V
     }
 }
 
+/// Releases `target` (leased, with a stale free entry), checks that the pool's state has no
+/// problem, then allocates until the pool is exhausted: `others` addresses, never `target`
+/// (in quarantine).
+async fn release_then_drain(
+    a: &PostgresAllocator,
+    pool: &kws_core::DnsLabel,
+    target: IpAddr,
+    others: usize,
+) {
+    testkit::must_release(a, pool, target).await;
+    let audit = a.audit(pool).await.expect("audit");
+    assert_eq!(audit.problems(), Vec::<String>::new(), "{pool} after the race and the release");
+    let got = drain(a, pool, "r").await;
+    assert!(!got.contains(&target), "{target} was handed out in its quarantine");
+    assert_eq!(got.len(), others, "every other address of {pool}");
+}
+
 /// Two races leave a free entry whose address an `allocate_specific` leased (a stale entry):
 /// a refill adding the address while the `allocate_specific` is uncommitted, and a run of
 /// allocations putting back an entry it took while the `allocate_specific` leased its address
@@ -192,12 +209,7 @@ async fn a_stale_entry_and_a_release_leave_the_address_free_once_and_in_quaranti
     // The queues are empty: this allocation refills the whole /24, .200 included.
     testkit::must_allocate(&a, &pool, "first").await;
     tx.commit().await.expect("commit");
-    testkit::must_release(&a, &pool, target).await;
-    let audit = a.audit(&pool).await.expect("audit");
-    assert_eq!(audit.problems(), Vec::<String>::new(), "after the refill race");
-    let got = drain(&a, &pool, "r").await;
-    assert!(!got.contains(&target), "{target} was handed out in its quarantine");
-    assert_eq!(got.len(), 253 - 2, "every other address");
+    release_then_drain(&a, &pool, target, 253 - 2).await;
 
     // A run putting back an entry while allocate_specific leases its address.
     let pool = testkit::create(&a, quarantined("runrace", "10.9.1.0/24")).await;
@@ -212,12 +224,7 @@ async fn a_stale_entry_and_a_release_leave_the_address_free_once_and_in_quaranti
     assert_eq!(kinds, ["held", "held", "held"]);
     a.allocate_specific(&pool, target, &testkit::owner("static")).await.expect("specific");
     tx.commit().await.expect("commit");
-    testkit::must_release(&a, &pool, target).await;
-    let audit = a.audit(&pool).await.expect("audit");
-    assert_eq!(audit.problems(), Vec::<String>::new(), "after the run race");
-    let got = drain(&a, &pool, "r").await;
-    assert!(!got.contains(&target), "{target} was handed out in its quarantine");
-    assert_eq!(got.len(), 253 - 4, "every other address");
+    release_then_drain(&a, &pool, target, 253 - 4).await;
 }
 
 /// A lease lookup by owner or by address reads its own index even for a pool the statistics
