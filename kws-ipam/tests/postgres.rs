@@ -275,3 +275,59 @@ async fn lease_lookups_use_their_own_index_whatever_the_statistics() {
         "{by_address}"
     );
 }
+
+/// A run of allocations deletes the entries it takes by TID, whatever the statistics. The
+/// planner prices a TID scan of an array it cannot see at 10 page reads, so on a free queue of
+/// up to about 1,500 rows it read the whole table instead, for every run: O(queue) per batch.
+/// The batch function runs with its own settings (`pg_proc.proconfig`); under them, both
+/// takes of a run, written as in the function, must plan as an index scan and a TID scan.
+#[tokio::test]
+async fn a_run_takes_its_entries_by_tid_whatever_the_statistics() {
+    let Some((db, _a)) = allocator().await else { return };
+    let conn = db.pool_with(1).await;
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO kws_ipam.free_queue (pool, address, ready_at) \
+         SELECT 'big', '10.30.0.0'::inet + g, CASE WHEN g % 2 = 0 THEN '-infinity' ELSE now() END \
+         FROM generate_series(1, 1000) AS g",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("fill");
+    let settings: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(proconfig) FROM pg_proc \
+         WHERE proname = 'batch' AND pronamespace = 'kws_ipam'::regnamespace",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .expect("proconfig");
+    for setting in &settings {
+        let (name, value) = setting.split_once('=').expect("name=value");
+        sqlx::query("SELECT set_config($1, $2, true)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .expect("set");
+    }
+    let takes = [
+        "SELECT q.ctid FROM kws_ipam.free_queue q WHERE q.pool = 'big' \
+         AND q.ready_at > '-infinity' AND q.ready_at <= now() \
+         ORDER BY q.ready_at, q.id LIMIT 8 FOR UPDATE SKIP LOCKED",
+        "SELECT r.ctid FROM kws_ipam.free_queue r WHERE r.pool = 'big' \
+         AND r.ready_at = '-infinity' ORDER BY r.address LIMIT 8 FOR UPDATE SKIP LOCKED",
+    ];
+    for take in takes {
+        let sql = format!(
+            "EXPLAIN (COSTS OFF) DELETE FROM kws_ipam.free_queue f \
+             WHERE f.ctid = ANY (ARRAY({take})) RETURNING f.id, f.address"
+        );
+        let plan: Vec<String> =
+            sqlx::query_scalar(&sql).fetch_all(&mut *tx).await.expect("explain");
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Tid Scan on free_queue f") && !plan.contains("Seq Scan"),
+            "settings {settings:?}:\n{plan}"
+        );
+    }
+}
