@@ -8,7 +8,9 @@
 -- query found nothing.
 -- With sequential scans off inside the function, every statement of it runs on an index or
 -- by TID, as each was written to. JIT is off too: a plan priced with the disable cost would
--- otherwise cross jit_above_cost and be compiled, at milliseconds a statement.
+-- otherwise cross jit_above_cost and be compiled, at milliseconds a statement. A later
+-- CREATE OR REPLACE of the function must carry both settings again: it resets them, and
+-- tests/postgres.rs a_run_takes_its_entries_by_tid_whatever_the_statistics then fails.
 ALTER FUNCTION kws_ipam.batch(text[], text[], inet[], text[], bigint[])
     SET enable_seqscan = off
     SET jit = off;
