@@ -331,3 +331,29 @@ async fn a_run_takes_its_entries_by_tid_whatever_the_statistics() {
         );
     }
 }
+
+/// Connections cut while idle, as by a PostgreSQL restart, are replaced before a batch uses
+/// them: the next operations succeed. A pool that does not check its connections before use
+/// (`test_before_acquire(false)`) answers a `Backend` error for the first batch on each one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_while_idle_are_replaced_before_a_batch_uses_them() {
+    let Some(db) = kws_testenv::postgres().await else { return };
+    let a = PostgresAllocator::connect(db.url(), 4).await.expect("connect");
+    let pool = testkit::create(&a, testkit::spec("cut", "10.9.2.0/24")).await;
+    let owners: Vec<String> = (0..8).map(|i| format!("before{i}")).collect();
+    futures::future::join_all(owners.iter().map(|o| testkit::must_allocate(&a, &pool, o))).await;
+    let admin = db.pool_with(1).await;
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("terminate");
+    assert!(!cut.is_empty() && cut.iter().all(|&c| c), "the allocator's connections: {cut:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    for i in 0..8 {
+        let lease = a.allocate(&pool, &testkit::owner(&format!("after{i}"))).await;
+        assert!(lease.is_ok(), "allocation {i} after the cut: {lease:?}");
+    }
+}

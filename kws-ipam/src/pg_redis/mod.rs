@@ -69,18 +69,15 @@ impl PgRedisAllocator {
     }
 
     /// Connects to PostgreSQL at `pg_url` (at most `max_connections`) and Redis at
-    /// `redis_url`, then as [`Self::new`].
+    /// `redis_url`, then as [`Self::new`]. PostgreSQL connections are checked before use, as
+    /// for [`PostgresAllocator::connect`].
     pub async fn connect(
         pg_url: &str,
         max_connections: u32,
         redis_url: &str,
         prefix: impl Into<String>,
     ) -> Result<Self, Error> {
-        let db = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(max_connections)
-            .connect(pg_url)
-            .await
-            .map_err(crate::postgres::backend)?;
+        let db = crate::postgres::connect_pool(pg_url, max_connections).await?;
         let client = redis::Client::open(redis_url).map_err(redis_backend)?;
         Self::new(db, &client, prefix).await
     }
