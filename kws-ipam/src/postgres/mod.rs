@@ -3,16 +3,21 @@
 //! Every mutating operation is an item of `kws_ipam.batch`, a PL/pgSQL function that runs the
 //! operations queued on one allocator instance in one call: one round trip, one transaction,
 //! one durable commit for the whole batch (group commit, see `group_commit`), and each caller
-//! returns only after the commit that holds its operation. The lease row is the commit point
-//! (`UNIQUE (pool, address)`, `UNIQUE (pool, owner)`); released addresses are taken from
-//! `free_queue` with `FOR UPDATE SKIP LOCKED`, then fresh ones, which wait in the same table
-//! (`ready_at = '-infinity'`, so one `UNIQUE (pool, address)` keeps an address from being free
-//! twice) and which a short transaction of its own moves in from the persisted cursor 1,024
-//! addresses at a time (the only moment the pool row is locked), started in the background
-//! before the chunk runs out. A run
-//! of allocations in one batch takes its addresses with one statement per table. Lease counts
-//! live in 32 stripes per pool, each batch adding its net change to one it can lock without
-//! waiting.
+//! returns only after the commit that holds its operation.
+//!
+//! - The lease row is the commit point: one lease per address and one per owner in a pool
+//!   (unique indexes `(address, pool)` and `(owner, pool)`).
+//! - Released addresses are taken from `free_queue` with `FOR UPDATE SKIP LOCKED`, oldest
+//!   first; then fresh ones, which wait in the same table (`ready_at = '-infinity'`), so one
+//!   `UNIQUE (pool, address)` keeps an address from being free twice.
+//! - A short transaction of its own moves fresh addresses in from the persisted cursor, 1,024
+//!   at a time (the only moment the pool row is locked), started in the background before the
+//!   chunk runs out.
+//! - A run of allocations in one batch takes its addresses with one statement each for the
+//!   released and the fresh ones; the function runs with sequential scans off, so those
+//!   deletes stay TID scans whatever the statistics.
+//! - Lease counts live in 32 stripes per pool, each batch adding its net change to one it can
+//!   lock without waiting.
 
 mod batch;
 mod maintenance;
