@@ -16,6 +16,10 @@
 //! - A run of allocations in one batch takes its addresses with one statement each for the
 //!   released and the fresh ones; the function runs with sequential scans off, so those
 //!   deletes stay TID scans whatever the statistics.
+//! - Every probe of `leases` compares the pool with `IS NOT DISTINCT FROM`, which no index
+//!   serves, so an address probe reads only `leases_address` and an owner probe only
+//!   `leases_owner`, even under a generic plan made while the table was empty. The refill's
+//!   statements are not prepared: they are planned at each refill.
 //! - Lease counts live in 32 stripes per pool, each batch adding its net change to one it can
 //!   lock without waiting.
 
@@ -340,8 +344,11 @@ impl IpAllocator for PostgresAllocator {
             if self.layout(pool).await?.leasable_host(addr)?.is_none() {
                 return Ok(None);
             }
+            // The pool is a filter that no index serves, so only leases_address can answer
+            // (see migration 20261126000005_kws_ipam_lease_probes.sql).
             let owner: Option<String> = sqlx::query_scalar(
-                "SELECT owner FROM kws_ipam.leases WHERE pool = $1 AND address = $2",
+                "SELECT owner FROM kws_ipam.leases \
+                 WHERE pool IS NOT DISTINCT FROM $1 AND address = $2",
             )
             .bind(pool.as_str())
             .bind(addr)
@@ -359,8 +366,10 @@ impl IpAllocator for PostgresAllocator {
     ) -> IpamFuture<'a, Option<Lease>> {
         IpamFuture::boxed(async move {
             self.layout(pool).await?;
+            // Only leases_owner can answer, as in `lookup`.
             let addr: Option<IpAddr> = sqlx::query_scalar(
-                "SELECT address FROM kws_ipam.leases WHERE pool = $1 AND owner = $2",
+                "SELECT address FROM kws_ipam.leases \
+                 WHERE pool IS NOT DISTINCT FROM $1 AND owner = $2",
             )
             .bind(pool.as_str())
             .bind(owner.as_str())

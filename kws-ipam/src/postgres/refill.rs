@@ -86,11 +86,14 @@ pub(super) async fn refill(
     let mut tx = db.begin().await.map_err(backend)?;
     let mut cursor = read_cursor(&mut tx, layout, true).await?;
     let pool = layout.name().as_str();
-    // Another process may have refilled while this one waited for the lock.
+    // Another process may have refilled while this one waited for the lock. Planned at each
+    // refill, like the insert below, so it reads free_queue_fresh whatever the queue was when a
+    // generic plan would have been made.
     let waiting: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT 1 FROM kws_ipam.free_queue \
          WHERE pool = $1 AND ready_at = '-infinity' LIMIT $2) AS w",
     )
+    .persistent(false)
     .bind(pool)
     .bind(i64::try_from(enough).unwrap_or(i64::MAX))
     .fetch_one(&mut *tx)
@@ -107,16 +110,21 @@ pub(super) async fn refill(
         return Ok(Refilled::Exhausted);
     };
     let addrs: Vec<IpAddr> = hosts.iter().map(|&h| layout.addr_of(h)).collect();
-    // One index probe per address (OFFSET 0 keeps the NOT EXISTS a subplan): an anti join the
-    // planner may pick would read every lease of the pool, O(leases) per refill. An address
-    // with a free entry already (released after allocate_specific took it) keeps that entry.
+    // One probe of `leases_address` per address: the pool is a filter that no index serves, as
+    // in the batch function (migration 20261126000005_kws_ipam_lease_probes.sql). OFFSET 0 keeps
+    // the NOT EXISTS a subplan (an anti join may read every lease). The statement is not
+    // prepared (`persistent(false)`): it is planned at each refill against the table as it is.
+    // Prepared, it kept a generic plan made while the table was empty, which read every lease
+    // for each address (1.5 s per refill at 40,000 leases, measured). An address with a free
+    // entry already (released after allocate_specific took it) keeps that entry.
     sqlx::query(
         "INSERT INTO kws_ipam.free_queue (pool, address, ready_at) \
          SELECT $1, a, '-infinity' FROM unnest($2::inet[]) AS a \
          WHERE NOT EXISTS (SELECT 1 FROM kws_ipam.leases l \
-                           WHERE l.pool = $1 AND l.address = a OFFSET 0) \
+                           WHERE l.pool IS NOT DISTINCT FROM $1 AND l.address = a OFFSET 0) \
          ON CONFLICT (pool, address) DO NOTHING",
     )
+    .persistent(false)
     .bind(pool)
     .bind(&addrs)
     .execute(&mut *tx)
