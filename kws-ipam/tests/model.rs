@@ -31,8 +31,11 @@ fn ops() -> impl Strategy<Value = (bool, Vec<Op>)> {
     (any::<bool>(), proptest::collection::vec(op, 1..70))
 }
 
+/// Hosts 6 and 7 are reserved in every pool, so the usable hosts form two segments.
+const RESERVED: std::ops::RangeInclusive<u8> = 6..=7;
+
 /// The contract, written as plainly as possible. Hosts are indexes 0..16 of the /28 or /124;
-/// 0 is the network, 1 the gateway, 15 the IPv4 broadcast.
+/// 0 is the network, 1 the gateway, 15 the IPv4 broadcast, `RESERVED` configured.
 struct Model {
     usable: Vec<u8>,
     leases: BTreeMap<u8, u8>,
@@ -44,7 +47,7 @@ impl Model {
     fn new(v6: bool) -> Self {
         let top = if v6 { 15 } else { 14 };
         Self {
-            usable: (2..=top).collect(),
+            usable: (2..=top).filter(|h| !RESERVED.contains(h)).collect(),
             leases: BTreeMap::new(),
             queue: VecDeque::new(),
             cursor: 0,
@@ -100,8 +103,10 @@ async fn check(alloc: &dyn IpAllocator, case: usize, v6: bool, ops: &[Op]) {
     } else {
         format!("10.{}.{}.0/28", 100 + case / 256, case % 256)
     };
-    let pool = testkit::create(alloc, testkit::spec(&format!("m{case}"), &prefix)).await;
+    let mut spec = testkit::spec(&format!("m{case}"), &prefix);
     let prefix: ipnet::IpNet = prefix.parse().expect("prefix");
+    spec.reserved = vec![addr(&prefix, *RESERVED.start())..=addr(&prefix, *RESERVED.end())];
+    let pool = testkit::create(alloc, spec).await;
     let mut m = Model::new(v6);
     for (step, op) in ops.iter().enumerate() {
         let at = format!("case {case} step {step} {op:?}");
@@ -116,7 +121,7 @@ async fn check(alloc: &dyn IpAllocator, case: usize, v6: bool, ops: &[Op]) {
             }
             Op::Specific(h, o) => {
                 let got = alloc.allocate_specific(&pool, addr(&prefix, h), &who(o)).await;
-                let reserved = h < 2 || (!v6 && h == 15);
+                let reserved = h < 2 || (!v6 && h == 15) || RESERVED.contains(&h);
                 match (reserved, m.leases.get(&h).copied(), m.held_by(o), got) {
                     (_, _, _, Err(Error::OutOfPool { .. })) if h >= 16 => {}
                     (true, _, _, Err(Error::Reserved { .. })) => {}
@@ -154,9 +159,10 @@ async fn check(alloc: &dyn IpAllocator, case: usize, v6: bool, ops: &[Op]) {
     let usage = alloc.usage(&pool).await.expect("usage");
     assert_eq!(usage.allocated, m.leases.len() as u128, "case {case}: allocated");
     assert_eq!(usage.capacity, m.usable.len() as u128, "case {case}: capacity");
-    for (h, o) in &m.leases {
-        let l = alloc.lookup(&pool, addr(&prefix, *h)).await.expect("lookup");
-        assert_eq!(l.map(|l| l.owner), Some(who(*o)), "case {case}: lookup of host {h}");
+    for h in 0..16 {
+        let l = alloc.lookup(&pool, addr(&prefix, h)).await.expect("lookup");
+        let want = m.leases.get(&h).map(|o| who(*o));
+        assert_eq!(l.map(|l| l.owner), want, "case {case}: lookup of host {h}");
     }
 }
 
