@@ -52,11 +52,21 @@ impl PostgresAllocator {
         if n % VACUUM_EVERY != 0 || self.vacuums.running.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (db, vacuums) = (self.db.clone(), Arc::clone(&self.vacuums));
+        let (db, running) = (self.db.clone(), Running(Arc::clone(&self.vacuums)));
         tokio::spawn(async move {
             let _ = vacuum_free_queue(&db).await;
-            vacuums.running.store(false, Ordering::Release);
+            drop(running);
         });
+    }
+}
+
+/// Clears `Vacuums::running` when dropped: when the vacuum ends, and also when its task is
+/// dropped unfinished (its runtime shutting down), so later vacuums are not held off.
+struct Running(Arc<Vacuums>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
     }
 }
 
