@@ -29,9 +29,13 @@ const TASKS: usize = 32;
 const KILLS: usize = 20;
 
 /// Operations in all, on every backend: 200,000 (the six tests together take about a minute on
-/// the 2-core CI machine). `KWS_IPAM_STRESS_OPS` sets another size.
+/// the 2-core CI machine). `KWS_IPAM_STRESS_OPS` sets another size; a value that is not a
+/// number stops the test instead of running the default silently.
 fn ops() -> usize {
-    std::env::var("KWS_IPAM_STRESS_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
+    match std::env::var("KWS_IPAM_STRESS_OPS") {
+        Ok(v) => v.parse().unwrap_or_else(|e| panic!("KWS_IPAM_STRESS_OPS={v:?}: {e}")),
+        Err(_) => 200_000,
+    }
 }
 
 #[test]
