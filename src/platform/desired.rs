@@ -88,13 +88,16 @@ impl Platform {
         let scope = Scope::Operator;
         let instances = self.store().list_all::<InstanceSpec>(&scope, None).await?;
         let apps = self.store().list_all::<AppSpec>(&scope, None).await?;
-        let by_key: HashMap<(&OwnerId, &str), &Object<InstanceSpec>> =
-            instances.iter().map(|i| ((&i.meta.tenant, i.meta.name.as_str()), i)).collect();
+        let by_key: HashMap<(&OwnerId, &str), &Object<InstanceSpec>> = instances
+            .iter()
+            .filter(|i| i.meta.deleting.is_none())
+            .map(|i| ((&i.meta.tenant, i.meta.name.as_str()), i))
+            .collect();
         let mut routes = Vec::with_capacity(instances.len() + apps.len());
-        for instance in &instances {
+        for instance in instances.iter().filter(|i| i.meta.deleting.is_none()) {
             routes.extend(self.ide_route(instance)?);
         }
-        for app in &apps {
+        for app in apps.iter().filter(|a| a.meta.deleting.is_none()) {
             if let Some(instance) = by_key.get(&(&app.meta.tenant, app.spec.instance.as_str())) {
                 routes.extend(self.app_route(app, instance)?);
             }

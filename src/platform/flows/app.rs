@@ -180,11 +180,22 @@ impl Platform {
             Started::Done(op) => return Err(ended_error(&op)),
         };
         let body = async {
-            run.step("route", self.unpublish_host(&name)).await?;
-            run.step("record", self.remove_app_record(tenant, &name)).await?;
+            self.unpublish_steps(&run, tenant, &name).await?;
             Ok(((), serde_json::Value::Null))
         };
         finishing(&run, body).await
+    }
+
+    async fn unpublish_steps(
+        &self,
+        run: &Run,
+        tenant: &OwnerId,
+        name: &DnsLabel,
+    ) -> Result<(), Error> {
+        let mark = self.store().mark_removing::<AppSpec>(&Scope::Operator, tenant, name.as_str());
+        run.step("mark", mark).await?;
+        run.step("route", self.unpublish_host(name)).await?;
+        run.step("record", self.remove_app_record(tenant, name)).await
     }
 
     async fn remove_app_record(&self, tenant: &OwnerId, name: &DnsLabel) -> Result<(), Error> {
@@ -239,8 +250,7 @@ pub(crate) fn rerun_unpublish(platform: &Platform, run: Run) -> BoxFuture<'_, Re
     Box::pin(async move {
         let op = run.operation().await;
         let name = request_of::<DnsLabel>(&op)?;
-        run.step("route", platform.unpublish_host(&name)).await?;
-        run.step("record", platform.remove_app_record(&op.tenant, &name)).await?;
+        platform.unpublish_steps(&run, &op.tenant, &name).await?;
         run.succeed(serde_json::Value::Null).await;
         Ok(())
     })

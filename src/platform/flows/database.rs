@@ -163,6 +163,9 @@ impl Platform {
     }
 
     async fn drop_steps(&self, run: &Run, tenant: &OwnerId, name: &DnsLabel) -> Result<(), Error> {
+        let mark =
+            self.store().mark_removing::<DatabaseSpec>(&Scope::Operator, tenant, name.as_str());
+        run.step("mark", mark).await?;
         run.step("database", self.drop_database_everywhere(tenant, name)).await
     }
 

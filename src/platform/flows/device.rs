@@ -226,6 +226,10 @@ impl Platform {
         recorded: &Recorded,
     ) -> Result<(), Error> {
         let key = PublicKey::from_base64(&recorded.public_key).ok();
+        let store = self.store();
+        let mark =
+            store.mark_removing::<DeviceSpec>(&Scope::Operator, tenant, recorded.name.as_str());
+        run.step("mark", mark).await?;
         run.step("vpn", async {
             self.vpn().purge_device(tenant, &recorded.name, key).await.map_err(vpn_error)
         })

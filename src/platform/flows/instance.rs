@@ -418,6 +418,7 @@ impl Platform {
     ) -> Result<(), Error> {
         let store = self.store();
         let op = Scope::Operator;
+        run.step("mark", store.mark_removing::<InstanceSpec>(&op, tenant, name.as_str())).await?;
         run.step("apps", async {
             for app in store.list_all::<AppSpec>(&op, Some(tenant)).await? {
                 if app.spec.instance.label() == name {

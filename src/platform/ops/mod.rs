@@ -14,7 +14,7 @@ pub(crate) mod run;
 pub(crate) use faults::FaultPlan;
 pub use faults::{Fault, FaultPoint};
 pub(crate) use reaper::{Recovery, recovery_of};
-pub(crate) use run::{Begin, Run, begin, request_of, wait_final};
+pub(crate) use run::{Begin, Run, begin, request_of, to_chrono, wait_final};
 
 use sha2::{Digest, Sha256};
 

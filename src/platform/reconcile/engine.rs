@@ -11,7 +11,7 @@ use crate::platform::{
     Error, Platform, Scope,
     flows::{runtime_error, status_of},
     model::{Desired, InstanceSpec},
-    store::{Object, OpState, PlatformStoreExt},
+    store::{Object, PlatformStoreExt},
 };
 
 impl Platform {
@@ -34,14 +34,15 @@ impl Platform {
         for record in &records {
             let key = key_of(record);
             let info = live.remove(&key);
-            if self.launch_in_flight(record).await? {
+            // Being removed (the removals pass finishes it), or still being launched.
+            if record.meta.deleting.is_some() || self.launch_in_flight(record).await? {
                 continue;
             }
             let label = format!("{}/{}", record.meta.tenant, record.meta.name);
             let info = match info {
                 Some(info) => info,
                 None if record.spec.address.is_some() => {
-                    self.recreate(record).await?;
+                    report.firewall_replaced |= self.recreate(record).await?;
                     report.instances_recreated.push(label.clone());
                     runtime.inspect(&key).await.map_err(runtime_error)?
                 }
@@ -75,22 +76,18 @@ impl Platform {
         Ok(())
     }
 
-    /// Whether the operation that made the record is still running (the launch owns it).
+    /// Whether the launch that made the record may still own it: nothing observed it yet and
+    /// its operation may still run.
     async fn launch_in_flight(&self, record: &Object<InstanceSpec>) -> Result<bool, Error> {
-        let Some(origin) = record.origin else { return Ok(false) };
         if record.status.value.is_some() {
             return Ok(false);
         }
-        match self.store().get_operation(&Scope::Operator, origin).await {
-            Ok(op) => Ok(op.state == OpState::Running || op.state == OpState::Pending),
-            Err(Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.in_flight(record.origin, record.meta.created_at).await
     }
 
     /// Makes a record's container again, with its workspace (kept by the runtime's volume),
-    /// and records its address and the state it observed.
-    async fn recreate(&self, record: &Object<InstanceSpec>) -> Result<(), Error> {
+    /// and records its address. Says whether the firewall had to change (a new bridge).
+    async fn recreate(&self, record: &Object<InstanceSpec>) -> Result<bool, Error> {
         let runtime = self.runtime()?;
         let (tenant, name) = (&record.meta.tenant, &record.meta.name);
         let key = key_of(record);
@@ -98,7 +95,7 @@ impl Platform {
         runtime.purge(&key, VolumePolicy::Keep).await.map_err(runtime_error)?;
         let spec = self.runtime_spec(tenant, name, &record.spec)?;
         let info = runtime.create(spec).await.map_err(runtime_error)?;
-        self.apply_firewall().await?;
+        let firewall = self.apply_firewall().await?;
         let store = self.store();
         let mut fresh = store.get::<InstanceSpec>(&Scope::Operator, tenant, name.as_str()).await?;
         if fresh.spec.address != Some(info.address) || fresh.spec.ide_port != Some(info.ide_port) {
@@ -106,7 +103,7 @@ impl Platform {
             fresh.spec.ide_port = Some(info.ide_port);
             store.update(&Scope::Operator, &fresh).await?;
         }
-        Ok(())
+        Ok(firewall.netfilter_replaced)
     }
 }
 

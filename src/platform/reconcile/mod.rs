@@ -4,6 +4,7 @@
 //! else, and reports each change it made.
 
 mod engine;
+mod removals;
 mod report;
 
 pub use report::ReconcileReport;
@@ -32,6 +33,8 @@ impl Platform {
                 report.errors.push(format!("{area}: {e}"));
             }
         };
+        let result = self.finish_removals(&mut report).await;
+        note("removals", result, &mut report);
         let result = self.reconcile_devices(&mut report).await;
         note("vpn", result, &mut report);
         if self.runtime().is_ok() {
@@ -61,7 +64,7 @@ impl Platform {
         let now = Utc::now();
         let devices = store.list_all::<DeviceSpec>(&scope, None).await?;
         let mut recorded = HashMap::new();
-        for device in &devices {
+        for device in devices.iter().filter(|d| d.meta.deleting.is_none()) {
             if device.spec.expires_at.is_some_and(|at| at <= now) {
                 self.purge_device_everywhere(&device.meta.tenant, device).await?;
                 report.devices_expired.push(format!("{}/{}", device.meta.tenant, device.meta.name));
@@ -78,6 +81,24 @@ impl Platform {
                     .map_err(vpn_error)?;
                 report.peers_removed.push(format!("{}/{}", peer.owner, peer.name));
             }
+        }
+        // Records whose peer row is gone (not while their add still runs) cannot serve.
+        let stored: std::collections::HashSet<_> = vpn
+            .store()
+            .list(&vpn.settings().interface)
+            .await
+            .map_err(vpn_error)?
+            .into_iter()
+            .map(|p| (p.owner, p.name))
+            .collect();
+        for ((tenant, name), device) in &recorded {
+            if stored.contains(&(tenant.clone(), name.clone()))
+                || self.in_flight(device.origin, device.meta.created_at).await?
+            {
+                continue;
+            }
+            self.purge_device_everywhere(tenant, device).await?;
+            report.devices_lost.push(format!("{tenant}/{name}"));
         }
         let interface = vpn.reconcile().await.map_err(vpn_error)?;
         report.interface_configured = interface.configured;
@@ -112,7 +133,7 @@ impl Platform {
 
     async fn reconcile_firewall(&self, report: &mut ReconcileReport) -> Result<(), Error> {
         let applied = self.apply_firewall().await?;
-        report.firewall_replaced = applied.netfilter_replaced;
+        report.firewall_replaced |= applied.netfilter_replaced;
         report.firewall_links_changed = applied.links_changed;
         Ok(())
     }

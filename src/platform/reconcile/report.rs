@@ -10,6 +10,12 @@ pub struct ReconcileReport {
     pub at: DateTime<Utc>,
     /// How long it took, in milliseconds.
     pub took_ms: f64,
+    /// Removals an interrupted or failed operation left unfinished, finished now
+    /// (`kind tenant/name`).
+    pub removals_finished: Vec<String>,
+    /// Devices whose peer row was gone (it holds the preshared key, so the device cannot be
+    /// made again), revoked (`tenant/name`).
+    pub devices_lost: Vec<String>,
     /// Devices past their expiry, revoked (`tenant/name`).
     pub devices_expired: Vec<String>,
     /// Peers in the peer store without a device record, purged (`tenant/name`).
@@ -47,7 +53,9 @@ pub struct ReconcileReport {
 impl ReconcileReport {
     /// Whether the pass found everything as the stores want it.
     pub fn changed_nothing(&self) -> bool {
-        self.devices_expired.is_empty()
+        self.removals_finished.is_empty()
+            && self.devices_lost.is_empty()
+            && self.devices_expired.is_empty()
             && self.peers_removed.is_empty()
             && !self.interface_configured
             && self.interface_added.is_empty()

@@ -279,6 +279,7 @@ impl PlatformStore for MemoryStore {
                 version: 1,
                 created_at: now,
                 updated_at: now,
+                deleting: None,
             },
             unique: new.unique,
             claims: new.claims,
@@ -397,6 +398,25 @@ impl PlatformStore for MemoryStore {
         record.status = status;
         record.observed_at = Some(observed_at);
         Ok(true)
+    }
+
+    async fn mark_deleting(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        tenant: &OwnerId,
+        name: &str,
+    ) -> Result<ObjectRecord, Error> {
+        let mut state = self.state();
+        let key = (tenant.clone(), kind, name.to_owned());
+        state.object(scope, &key)?;
+        let record =
+            state.objects.get_mut(&key).ok_or_else(|| object_not_found(kind, tenant, name))?;
+        if record.meta.deleting.is_none() {
+            record.meta.deleting = Some(Utc::now());
+            record.meta.version += 1;
+        }
+        Ok(record.clone())
     }
 
     async fn delete_object(

@@ -163,6 +163,16 @@ pub trait PlatformStore: Send + Sync + Debug + 'static {
         observed_at: DateTime<Utc>,
     ) -> Result<bool, Error>;
 
+    /// Marks an object as being removed (its `deleting` time, once; a second mark keeps the
+    /// first time) and bumps its version; returns it.
+    async fn mark_deleting(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        tenant: &OwnerId,
+        name: &str,
+    ) -> Result<ObjectRecord, Error>;
+
     /// Deletes an object (at `expected_version`, when given) and returns what it was.
     async fn delete_object(
         &self,

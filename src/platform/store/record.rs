@@ -243,6 +243,9 @@ pub struct Meta {
     pub created_at: DateTime<Utc>,
     /// When its spec last changed.
     pub updated_at: DateTime<Utc>,
+    /// Set when its removal began: from then on nothing makes it again (reconcile finishes
+    /// the removal instead), as Kubernetes' `deletionTimestamp`.
+    pub deleting: Option<DateTime<Utc>>,
 }
 
 /// A tenant object as the store keeps it.

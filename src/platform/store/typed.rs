@@ -200,6 +200,19 @@ pub trait PlatformStoreExt: PlatformStore {
         self.update_status(scope, S::KIND, tenant, name, status, at).await
     }
 
+    /// Marks `S`'s object as being removed (see [`Meta::deleting`]).
+    async fn mark_removing<S: Resource>(
+        &self,
+        scope: &Scope,
+        tenant: &OwnerId,
+        name: &str,
+    ) -> Result<(), Error> {
+        match self.mark_deleting(scope, S::KIND, tenant, name).await {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes `S`'s object, whatever its version; `Ok(None)` when there was none.
     async fn remove<S: Resource>(
         &self,
