@@ -22,6 +22,7 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod require;
+mod wg_quick;
 
 #[cfg(feature = "docker")]
 pub use docker::{TEST_LABEL, docker, test_labels};
@@ -33,3 +34,4 @@ pub use postgres::{TestDb, postgres};
 #[cfg(feature = "redis")]
 pub use redis::{RedisServer, TestRedis, redis};
 pub use require::{random_suffix, required, run_id, unavailable};
+pub use wg_quick::{WgQuickClient, split_wg_quick};

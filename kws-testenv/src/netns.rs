@@ -129,7 +129,20 @@ impl Netns {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        let path = format!("/var/run/netns/{}", self.name);
+        Self::enter_named(&self.name, f)
+    }
+
+    /// As [`Netns::enter`], for a namespace another process of the test made (a child process
+    /// working in its parent's namespace): by name, without owning it.
+    ///
+    /// # Panics
+    /// As `enter`.
+    pub fn enter_named<F, R>(name: &str, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        let path = format!("/var/run/netns/{name}");
         std::thread::scope(|s| {
             let worker = s.spawn(move || {
                 let file = match File::open(&path) {

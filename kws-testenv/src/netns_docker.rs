@@ -103,6 +103,11 @@ impl NetnsDocker {
         &self.docker
     }
 
+    /// The engine's socket (for a client in another process: `unix://<socket>`).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// The namespace the engine and its containers' network live in.
     pub fn netns(&self) -> &Netns {
         &self.netns

@@ -8,14 +8,13 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
-    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use kws_core::{DnsLabel, IfName};
 use kws_ipam::MemoryAllocator;
-use kws_testenv::{Netns, random_suffix};
+use kws_testenv::{Netns, WgQuickClient, random_suffix};
 use kws_wg::{
     Endpoint, MemoryPeerStore, PrivateKey, Supervisor, UapiDevice, VpnService, VpnSettings,
     WireguardGo,
@@ -32,7 +31,7 @@ pub struct Lab {
     pub client: Netns,
     pub server_if: IfName,
     pub client_if: String,
-    client_wg: Option<std::process::Child>,
+    client_wg: Option<WgQuickClient>,
 }
 
 pub fn sockets(names: &[&str]) -> Vec<PathBuf> {
@@ -96,36 +95,10 @@ impl Lab {
         (service, supervisor)
     }
 
-    /// Starts the client's wireguard-go and configures it from `wg_quick` alone: the
-    /// `wg setconf` part goes over UAPI (`wg`), `Address` onto the link, and a route per
-    /// `AllowedIPs` prefix (as wg-quick does).
+    /// Starts the client's wireguard-go and configures it from `wg_quick` alone
+    /// (kws_testenv::WgQuickClient).
     pub fn start_client(&mut self, wg_quick: &str) {
-        let child = self
-            .client
-            .command(["wireguard-go", "-f", &self.client_if])
-            .env("WG_PROCESS_FOREGROUND", "1")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("client wireguard-go");
-        self.client_wg = Some(child);
-        let socket = &sockets(&[&self.client_if])[0];
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
-            assert!(Instant::now() < deadline, "client wireguard-go never opened its socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let (setconf, addresses, routes) = split_wg_quick(wg_quick);
-        let file = std::env::temp_dir().join(format!("kws-wg-{}.conf", self.client_if));
-        std::fs::write(&file, setconf).expect("write setconf file");
-        self.client.run(["wg", "setconf", &self.client_if, file.to_str().expect("utf-8")]);
-        let _ = std::fs::remove_file(&file);
-        for addr in &addresses {
-            self.client.run(["ip", "address", "add", addr, "dev", &self.client_if]);
-        }
-        self.client.run(["ip", "link", "set", &self.client_if, "up"]);
-        for route in &routes {
-            self.client.run(["ip", "route", "add", route, "dev", &self.client_if]);
-        }
+        self.client_wg = Some(WgQuickClient::start(&self.client, &self.client_if, wg_quick));
     }
 
     /// One ping from the client (optionally from `source`) to `dst`.
@@ -211,38 +184,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut child) = self.client_wg.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        drop(self.client_wg.take());
         // SIGKILLed userspace interfaces leave their sockets behind.
         for socket in sockets(&[self.server_if.as_str(), &self.client_if]) {
             let _ = std::fs::remove_file(socket);
         }
     }
-}
-
-/// Splits a wg-quick file into its `wg setconf` part, its `Address` values and the routes of
-/// its `AllowedIPs` (what wg-quick itself does with them).
-pub fn split_wg_quick(text: &str) -> (String, Vec<String>, Vec<String>) {
-    let mut setconf = String::new();
-    let mut addresses = Vec::new();
-    let mut routes = Vec::new();
-    let list = |v: &str| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>();
-    for line in text.lines() {
-        match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
-            Some(("Address", v)) => addresses.extend(list(v)),
-            Some(("DNS", _)) => {}
-            Some(("AllowedIPs", v)) => {
-                routes.extend(list(v));
-                setconf.push_str(line);
-                setconf.push('\n');
-            }
-            _ => {
-                setconf.push_str(line);
-                setconf.push('\n');
-            }
-        }
-    }
-    (setconf, addresses, routes)
 }

@@ -39,6 +39,9 @@ pub struct LaunchInstance {
     /// Its environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The command it runs instead of its image's.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
 }
 
 impl LaunchInstance {
@@ -51,6 +54,7 @@ impl LaunchInstance {
             memory_mb: None,
             app_ports: Vec::new(),
             env: BTreeMap::new(),
+            command: None,
         })
     }
 }
@@ -148,6 +152,7 @@ impl Platform {
             resources,
             app_ports: request.app_ports.clone(),
             env: request.env.clone(),
+            command: request.command.clone(),
             desired: Desired::Running,
             address: None,
             ide_port: None,
@@ -171,6 +176,7 @@ impl Platform {
             None => self.settings().ide.image.clone(),
         };
         out.env = spec.env.clone();
+        out.command = spec.command.clone();
         out.app_ports = spec.app_ports.clone();
         out.ide_port = Some(self.settings().ide.port);
         out.resources = Some(runtime_resources(spec.resources));

@@ -37,6 +37,9 @@ pub struct InstanceSpec {
     pub app_ports: Vec<u16>,
     /// Its environment.
     pub env: BTreeMap<String, String>,
+    /// The command it runs instead of its image's.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
     /// Running or stopped.
     pub desired: Desired,
     /// Its address on the tenant's network, once created.
