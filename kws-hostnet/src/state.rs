@@ -92,7 +92,9 @@ pub struct PeerRule {
 }
 
 /// Peer isolation on the WireGuard interface: each peer reaches only its listed destinations,
-/// peer-to-peer traffic is dropped, and anything else arriving on the interface is dropped.
+/// peer-to-peer traffic is dropped, and anything else arriving on the interface is dropped,
+/// the host itself included (its input: only answers to the host's own traffic and ICMP get
+/// in, so no service listening on the host is in a peer's reach).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerIsolation {
     /// The WireGuard interface, e.g. `wg0`.

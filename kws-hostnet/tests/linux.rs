@@ -112,6 +112,15 @@ fn isolation_keeps_peers_to_their_own_instances() {
     assert!(!ping(&peers.b, PEER_A), "peer-to-peer traffic must be dropped");
     assert!(tcp_connect(&peers.b, sock(VM_B, 22), PATIENCE), "peer B must reach its instance");
     assert_eq!(tcp_accept(&other, PATIENCE).expect("accepted").0.ip().to_string(), PEER_B);
+    // Nor the host itself: a service listening on one of its addresses is out of reach, but
+    // ICMP to it still answers.
+    let host_service = tcp_listen(&topo.router, sock("192.168.69.1", 2222));
+    assert!(
+        !tcp_connect(&peers.a, sock("192.168.69.1", 2222), BLOCKED),
+        "a peer reached a host service"
+    );
+    assert!(tcp_accept(&host_service, Duration::from_millis(100)).is_none());
+    assert!(ping(&peers.a, "192.168.69.1"), "ICMP to the host answers");
 }
 
 /// Issue check 5: A second `apply` leaves the ruleset byte-identical, from the same backend (no change at

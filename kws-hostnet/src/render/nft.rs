@@ -75,8 +75,31 @@ pub fn render_batch(state: &HostNetState) -> String {
     for masq in &state.masquerade {
         masquerade_rule(&mut out, masq, MARK_ACCEPT);
     }
-    out.push_str("\t}\n}\n");
+    out.push_str("\t}\n");
+    if let Some(isolation) = &state.isolation {
+        input_rules(&mut out, isolation);
+    }
+    out.push_str("}\n");
     out
+}
+
+/// Peers reach nothing on the host itself but answers to what the host sent them and ICMP:
+/// every service that listens on one of the host's addresses (a database, a dashboard, the
+/// Docker bridges' gateways) is out of a peer's reach, as the instances of other tenants are.
+fn input_rules(out: &mut String, isolation: &PeerIsolation) {
+    let wg = &isolation.interface;
+    let tag = RuleTag::Isolate(wg.clone());
+    out.push_str(
+        "\tchain input {\n\t\ttype filter hook input priority filter - 1; policy accept;\n",
+    );
+    let _ =
+        writeln!(out, "\t\tiifname \"{wg}\" ct state established,related accept comment \"{tag}\"");
+    let _ = writeln!(
+        out,
+        "\t\tiifname \"{wg}\" meta l4proto {{ icmp, ipv6-icmp }} accept comment \"{tag}\""
+    );
+    let _ = writeln!(out, "\t\tiifname \"{wg}\" drop comment \"{tag}\"");
+    out.push_str("\t}\n");
 }
 
 /// A rule matching the flows of one masquerade item: the SNAT itself (`action` =
