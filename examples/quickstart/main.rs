@@ -1,29 +1,23 @@
 //! The quickstart: what kws can do, on embedded defaults (no services, no root).
 //!
-//! `cargo run --example quickstart`. Each capability shows its part in a module of this folder.
+//! `cargo run --example quickstart`. The vocabulary and the allocator show their part alone;
+//! everything else runs as the Platform's flows.
 
-#[cfg(feature = "hostnet")]
-mod hostnet;
 #[cfg(feature = "ipam")]
 mod ipam;
 mod names;
-#[cfg(feature = "proxy")]
-mod proxy;
-#[cfg(feature = "wg")]
-mod wg;
+#[cfg(feature = "platform")]
+mod platform;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "kws quickstart (embedded defaults: in-memory stores, nothing outside this process)\n"
     );
     names::show()?;
+    let rt = tokio::runtime::Runtime::new()?;
     #[cfg(feature = "ipam")]
-    tokio::runtime::Runtime::new()?.block_on(ipam::show())?;
-    #[cfg(feature = "hostnet")]
-    hostnet::show()?;
-    #[cfg(feature = "wg")]
-    wg::show()?;
-    #[cfg(feature = "proxy")]
-    proxy::show()?;
+    rt.block_on(ipam::show())?;
+    #[cfg(feature = "platform")]
+    rt.block_on(platform::show())?;
     Ok(())
 }
