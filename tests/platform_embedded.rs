@@ -329,3 +329,139 @@ async fn reconcile_restores_what_was_removed_behind_its_back() {
     let ops = platform.store().list_operations(&op, Some(&alice), None, 10).await.expect("ops");
     assert!(ops.iter().all(|o| o.state == OpState::Succeeded));
 }
+
+#[tokio::test]
+async fn a_cancel_stops_a_running_operation_and_undoes_it() {
+    use kws::platform::{Fault, FaultPoint};
+    let platform = platform_with(&["alice"]).await;
+    let alice = owner("alice");
+    let point = FaultPoint { kind: "launch_instance".into(), step: "container".into() };
+    platform.inject_fault(point, Some(Fault::Pause));
+    let task = {
+        let (platform, alice) = (platform.clone(), alice.clone());
+        tokio::spawn(async move {
+            platform
+                .launch_instance(
+                    &Scope::Operator,
+                    &alice,
+                    LaunchInstance::named("web").expect("req"),
+                    None,
+                )
+                .await
+        })
+    };
+    let op = loop {
+        let ops = platform
+            .store()
+            .list_operations(&Scope::Operator, Some(&alice), None, 1)
+            .await
+            .expect("ops");
+        if let Some(op) = ops.into_iter().find(|o| o.steps.iter().any(|s| s.name == "container")) {
+            if op
+                .steps
+                .iter()
+                .any(|s| s.name == "container" && s.state == kws::platform::store::StepState::Done)
+            {
+                break op;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(
+        platform.runtime().expect("rt").list_all().await.expect("list").len(),
+        1,
+        "the container is made"
+    );
+    // Another tenant cannot cancel it.
+    let bob = Scope::tenant(owner("bob"), Role::Admin);
+    assert_eq!(
+        platform.cancel_operation(&bob, op.id).await.expect_err("bob").kind(),
+        ErrorKind::NotFound
+    );
+    let ended = platform.cancel_operation(&Scope::Operator, op.id).await.expect("cancel");
+    assert_eq!(ended.state, OpState::Compensated, "{ended:?}");
+    let err = task.await.expect("task").expect_err("cancelled");
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(
+        platform.runtime().expect("rt").list_all().await.expect("list").is_empty(),
+        "the container is gone"
+    );
+    assert!(
+        platform
+            .store()
+            .find::<InstanceSpec>(&Scope::Operator, &alice, "web")
+            .await
+            .expect("find")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_operation_past_its_deadline_is_undone() {
+    use kws::platform::{Fault, FaultPoint, PlatformParts};
+    let mut parts = PlatformParts::embedded().await.expect("parts");
+    parts.settings.operation_deadline = std::time::Duration::from_millis(300);
+    let platform = Platform::new(parts);
+    let alice = owner("alice");
+    platform.create_tenant(&Scope::Operator, alice.clone(), "alice", None).await.expect("tenant");
+    let point = FaultPoint { kind: "add_device".into(), step: "peer".into() };
+    platform.inject_fault(point, Some(Fault::Pause));
+    let err = platform
+        .add_device(&Scope::Operator, &alice, AddDevice::named("laptop"), None)
+        .await
+        .map(drop)
+        .expect_err("deadline");
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
+    let ops = platform
+        .store()
+        .list_operations(&Scope::Operator, Some(&alice), None, 1)
+        .await
+        .expect("ops");
+    assert_eq!(ops[0].state, OpState::Compensated);
+    let vpn = platform.vpn();
+    assert!(vpn.store().list(&vpn.settings().interface).await.expect("peers").is_empty());
+    assert_eq!(vpn.allocator().usage(&vpn.settings().pool_v4).await.expect("usage").allocated, 0);
+}
+
+#[tokio::test]
+async fn a_tenant_streams_its_own_events_only_and_resumes() {
+    use futures::StreamExt;
+    use kws::platform::EventBody;
+    let platform = platform_with(&["alice", "bob"]).await;
+    let (alice, bob) = (owner("alice"), owner("bob"));
+    let alice_scope = Scope::tenant(alice.clone(), Role::Viewer);
+    let mut stream = platform.events().subscribe(alice_scope.clone(), Some(0));
+    platform
+        .launch_instance(
+            &Scope::Operator,
+            &bob,
+            LaunchInstance::named("bobweb").expect("req"),
+            None,
+        )
+        .await
+        .expect("bob");
+    platform
+        .launch_instance(&Scope::Operator, &alice, LaunchInstance::named("web").expect("req"), None)
+        .await
+        .expect("alice");
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), stream.next()).await
+    {
+        let event = event.expect("no gap");
+        assert_eq!(event.tenant, alice, "only alice's events: {event:?}");
+        seen.push(event);
+    }
+    assert!(seen.iter().any(|e| matches!(&e.body, EventBody::Operation { kind, state, .. } if kind == "launch_instance" && *state == OpState::Succeeded)));
+    assert!(seen.iter().any(
+        |e| matches!(&e.body, EventBody::Object { name, change: "created", .. } if name == "web")
+    ));
+    assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+    // Resume after the third: the rest again, nothing twice.
+    let third = seen[2].seq;
+    let mut again = platform.events().subscribe(alice_scope, Some(third));
+    for expected in &seen[3..] {
+        let next = again.next().await.expect("open").expect("no gap");
+        assert_eq!(next.seq, expected.seq);
+    }
+}

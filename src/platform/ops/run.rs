@@ -180,21 +180,25 @@ impl Run {
         let deadline = self.inner.op.lock().await.deadline;
         let left = (deadline - Utc::now()).to_std().unwrap_or_default();
         let id = self.id().to_string();
+        // The step, its `done` mark and an injected fault after it race the cancel and the
+        // deadline together: a cancel stops a flow paused after a step too.
+        let whole = async {
+            let out = work.await?;
+            self.mark(name, StepState::Done).await?;
+            self.platform().faults().after(&self.inner.kind, name).await?;
+            Ok(out)
+        };
         let out = if self.inner.cancellable {
             tokio::select! {
                 biased;
                 () = self.inner.cancel.cancelled() => Err(Error::Cancelled(id)),
                 () = tokio::time::sleep(left) => Err(Error::DeadlineExceeded(id)),
-                out = work => out,
+                out = whole => out,
             }
         } else {
-            work.await
+            whole.await
         };
-        let out = out.map_err(|e| failed(name, e))?;
-        self.mark(name, StepState::Done).await?;
-        let kind = self.inner.kind.clone();
-        self.platform().faults().after(&kind, name).await.map_err(|e| failed(name, e))?;
-        Ok(out)
+        out.map_err(|e| failed(name, e))
     }
 
     /// Whether the operation may go on: not cancelled, not past its deadline.
@@ -231,9 +235,31 @@ impl Run {
             }
             _ => op.steps.push(Step { name: name.to_owned(), state, at: now }),
         }
-        *op = self.platform().store().save_operation(&op).await?;
+        *op = self.save(&op).await?;
         self.publish(&op, Some(name));
         Ok(())
+    }
+
+    /// Saves `op`. When the store has a newer version still held by this process (a save
+    /// that went through but whose answer was lost to a cancel), saves again on top of it; a
+    /// version held by another process is its `Conflict` (the claim was taken over).
+    async fn save(&self, op: &Operation) -> Result<Operation, Error> {
+        let store = self.platform().store();
+        match store.save_operation(op).await {
+            Err(Error::Conflict { .. }) => {
+                let stored = store.get_operation(&Scope::Operator, op.id).await?;
+                if stored.holder != op.holder {
+                    return Err(Error::Conflict {
+                        kind: "operation",
+                        name: op.id.to_string(),
+                        expected: op.version,
+                        actual: stored.version,
+                    });
+                }
+                store.save_operation(&Operation { version: stored.version, ..op.clone() }).await
+            }
+            other => other,
+        }
     }
 
     fn publish(&self, op: &Operation, step: Option<&str>) {
@@ -254,7 +280,7 @@ impl Run {
         op.state = state;
         op.error = error;
         op.result = result;
-        match self.platform().store().save_operation(&op).await {
+        match self.save(&op).await {
             Ok(saved) => *op = saved,
             // The record stays `running`; the reaper of whichever process holds it ends it.
             Err(e) => tracing::warn!(op = %op.id, error = %e, "operation end not saved"),
