@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::{
-    CertFiles, CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, http::JsonClient,
+    CertFiles, CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, http::HttpsClient,
     table::RouteTable,
 };
 
@@ -42,14 +42,15 @@ pub struct CaddyConfig {
 pub struct CaddyProxy {
     policy: RoutePolicy,
     config: CaddyConfig,
-    client: JsonClient,
+    client: HttpsClient,
     routes: Mutex<BTreeMap<Hostname, Route>>,
 }
 
 impl CaddyProxy {
     /// Loads the base configuration into the Caddy at `config.admin`.
     pub async fn open(policy: RoutePolicy, config: CaddyConfig) -> Result<Self, ProxyError> {
-        let client = JsonClient::new("caddy").map_err(|output| ProxyError::Reload { output })?;
+        let client =
+            HttpsClient::new("caddy").map_err(|output| ProxyError::Unavailable { output })?;
         let proxy = Self { policy, config, client, routes: Mutex::new(BTreeMap::new()) };
         proxy.call(None, Method::POST, "/load", Some(&proxy.base_config())).await?;
         // Caddy restarts its admin server after a load: wait until it answers again.
@@ -110,26 +111,30 @@ impl CaddyProxy {
             .await
     }
 
-    /// The Caddy routes of `route`: `(server, id, json)`.
+    /// The Caddy routes of `route`: `(server, id, json)`. An id names its server, so a route
+    /// that moves between servers (TLS on or off) never has two objects with one id.
     fn caddy_routes(&self, route: &Route) -> Vec<(&'static str, String, Value)> {
         let host = route.host().to_string();
-        let proxy = json!({
-            "@id": format!("kws-route-{host}"),
-            "match": [{"host": [host]}],
-            "handle": [{
-                "handler": "reverse_proxy",
-                "upstreams": [{"dial": route.upstream().to_string()}],
-                "transport": {"protocol": "http", "dial_timeout": "5s"}
-            }],
-            "terminal": true
-        });
+        let id = |server: &str| format!("kws-{server}-{host}");
+        let proxy = |server: &str| {
+            json!({
+                "@id": id(server),
+                "match": [{"host": [host]}],
+                "handle": [{
+                    "handler": "reverse_proxy",
+                    "upstreams": [{"dial": route.upstream().to_string()}],
+                    "transport": {"protocol": "http", "dial_timeout": "5s"}
+                }],
+                "terminal": true
+            })
+        };
         if !route.tls() {
-            return vec![(HTTP_SERVER, format!("kws-route-{host}"), proxy)];
+            return vec![(HTTP_SERVER, id(HTTP_SERVER), proxy(HTTP_SERVER))];
         }
         let port = self.config.https_listen.port();
         let port = if port == 443 { String::new() } else { format!(":{port}") };
         let redirect = json!({
-            "@id": format!("kws-redirect-{host}"),
+            "@id": id(HTTP_SERVER),
             "match": [{"host": [host]}],
             "handle": [{
                 "handler": "static_response",
@@ -139,9 +144,64 @@ impl CaddyProxy {
             "terminal": true
         });
         vec![
-            (HTTPS_SERVER, format!("kws-route-{host}"), proxy),
-            (HTTP_SERVER, format!("kws-redirect-{host}"), redirect),
+            (HTTPS_SERVER, id(HTTPS_SERVER), proxy(HTTPS_SERVER)),
+            (HTTP_SERVER, id(HTTP_SERVER), redirect),
         ]
+    }
+
+    /// The steps that turn the Caddy objects of `before` into those of `after`: new objects
+    /// first, objects that stay replaced in place, objects that go last, so a request always
+    /// finds one of the two routes.
+    fn steps(&self, before: Option<&Route>, after: Option<&Route>) -> Vec<Step> {
+        let old = before.map(|r| self.caddy_routes(r)).unwrap_or_default();
+        let new = after.map(|r| self.caddy_routes(r)).unwrap_or_default();
+        let mut steps = Vec::new();
+        for (server, id, json) in &new {
+            match old.iter().find(|(_, old_id, _)| old_id == id) {
+                Some((_, _, old_json)) => steps.push(Step::Patch {
+                    id: id.clone(),
+                    json: json.clone(),
+                    undo: old_json.clone(),
+                }),
+                None => steps.push(Step::Put { server, id: id.clone(), json: json.clone() }),
+            }
+        }
+        for (server, id, json) in &old {
+            if !new.iter().any(|(_, new_id, _)| new_id == id) {
+                steps.push(Step::Delete { server, id: id.clone(), undo: json.clone() });
+            }
+        }
+        steps
+    }
+
+    /// Runs `steps` in order; on failure undoes those done, newest first.
+    async fn run(&self, host: &Hostname, steps: Vec<Step>) -> Result<(), ProxyError> {
+        for (done, step) in steps.iter().enumerate() {
+            if let Err(e) = self.step(host, step, false).await {
+                for step in steps[..done].iter().rev() {
+                    if let Err(undo) = self.step(host, step, true).await {
+                        tracing::error!(error = %undo, %host, "cannot undo a Caddy change");
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(&self, host: &Hostname, step: &Step, undo: bool) -> Result<(), ProxyError> {
+        let put = |server: &str| format!("/config/apps/http/servers/{server}/routes/0");
+        let id_path = |id: &str| format!("/id/{id}");
+        // PUT on index 0 inserts before the 404 catch-all.
+        let (method, path, body) = match (step, undo) {
+            (Step::Put { server, json, .. }, false) => (Method::PUT, put(server), Some(json)),
+            (Step::Put { id, .. }, true) => (Method::DELETE, id_path(id), None),
+            (Step::Patch { id, json, .. }, false) => (Method::PATCH, id_path(id), Some(json)),
+            (Step::Patch { id, undo, .. }, true) => (Method::PATCH, id_path(id), Some(undo)),
+            (Step::Delete { id, .. }, false) => (Method::DELETE, id_path(id), None),
+            (Step::Delete { server, undo, .. }, true) => (Method::PUT, put(server), Some(undo)),
+        };
+        self.call(Some(host), method, &path, body).await
     }
 
     async fn call(
@@ -156,7 +216,7 @@ impl CaddyProxy {
             .client
             .send(method, &url, None, body)
             .await
-            .map_err(|output| ProxyError::Reload { output })?;
+            .map_err(|output| ProxyError::Unavailable { output })?;
         if status.is_success() {
             return Ok(());
         }
@@ -168,19 +228,17 @@ impl CaddyProxy {
             None => ProxyError::Reload { output },
         })
     }
+}
 
-    /// Removes the Caddy objects of `route`; errors are returned after trying them all.
-    async fn remove(&self, route: &Route) -> Result<(), ProxyError> {
-        let mut first = None;
-        for (_, id, _) in self.caddy_routes(route) {
-            if let Err(e) =
-                self.call(Some(route.host()), Method::DELETE, &format!("/id/{id}"), None).await
-            {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
+/// One change of Caddy's configuration, with what undoes it.
+#[derive(Debug)]
+enum Step {
+    /// Insert a new object into `server`'s routes.
+    Put { server: &'static str, id: String, json: Value },
+    /// Replace the object `id` in place.
+    Patch { id: String, json: Value, undo: Value },
+    /// Remove the object `id` (of `server`).
+    Delete { server: &'static str, id: String, undo: Value },
 }
 
 #[async_trait]
@@ -192,23 +250,28 @@ impl ProxyWriter for CaddyProxy {
     async fn publish_all(&self, routes: Vec<Route>) -> Result<(), ProxyError> {
         let mut table = self.routes.lock().await;
         let fresh = RouteTable::new(&self.policy, &table).admit(routes)?;
-        let mut done: Vec<&Route> = Vec::new();
-        for route in &fresh {
-            for (server, _, json) in self.caddy_routes(route) {
-                // PUT on index 0 inserts before the 404 catch-all.
-                let path = format!("/config/apps/http/servers/{server}/routes/0");
-                if let Err(e) = self.call(Some(route.host()), Method::PUT, &path, Some(&json)).await
-                {
-                    let _ = self.remove(route).await;
-                    for published in done.iter().rev() {
-                        let _ = self.remove(published).await;
-                    }
-                    return Err(e);
+        for (done, route) in fresh.iter().enumerate() {
+            if let Err(e) = self.run(route.host(), self.steps(None, Some(route))).await {
+                for published in fresh[..done].iter().rev() {
+                    let _ = self.run(published.host(), self.steps(Some(published), None)).await;
                 }
+                return Err(e);
             }
-            done.push(route);
         }
         for route in fresh {
+            table.insert(route.host().clone(), route);
+        }
+        Ok(())
+    }
+
+    async fn replace(&self, route: Route) -> Result<(), ProxyError> {
+        let mut table = self.routes.lock().await;
+        self.policy.check(&route)?;
+        let Some(before) = table.get(route.host()).cloned() else {
+            return Err(ProxyError::NotFound { host: route.host().clone() });
+        };
+        if before != route {
+            self.run(route.host(), self.steps(Some(&before), Some(&route))).await?;
             table.insert(route.host().clone(), route);
         }
         Ok(())
@@ -219,7 +282,7 @@ impl ProxyWriter for CaddyProxy {
         let Some(route) = table.get(host).cloned() else {
             return Err(ProxyError::NotFound { host: host.clone() });
         };
-        self.remove(&route).await?;
+        self.run(host, self.steps(Some(&route), None)).await?;
         table.remove(host);
         Ok(())
     }

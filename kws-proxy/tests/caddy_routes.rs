@@ -93,9 +93,9 @@ async fn a_failed_change_leaves_the_table_as_it_was() {
     s.proxy.publish(Route::app(host(&s, "kept"), up)).await.expect("publish");
     s.caddy.stop();
     let err = s.proxy.publish(Route::app(host(&s, "lost"), up)).await;
-    assert!(matches!(err, Err(kws_proxy::ProxyError::Reload { .. })), "{err:?}");
+    assert!(matches!(err, Err(kws_proxy::ProxyError::Unavailable { .. })), "{err:?}");
     let err = s.proxy.unpublish(&host(&s, "kept")).await;
-    assert!(matches!(err, Err(kws_proxy::ProxyError::Reload { .. })), "{err:?}");
+    assert!(matches!(err, Err(kws_proxy::ProxyError::Unavailable { .. })), "{err:?}");
     let routes = s.proxy.routes().await.expect("routes");
     assert_eq!(routes, vec![Route::app(host(&s, "kept"), up)]);
 }

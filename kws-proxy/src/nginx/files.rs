@@ -2,12 +2,27 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio::io::AsyncWriteExt;
+
 use crate::ProxyError;
 
-/// Writes `text` to `path` through `path` + `.tmp` and a rename.
-pub(crate) async fn write_atomic(path: &Path, text: &str) -> Result<(), ProxyError> {
+/// Writes `text` to `path` through `path` + `.tmp` and a rename; a `private` file is created
+/// with mode 0600 (never readable by others, not even for a moment).
+pub(crate) async fn write_atomic(path: &Path, text: &str, private: bool) -> Result<(), ProxyError> {
     let tmp = tmp_path(path);
-    tokio::fs::write(&tmp, text).await.map_err(ProxyError::io("write", &tmp))?;
+    remove(&tmp).await?;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true).mode(if private { 0o600 } else { 0o644 });
+    let written = async {
+        let mut file = options.open(&tmp).await?;
+        file.write_all(text.as_bytes()).await?;
+        file.sync_all().await
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = remove(&tmp).await;
+        return Err(ProxyError::io("write", tmp)(e));
+    }
     rename(&tmp, path).await
 }
 
@@ -20,7 +35,7 @@ pub(crate) async fn rename(from: &Path, to: &Path) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// `path` with `.tmp` appended: never matched by the `*.conf` include.
+/// `path` with `.tmp` appended.
 pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".tmp");
@@ -37,19 +52,45 @@ pub(crate) async fn remove(path: &Path) -> Result<(), ProxyError> {
     }
 }
 
+/// The text of `path`, or `None` if there is no such file.
+pub(crate) async fn read_if_exists(path: &Path) -> Result<Option<String>, ProxyError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ProxyError::io("read", path)(e)),
+    }
+}
+
+/// Flushes the folder of `path` to disk, so a file created or renamed there survives a crash.
+pub(crate) async fn sync_parent(path: &Path) -> Result<(), ProxyError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let handle = tokio::fs::File::open(dir).await.map_err(ProxyError::io("open", dir))?;
+    handle.sync_all().await.map_err(ProxyError::io("sync", dir))
+}
+
 /// One file changed by a transaction, with what it held before.
 #[derive(Debug)]
 pub(crate) struct Change {
     pub(crate) path: PathBuf,
     pub(crate) previous: Option<String>,
+    pub(crate) private: bool,
 }
 
 impl Change {
     /// Puts the previous content back (or removes a file that did not exist).
     pub(crate) async fn undo(&self) -> Result<(), ProxyError> {
         match &self.previous {
-            Some(text) => write_atomic(&self.path, text).await,
+            Some(text) => write_atomic(&self.path, text, self.private).await,
             None => remove(&self.path).await,
+        }
+    }
+}
+
+/// Undoes `changes`, newest first, logging what cannot be undone.
+pub(crate) async fn undo_all(changes: &[Change]) {
+    for change in changes.iter().rev() {
+        if let Err(e) = change.undo().await {
+            tracing::error!(path = %change.path.display(), error = %e, "undo failed");
         }
     }
 }
