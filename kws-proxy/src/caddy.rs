@@ -1,8 +1,9 @@
-//! `CaddyProxy`: routes through Caddy's admin API. Every change is one API call that Caddy
-//! validates with the whole new configuration and applies atomically: a refused change
-//! leaves the running configuration as it was.
+//! `CaddyProxy`: routes through Caddy's admin API. Every change is validated by Caddy with the
+//! whole new configuration and applied atomically (a refused change leaves the running
+//! configuration as it was), and persisted in kws's route journal, from which `restore` loads
+//! every route again after a Caddy restart.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use async_trait::async_trait;
 use hyper::Method;
@@ -11,7 +12,9 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::{
-    CertFiles, CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, http::HttpsClient,
+    CertFiles, CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, files,
+    http::HttpsClient,
+    journal::{Op, PersistedRoutes},
     table::RouteTable,
 };
 
@@ -31,56 +34,95 @@ pub struct CaddyConfig {
     pub https_listen: SocketAddr,
     /// The wildcard certificate.
     pub certificate: CertFiles,
+    /// kws's own folder for this Caddy: `dir/routes.journal` (the routes kws persisted) and
+    /// `dir/lock` (held by the one `CaddyProxy` that writes it).
+    pub dir: PathBuf,
 }
 
 /// The Caddy `ProxyWriter`.
 ///
-/// `open` loads kws's base configuration (two servers, the certificate, no routes) into Caddy,
-/// replacing what it ran: kws owns that Caddy. Routes live in Caddy's memory and in this
-/// writer's table; after a Caddy restart the platform publishes them again from its stores.
+/// `open` loads kws's configuration (two servers, the certificate, and every route of the
+/// journal) into Caddy, replacing what it ran: kws owns that Caddy. A change is appended to the
+/// journal and flushed, then applied through the admin API; if Caddy refuses it or cannot be
+/// reached, it is cut off the journal again. A batch of more than one route is one `/load` of
+/// the whole new configuration, so it is all or nothing inside Caddy too. Caddy keeps its
+/// routes in memory only: after Caddy restarts, `restore` (or `open`) loads them again.
 #[derive(Debug)]
 pub struct CaddyProxy {
     policy: RoutePolicy,
     config: CaddyConfig,
     client: HttpsClient,
-    routes: Mutex<BTreeMap<Hostname, Route>>,
+    routes: Mutex<PersistedRoutes>,
+    _lock: files::FolderLock,
 }
 
 impl CaddyProxy {
-    /// Loads the base configuration into the Caddy at `config.admin`.
+    /// Takes kws's folder, reads the journal back and loads the configuration with every
+    /// route into the Caddy at `config.admin`.
     pub async fn open(policy: RoutePolicy, config: CaddyConfig) -> Result<Self, ProxyError> {
         let client =
             HttpsClient::new("caddy").map_err(|output| ProxyError::Unavailable { output })?;
-        let proxy = Self { policy, config, client, routes: Mutex::new(BTreeMap::new()) };
-        proxy.call(None, Method::POST, "/load", Some(&proxy.base_config())).await?;
-        // Caddy restarts its admin server after a load: wait until it answers again.
+        tokio::fs::create_dir_all(&config.dir)
+            .await
+            .map_err(ProxyError::io("create", &config.dir))?;
+        let lock = files::lock_folder(&config.dir.join("lock"))?;
+        let routes = PersistedRoutes::open(&config.dir.join("routes.journal")).await?;
+        let proxy = Self { policy, config, client, routes: Mutex::new(routes), _lock: lock };
+        proxy.restore().await?;
+        Ok(proxy)
+    }
+
+    /// Loads kws's whole configuration, with every route kws persisted, into Caddy again (after
+    /// a Caddy restart, which forgets them).
+    pub async fn restore(&self) -> Result<(), ProxyError> {
+        let routes = self.routes.lock().await;
+        self.load(None, routes.table()).await
+    }
+
+    /// `/load`s the configuration with the routes of `table`, then waits until Caddy's admin
+    /// server, which restarts after a load, answers again.
+    async fn load(
+        &self,
+        host: Option<&Hostname>,
+        table: &BTreeMap<Hostname, Route>,
+    ) -> Result<(), ProxyError> {
+        self.call(host, Method::POST, "/load", Some(&self.full_config(table))).await?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match proxy.call(None, Method::GET, "/config/", None).await {
-                Ok(()) => return Ok(proxy),
+            match self.call(None, Method::GET, "/config/", None).await {
+                Ok(()) => return Ok(()),
                 Err(e) if std::time::Instant::now() > deadline => return Err(e),
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
         }
     }
 
-    fn base_config(&self) -> Value {
+    /// kws's configuration with the routes of `table`, each server's ending with the 404 that
+    /// answers hosts nobody published.
+    fn full_config(&self, table: &BTreeMap<Hostname, Route>) -> Value {
         let c = &self.config;
-        // The last route of each server answers hosts nobody published with 404.
         let not_found = json!({"handle": [{"handler": "static_response", "status_code": 404}]});
+        let (mut https, mut http) = (Vec::new(), Vec::new());
+        for route in table.values() {
+            for (server, _, json) in self.caddy_routes(route) {
+                if server == HTTPS_SERVER { https.push(json) } else { http.push(json) }
+            }
+        }
+        https.push(not_found.clone());
+        http.push(not_found);
         json!({
             "admin": {"listen": c.admin.trim_start_matches("http://")},
             "apps": {
                 "http": {"servers": {
                     HTTPS_SERVER: {
                         "listen": [c.https_listen.to_string()],
-                        "routes": [not_found],
+                        "routes": https,
                         "tls_connection_policies": [{}],
                         "automatic_https": {"disable": true}
                     },
                     HTTP_SERVER: {
                         "listen": [c.http_listen.to_string()],
-                        "routes": [not_found],
+                        "routes": http,
                         "automatic_https": {"disable": true}
                     }
                 }},
@@ -248,46 +290,46 @@ impl ProxyWriter for CaddyProxy {
     }
 
     async fn publish_all(&self, routes: Vec<Route>) -> Result<(), ProxyError> {
-        let mut table = self.routes.lock().await;
-        let fresh = RouteTable::new(&self.policy, &table).admit(routes)?;
-        for (done, route) in fresh.iter().enumerate() {
-            if let Err(e) = self.run(route.host(), self.steps(None, Some(route))).await {
-                for published in fresh[..done].iter().rev() {
-                    let _ = self.run(published.host(), self.steps(Some(published), None)).await;
-                }
-                return Err(e);
+        let mut persisted = self.routes.lock().await;
+        let fresh = RouteTable::new(&self.policy, persisted.table()).admit(routes)?;
+        let ops: Vec<Op> = fresh.iter().cloned().map(Op::Put).collect();
+        match fresh.as_slice() {
+            [] => Ok(()),
+            [route] => {
+                let change = self.run(route.host(), self.steps(None, Some(route)));
+                persisted.commit(ops, change).await
+            }
+            [first, ..] => {
+                let mut next = persisted.table().clone();
+                next.extend(fresh.iter().map(|r| (r.host().clone(), r.clone())));
+                persisted.commit(ops, self.load(Some(first.host()), &next)).await
             }
         }
-        for route in fresh {
-            table.insert(route.host().clone(), route);
-        }
-        Ok(())
     }
 
     async fn replace(&self, route: Route) -> Result<(), ProxyError> {
-        let mut table = self.routes.lock().await;
+        let mut persisted = self.routes.lock().await;
         self.policy.check(&route)?;
-        let Some(before) = table.get(route.host()).cloned() else {
+        let Some(before) = persisted.table().get(route.host()).cloned() else {
             return Err(ProxyError::NotFound { host: route.host().clone() });
         };
-        if before != route {
-            self.run(route.host(), self.steps(Some(&before), Some(&route))).await?;
-            table.insert(route.host().clone(), route);
+        if before == route {
+            return Ok(());
         }
-        Ok(())
+        let change = self.run(route.host(), self.steps(Some(&before), Some(&route)));
+        persisted.commit(vec![Op::Put(route.clone())], change).await
     }
 
     async fn unpublish(&self, host: &Hostname) -> Result<(), ProxyError> {
-        let mut table = self.routes.lock().await;
-        let Some(route) = table.get(host).cloned() else {
+        let mut persisted = self.routes.lock().await;
+        let Some(route) = persisted.table().get(host).cloned() else {
             return Err(ProxyError::NotFound { host: host.clone() });
         };
-        self.run(host, self.steps(Some(&route), None)).await?;
-        table.remove(host);
-        Ok(())
+        let change = self.run(host, self.steps(Some(&route), None));
+        persisted.commit(vec![Op::Remove(host.clone())], change).await
     }
 
     async fn routes(&self) -> Result<Vec<Route>, ProxyError> {
-        Ok(self.routes.lock().await.values().cloned().collect())
+        Ok(self.routes.lock().await.table().values().cloned().collect())
     }
 }

@@ -123,8 +123,9 @@ pub enum ProxyError {
         /// What is wrong with it.
         why: String,
     },
-    /// Another writer (another `NginxProxy`, in this process or another) holds kws's folder.
-    #[error("another writer holds {path}: one NginxProxy per folder")]
+    /// Another writer (another `NginxProxy` or `CaddyProxy`, in this process or another) holds
+    /// kws's folder.
+    #[error("another writer holds {path}: one writer per folder")]
     Locked {
         /// The lock file.
         path: PathBuf,
@@ -139,7 +140,7 @@ pub enum ProxyError {
     },
 }
 
-#[cfg(feature = "nginx")]
+#[cfg(any(feature = "nginx", feature = "caddy"))]
 impl ProxyError {
     /// An `Io` error for `action` on `path`.
     pub(crate) fn io(

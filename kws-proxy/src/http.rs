@@ -20,6 +20,7 @@ pub(crate) struct SendError {
     /// What went wrong, naming the provider and the URL.
     pub(crate) message: String,
     /// Whether it failed before the request left (no connection): the server never saw it.
+    #[cfg_attr(not(feature = "nginx"), allow(dead_code))]
     pub(crate) unsent: bool,
 }
 

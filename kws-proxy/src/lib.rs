@@ -15,7 +15,10 @@
 //!   <dir>/http.conf;` inside nginx's `http {}` block. `nginx::LocalNginx` runs a private nginx
 //!   (own prefix, loopback ports) for tests and examples.
 //! - `caddy::CaddyProxy` (feature `caddy`): the same routes through Caddy's admin API; each
-//!   change is validated by Caddy with the whole new configuration and applied atomically.
+//!   change is validated by Caddy with the whole new configuration and applied atomically, and
+//!   persisted in the same journal format; `restore` loads every route again after Caddy
+//!   restarts. Each change costs Caddy a pass over its whole configuration, so nginx is the
+//!   backend for many routes.
 //! - `tls` (feature `acme`): `CertIssuer` (instant-acme) orders `*.<domain>` and `<domain>`,
 //!   answers DNS-01 through `Cloudflare` or `ChallTestSrv` (pebble's test DNS), stores key and
 //!   chain with mode 0600, renews within a configurable time of expiry and reloads nginx.
@@ -40,8 +43,12 @@
 pub mod caddy;
 mod certfiles;
 mod error;
+#[cfg(any(feature = "nginx", feature = "caddy"))]
+mod files;
 #[cfg(any(feature = "acme", feature = "caddy", feature = "nginx"))]
 mod http;
+#[cfg(any(feature = "nginx", feature = "caddy"))]
+mod journal;
 mod memory;
 #[cfg(feature = "nginx")]
 pub mod nginx;

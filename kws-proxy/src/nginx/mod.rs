@@ -7,8 +7,6 @@
 mod admin;
 mod command;
 mod config;
-mod files;
-mod journal;
 mod local;
 mod render;
 mod workers;
@@ -22,9 +20,12 @@ use tokio::sync::Mutex;
 pub use config::{DEFAULT_ROUTE_TABLE_BYTES, NginxConfig, ProxyTimeouts};
 pub use local::{LocalNginx, Stop, lua_modules, self_signed_certificate};
 
-use crate::{CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, table::RouteTable};
+use crate::{
+    CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, files,
+    journal::{Op, PersistedRoutes, batch_text},
+    table::RouteTable,
+};
 use admin::{Admin, AdminError};
-use journal::{Journal, Op, batch_text};
 
 /// The nginx `ProxyWriter`.
 ///
@@ -58,13 +59,12 @@ pub struct NginxProxy {
     config: NginxConfig,
     admin: Admin,
     state: Mutex<State>,
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    _lock: files::FolderLock,
 }
 
 #[derive(Debug)]
 struct State {
-    table: BTreeMap<Hostname, Route>,
-    journal: Journal,
+    routes: PersistedRoutes,
     /// Whether nginx loads the certificate (TLS routes can be served).
     certificate: bool,
 }
@@ -113,18 +113,18 @@ impl NginxProxy {
         tokio::fs::create_dir_all(&config.dir)
             .await
             .map_err(ProxyError::io("create", &config.dir))?;
-        let lock = lock(&config.lock_path())?;
+        let lock = files::lock_folder(&config.lock_path())?;
         let admin_conf = config.admin_conf_path();
         let token = admin::token_at(&admin_conf).map_err(ProxyError::io("read", admin_conf))?;
-        let (journal, table) = Journal::open(&config.journal_path()).await?;
+        let routes = PersistedRoutes::open(&config.journal_path()).await?;
         let admin = Admin::new(&config, token);
-        let state = State { table, journal, certificate: false };
+        let state = State { routes, certificate: false };
         let proxy = Self { policy, config, admin, state: Mutex::new(state), _lock: lock };
         {
             let mut state = proxy.state.lock().await;
             state.certificate = proxy.install(Install::IfChanged).await?;
             if command::running(&proxy.config) {
-                proxy.sync(&state.table).await?;
+                proxy.sync(state.routes.table()).await?;
             }
         }
         Ok(proxy)
@@ -240,48 +240,24 @@ impl NginxProxy {
     async fn commit(&self, state: &mut State, changes: Vec<Change>) -> Result<(), ProxyError> {
         let Some(first) = changes.first().map(|c| c.host.clone()) else { return Ok(()) };
         let ops: Vec<Op> = changes.iter().map(Change::op).collect();
-        let mark = state.journal.append(&ops).await?;
-        if let Err(e) = self.admin.apply(batch_text(&ops), false).await {
-            if let Err(cut) = state.journal.rollback(mark).await {
-                tracing::error!(error = %cut, "cannot cut a refused batch off the route journal");
-            }
+        let batch = batch_text(&ops);
+        let change = async {
+            let Err(e) = self.admin.apply(batch, false).await else { return Ok(()) };
             if let AdminError::Unavailable { maybe_applied: true, .. } = e {
                 let undo: Vec<Op> = changes.iter().rev().map(Change::undo_op).collect();
                 if let Err(again) = self.admin.apply(batch_text(&undo), false).await {
                     tracing::error!(error = ?again, "cannot undo a batch nginx may have applied; `open` repairs it");
                 }
             }
-            return Err(match e {
+            Err(match e {
                 AdminError::Refused(output) => {
                     ProxyError::Rejected { host: first, stage: CheckStage::RouteTable, output }
                 }
                 other => unavailable(other),
-            });
-        }
-        for op in ops {
-            op.apply(&mut state.table);
-        }
-        if let Err(e) = state.journal.compact_if_due(&state.table).await {
-            tracing::warn!(error = %e, "route journal compaction failed; it is retried at the next change");
-        }
-        Ok(())
+            })
+        };
+        state.routes.commit(ops, change).await
     }
-}
-
-/// Takes the folder's writer lock, or says that another writer holds it.
-fn lock(path: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, ProxyError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(ProxyError::io("open", path))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-        |(_, errno)| match errno {
-            nix::errno::Errno::EWOULDBLOCK => ProxyError::Locked { path: path.to_path_buf() },
-            other => ProxyError::io("lock", path)(other.into()),
-        },
-    )
 }
 
 fn unavailable(e: AdminError) -> ProxyError {
@@ -300,7 +276,7 @@ impl ProxyWriter for NginxProxy {
 
     async fn publish_all(&self, routes: Vec<Route>) -> Result<(), ProxyError> {
         let mut state = self.state.lock().await;
-        let fresh = RouteTable::new(&self.policy, &state.table).admit(routes)?;
+        let fresh = RouteTable::new(&self.policy, state.routes.table()).admit(routes)?;
         if !state.certificate {
             if let Some(route) = fresh.iter().find(|r| r.tls()) {
                 return Err(ProxyError::CertificateMissing {
@@ -319,7 +295,7 @@ impl ProxyWriter for NginxProxy {
     async fn replace(&self, route: Route) -> Result<(), ProxyError> {
         let mut state = self.state.lock().await;
         self.policy.check(&route)?;
-        let Some(before) = state.table.get(route.host()).cloned() else {
+        let Some(before) = state.routes.table().get(route.host()).cloned() else {
             return Err(ProxyError::NotFound { host: route.host().clone() });
         };
         if before == route {
@@ -338,7 +314,7 @@ impl ProxyWriter for NginxProxy {
 
     async fn unpublish(&self, host: &Hostname) -> Result<(), ProxyError> {
         let mut state = self.state.lock().await;
-        let Some(before) = state.table.get(host).cloned() else {
+        let Some(before) = state.routes.table().get(host).cloned() else {
             return Err(ProxyError::NotFound { host: host.clone() });
         };
         let change = Change { host: host.clone(), before: Some(before), after: None };
@@ -346,6 +322,6 @@ impl ProxyWriter for NginxProxy {
     }
 
     async fn routes(&self) -> Result<Vec<Route>, ProxyError> {
-        Ok(self.state.lock().await.table.values().cloned().collect())
+        Ok(self.state.lock().await.routes.table().values().cloned().collect())
     }
 }

@@ -1,4 +1,5 @@
-//! Atomic file writes (temporary file, then rename) and their undo.
+//! Atomic file writes (temporary file, then rename) and their undo, and the writer lock of kws's
+//! folder.
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,7 @@ pub(crate) async fn remove(path: &Path) -> Result<(), ProxyError> {
 }
 
 /// The text of `path`, or `None` if there is no such file.
+#[cfg(feature = "nginx")]
 pub(crate) async fn read_if_exists(path: &Path) -> Result<Option<String>, ProxyError> {
     match tokio::fs::read_to_string(path).await {
         Ok(text) => Ok(Some(text)),
@@ -69,6 +71,7 @@ pub(crate) async fn sync_parent(path: &Path) -> Result<(), ProxyError> {
 }
 
 /// One file changed by a transaction, with what it held before.
+#[cfg(feature = "nginx")]
 #[derive(Debug)]
 pub(crate) struct Change {
     pub(crate) path: PathBuf,
@@ -76,6 +79,7 @@ pub(crate) struct Change {
     pub(crate) private: bool,
 }
 
+#[cfg(feature = "nginx")]
 impl Change {
     /// Puts the previous content back (or removes a file that did not exist).
     pub(crate) async fn undo(&self) -> Result<(), ProxyError> {
@@ -87,10 +91,32 @@ impl Change {
 }
 
 /// Undoes `changes`, newest first, logging what cannot be undone.
+#[cfg(feature = "nginx")]
 pub(crate) async fn undo_all(changes: &[Change]) {
     for change in changes.iter().rev() {
         if let Err(e) = change.undo().await {
             tracing::error!(path = %change.path.display(), error = %e, "undo failed");
         }
     }
+}
+
+/// The exclusive lock one writer holds on kws's folder; released when dropped, or by the kernel
+/// when the process dies.
+pub(crate) type FolderLock = nix::fcntl::Flock<std::fs::File>;
+
+/// Takes the writer lock `path` (`flock`, never blocking), or says that another writer (in this
+/// process or another) holds it.
+pub(crate) fn lock_folder(path: &Path) -> Result<FolderLock, ProxyError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(ProxyError::io("open", path))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => ProxyError::Locked { path: path.to_path_buf() },
+            other => ProxyError::io("lock", path)(other.into()),
+        },
+    )
 }

@@ -1,5 +1,6 @@
-//! The route journal: what kws persisted, read by kws's `open` and by nginx when it starts
-//! (`kws_routes.lua`), in the line format nginx's admin server takes too.
+//! The route journal: what kws persisted, read back by the backends' `open` (nginx and Caddy)
+//! and by nginx itself when it starts (`kws_routes.lua`), in the line format nginx's admin
+//! server takes too.
 //!
 //! A journal is a header line, then batches: the lines of a batch (`+ <host> <upstream> <mode>
 //! <scheme>` or `- <host>`) and a `.` line that commits it. Each batch is appended in one write
@@ -11,6 +12,7 @@
 
 use std::{
     collections::BTreeMap,
+    future::Future,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
@@ -18,7 +20,7 @@ use std::{
 use kws_core::Hostname;
 use tokio::{fs::OpenOptions, io::AsyncWriteExt};
 
-use crate::{ProxyError, Route, RouteKind, nginx::files};
+use crate::{ProxyError, Route, RouteKind, files};
 
 /// The first line of every journal.
 const HEADER: &str = "# kws routes 1";
@@ -99,6 +101,51 @@ pub(crate) fn batch_text<'a>(ops: impl IntoIterator<Item = &'a Op>) -> String {
         text.push('\n');
     }
     text
+}
+
+/// The published routes and the journal that persists them. A change is persisted first, then
+/// applied by the backend; if that fails, it is cut off the journal again and the table stays as
+/// it was.
+#[derive(Debug)]
+pub(crate) struct PersistedRoutes {
+    table: BTreeMap<Hostname, Route>,
+    journal: Journal,
+}
+
+impl PersistedRoutes {
+    /// The routes of the journal at `path` (created if missing).
+    pub(crate) async fn open(path: &Path) -> Result<Self, ProxyError> {
+        let (journal, table) = Journal::open(path).await?;
+        Ok(Self { table, journal })
+    }
+
+    /// The published routes.
+    pub(crate) fn table(&self) -> &BTreeMap<Hostname, Route> {
+        &self.table
+    }
+
+    /// Appends `ops` to the journal as one batch, then runs `change` (which applies them in
+    /// the proxy); if `change` fails, cuts the batch off the journal and returns its error.
+    pub(crate) async fn commit(
+        &mut self,
+        ops: Vec<Op>,
+        change: impl Future<Output = Result<(), ProxyError>>,
+    ) -> Result<(), ProxyError> {
+        let mark = self.journal.append(&ops).await?;
+        if let Err(e) = change.await {
+            if let Err(cut) = self.journal.rollback(mark).await {
+                tracing::error!(error = %cut, "cannot cut a refused change off the route journal");
+            }
+            return Err(e);
+        }
+        for op in ops {
+            op.apply(&mut self.table);
+        }
+        if let Err(e) = self.journal.compact_if_due(&self.table).await {
+            tracing::warn!(error = %e, "route journal compaction failed; retried at the next change");
+        }
+        Ok(())
+    }
 }
 
 /// The journal file, open for appending.
