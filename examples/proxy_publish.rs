@@ -225,7 +225,8 @@ async fn run(dir: &Path, routes: usize, samples: usize) -> Result<(), Error> {
     }
     few.sort();
     many.sort();
-    let (served, table_bytes) = large.proxy.served().await?;
+    let table = large.proxy.served().await?;
+    let (served, table_bytes) = (table.routes, table.bytes_in_use);
     let (small_rss, large_rss) = (workers_rss_kib(&small.nginx), workers_rss_kib(&large.nginx));
 
     // The batch goes again one route at a time (the journal compacts itself along the way).

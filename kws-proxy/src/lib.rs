@@ -11,9 +11,9 @@
 //!   appended to `dir/routes.journal` and flushed, then sent to a loopback admin server that
 //!   checks the whole batch again before it applies any of it: no `nginx -t`, no reload, the
 //!   same cost at 10 routes and at 10,000; a refusal cuts the batch off the journal and nothing of
-//!   it serves. nginx reads the journal when it starts. The operator adds `include
-//!   <dir>/http.conf;` inside nginx's `http {}` block. `nginx::LocalNginx` runs a private nginx
-//!   (own prefix, loopback ports) for tests and examples.
+//!   it serves. nginx reads the journal when it starts. The operator adds
+//!   `include <dir>/http.conf;` inside nginx's `http {}` block. `nginx::LocalNginx` runs a
+//!   private nginx (own prefix, loopback ports) for tests and examples.
 //! - `caddy::CaddyProxy` (feature `caddy`): the same routes through Caddy's admin API; each
 //!   change is validated by Caddy with the whole new configuration and applied atomically, and
 //!   persisted in the same journal format; `restore` loads every route again after Caddy

@@ -77,7 +77,7 @@ async fn no_request_is_dropped_or_misrouted_while_200_changes_run() {
     assert_eq!(tally.failed.load(Ordering::SeqCst), 0, "failed requests: {errors:?}");
     assert_eq!(tally.wrong_upstream.load(Ordering::SeqCst), 0, "misrouted: {errors:?}");
     assert!(ok >= 500, "too few requests ran during the changes: {ok}");
-    assert_eq!(fx.proxy.served().await.expect("served").0.len(), 20);
+    assert_eq!(fx.proxy.served().await.expect("served").routes.len(), 20);
 }
 
 /// 8 tasks change routes on one `NginxProxy` at once: journal, table and nginx agree after.
@@ -110,7 +110,7 @@ async fn many_writers_at_once_leave_journal_table_and_nginx_equal() {
     }
     let routes = proxy.routes().await.expect("routes");
     assert_eq!(routes.len(), 8 * 16);
-    assert_eq!(proxy.served().await.expect("served").0, routes);
+    assert_eq!(proxy.served().await.expect("served").routes, routes);
     let hosts: Vec<String> = routes.iter().map(|r| r.host().to_string()).collect();
     let mut journal = journal_hosts(&fx.nginx.config().dir);
     journal.sort();
@@ -252,7 +252,7 @@ async fn crash_of_kws_mid_change_loses_no_returned_change_and_leaves_no_half_bat
             in_flight.len()
         );
         model = read;
-        let (served, _) = proxy.served().await.expect("served");
+        let served = proxy.served().await.expect("served").routes;
         assert_eq!(served, proxy.routes().await.expect("routes"), "run {run}: nginx differs");
     }
     eprintln!("{} routes after 8 kills", model.len());

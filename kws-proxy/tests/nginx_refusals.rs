@@ -41,7 +41,7 @@ async fn an_operators_broken_file_breaks_no_publish_and_a_reload_is_refused() {
     std::fs::remove_file(&extra).expect("remove broken file");
     fx.proxy.reload().await.expect("reload once fixed");
     // The table survives a reload.
-    assert_eq!(fx.proxy.served().await.expect("served").0.len(), 2);
+    assert_eq!(fx.proxy.served().await.expect("served").routes.len(), 2);
     wait_served("new.example.test", https, &fx.ca, "upstream old").await;
 }
 
@@ -276,11 +276,11 @@ async fn nginx_refuses_a_malformed_batch_whole_and_a_batch_with_no_room() {
         other => panic!("expected a RouteTable rejection, got {other:?}"),
     }
     assert_eq!(proxy.routes().await.expect("routes"), first);
-    assert_eq!(proxy.served().await.expect("served").0, first);
+    assert_eq!(proxy.served().await.expect("served").routes, first);
     assert_eq!(journal_hosts(&config.dir).len(), first.len());
     let (ok, body) = https_get("fit19.example.test", small.https_addr(), &fx.ca).await;
     assert!(ok && body.contains("upstream good"), "{body}");
     // And after a restart, nginx serves the same 20.
     small.restart(Stop::Kill).expect("restart");
-    assert_eq!(proxy.served().await.expect("served").0, first);
+    assert_eq!(proxy.served().await.expect("served").routes, first);
 }

@@ -78,7 +78,7 @@ async fn replace_swaps_the_upstream_and_the_kind() {
     fx.proxy.replace(plain.clone()).await.expect("to plain HTTP");
     let (ok, _) = https_get("swap.example.test", https, &fx.ca).await;
     assert!(!ok, "a plain HTTP route is not served over HTTPS");
-    assert_eq!(fx.proxy.served().await.expect("served").0, vec![plain]);
+    assert_eq!(fx.proxy.served().await.expect("served").routes, vec![plain]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,7 +108,7 @@ async fn reopening_reads_the_routes_back_from_the_journal() {
         NginxProxy::open(support::policy(), nginx.config().clone()).await.expect("reopen");
     assert_eq!(reopened.routes().await.expect("routes"), routes);
     assert_eq!(std::fs::read(&journal).expect("journal"), committed);
-    assert_eq!(reopened.served().await.expect("served").0, routes);
+    assert_eq!(reopened.served().await.expect("served").routes, routes);
     let (ok, body) = https_get(&format!("{longest}.example.test"), nginx.https_addr(), &ca).await;
     assert!(ok && body.contains("upstream r"), "63-character label: {body}");
 

@@ -117,7 +117,8 @@ async fn ten_thousand_routes_publish_change_serve_and_survive_a_restart() {
         }
     }
 
-    let (served, used) = fx.proxy.served().await.expect("served");
+    let table = fx.proxy.served().await.expect("served");
+    let (served, used) = (table.routes, table.bytes_in_use);
     assert!(served == fx.proxy.routes().await.expect("routes"), "nginx's table differs");
     let rss: u64 = fx.nginx.worker_pids().iter().map(|pid| rss_kib(*pid)).sum();
     eprintln!("{} routes: table {used} bytes in use, workers' RSS {rss} KiB", served.len());
@@ -128,7 +129,7 @@ async fn ten_thousand_routes_publish_change_serve_and_survive_a_restart() {
     // 500 of them with a handshake of their own.
     fx.nginx.restart(Stop::Kill).expect("restart nginx");
     let start = Instant::now();
-    let served = fx.proxy.served().await.expect("served").0;
+    let served = fx.proxy.served().await.expect("served").routes;
     assert!(served == fx.proxy.routes().await.expect("routes"), "nginx's table differs");
     let hosts: Vec<String> = want.iter().map(|(h, _)| h.clone()).collect();
     let tls = support::load::connector(&fx.ca);

@@ -47,6 +47,10 @@ const MIN_ROUTE_TABLE_BYTES: usize = 32 << 10;
 /// `dir/kws_routes.lua` (the route table's code), `dir/admin.conf` (the admin server's token,
 /// mode 0600), `dir/routes.journal` (the routes kws persisted, which nginx reads when it
 /// starts) and `dir/lock` (held by the one `NginxProxy` that writes the folder).
+///
+/// `http.conf` holds the `http {}` block's `init_by_lua` (nginx allows one: a main configuration
+/// with its own must not include it as it is), and nginx's master must be able to read the
+/// 0600 `admin.conf` (run it as root, as Debian does, or as the user kws runs as).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NginxConfig {
     /// The nginx binary.

@@ -69,6 +69,15 @@ struct State {
     certificate: bool,
 }
 
+/// nginx's route table as `NginxProxy::served` read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedTable {
+    /// The routes, sorted by host.
+    pub routes: Vec<Route>,
+    /// The bytes of the table in use (its capacity is `NginxConfig::route_table_bytes`).
+    pub bytes_in_use: usize,
+}
+
 /// One host's change: the route it had and the route it gets.
 #[derive(Debug)]
 struct Change {
@@ -144,9 +153,9 @@ impl NginxProxy {
         Ok(())
     }
 
-    /// The routes nginx's table holds now, sorted by host (what `routes` promises, read from
-    /// nginx itself), and the bytes of the table in use.
-    pub async fn served(&self) -> Result<(Vec<Route>, usize), ProxyError> {
+    /// What nginx's table holds now, read from nginx itself (to compare with `routes`, or to
+    /// watch the table's room).
+    pub async fn served(&self) -> Result<ServedTable, ProxyError> {
         let text = self.admin.table().await.map_err(unavailable)?;
         let mut lines = text.lines();
         let header = lines.next().unwrap_or_default();
@@ -173,7 +182,7 @@ impl NginxProxy {
             }
         }
         routes.sort_by(|a, b| a.host().cmp(b.host()));
-        Ok((routes, used))
+        Ok(ServedTable { routes, bytes_in_use: used })
     }
 
     /// Writes the files of kws's folder that changed and reloads nginx as `when` says; on
