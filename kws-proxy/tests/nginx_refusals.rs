@@ -208,11 +208,23 @@ async fn with_nginx_stopped_every_change_fails_and_persists_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn nginx_refuses_a_malformed_batch_whole_and_a_batch_with_no_room() {
+async fn a_bad_route_among_good_ones_is_refused_whole_by_kws_and_by_nginx() {
     let Some(fx) = Fixture::start().await else { return };
     let up = upstream("good").await;
     fx.proxy.publish(Route::app(fx.host("good"), up)).await.expect("publish");
     let https = fx.nginx.https_addr();
+
+    // A route nobody can dial among good ones: the batch is refused whole, the other hosts serve.
+    let mut batch: Vec<Route> =
+        (0..5).map(|i| Route::app(fx.host(&format!("among{i}")), up)).collect();
+    batch.insert(2, Route::app(fx.host("broken"), "127.0.0.1:0".parse().expect("addr")));
+    let err = fx.proxy.publish_all(batch).await;
+    assert!(matches!(err, Err(ProxyError::InvalidUpstream { .. })), "{err:?}");
+    let (ok, _) = https_get("among0.example.test", https, &fx.ca).await;
+    assert!(!ok, "a good route of a refused batch serves");
+    let (ok, body) = https_get("good.example.test", https, &fx.ca).await;
+    assert!(ok && body.contains("upstream good"), "{body}");
+    assert_eq!(journal_hosts(&fx.kws_dir()), vec!["good.example.test"]);
 
     // Lines that got past kws (or did not come from it) are checked by nginx before any of the
     // batch applies: a good line beside a bad one does not serve either.

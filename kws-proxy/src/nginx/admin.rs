@@ -49,7 +49,10 @@ impl Admin {
         let url = if replace { format!("{}?replace=1", self.url) } else { self.url.clone() };
         let (status, answer) =
             self.client.send_text(Method::POST, &url, Some(&self.token), batch).await.map_err(
-                |e| AdminError::Unavailable { output: e.message, maybe_applied: !e.unsent },
+                |e| AdminError::Unavailable {
+                    output: format!("{} (is nginx running with kws's http.conf?)", e.message),
+                    maybe_applied: !e.unsent,
+                },
             )?;
         match status {
             StatusCode::OK if answer.starts_with("applied ") => Ok(()),
