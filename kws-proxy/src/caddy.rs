@@ -1,8 +1,9 @@
-//! `CaddyProxy`: routes through Caddy's admin API. Every change is one API call that Caddy
-//! validates with the whole new configuration and applies atomically: a refused change
-//! leaves the running configuration as it was.
+//! `CaddyProxy`: routes through Caddy's admin API. Every change is validated by Caddy with the
+//! whole new configuration and applied atomically (a refused change leaves the running
+//! configuration as it was), and persisted in kws's route journal, from which `restore` loads
+//! every route again after a Caddy restart.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use async_trait::async_trait;
 use hyper::Method;
@@ -11,7 +12,9 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::{
-    CertFiles, CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, http::JsonClient,
+    CertFiles, CheckStage, ProxyError, ProxyWriter, Route, RoutePolicy, files,
+    http::HttpsClient,
+    journal::{Op, PersistedRoutes},
     table::RouteTable,
 };
 
@@ -31,55 +34,95 @@ pub struct CaddyConfig {
     pub https_listen: SocketAddr,
     /// The wildcard certificate.
     pub certificate: CertFiles,
+    /// kws's own folder for this Caddy: `dir/routes.journal` (the routes kws persisted) and
+    /// `dir/lock` (held by the one `CaddyProxy` that writes it).
+    pub dir: PathBuf,
 }
 
 /// The Caddy `ProxyWriter`.
 ///
-/// `open` loads kws's base configuration (two servers, the certificate, no routes) into Caddy,
-/// replacing what it ran: kws owns that Caddy. Routes live in Caddy's memory and in this
-/// writer's table; after a Caddy restart the platform publishes them again from its stores.
+/// `open` loads kws's configuration (two servers, the certificate, and every route of the
+/// journal) into Caddy, replacing what it ran: kws owns that Caddy. A change is appended to the
+/// journal and flushed, then applied through the admin API; if Caddy refuses it or cannot be
+/// reached, it is cut off the journal again. A batch of more than one route is one `/load` of
+/// the whole new configuration, so it is all or nothing inside Caddy too. Caddy keeps its
+/// routes in memory only: after Caddy restarts, `restore` (or `open`) loads them again.
 #[derive(Debug)]
 pub struct CaddyProxy {
     policy: RoutePolicy,
     config: CaddyConfig,
-    client: JsonClient,
-    routes: Mutex<BTreeMap<Hostname, Route>>,
+    client: HttpsClient,
+    routes: Mutex<PersistedRoutes>,
+    _lock: files::FolderLock,
 }
 
 impl CaddyProxy {
-    /// Loads the base configuration into the Caddy at `config.admin`.
+    /// Takes kws's folder, reads the journal back and loads the configuration with every
+    /// route into the Caddy at `config.admin`.
     pub async fn open(policy: RoutePolicy, config: CaddyConfig) -> Result<Self, ProxyError> {
-        let client = JsonClient::new("caddy").map_err(|output| ProxyError::Reload { output })?;
-        let proxy = Self { policy, config, client, routes: Mutex::new(BTreeMap::new()) };
-        proxy.call(None, Method::POST, "/load", Some(&proxy.base_config())).await?;
-        // Caddy restarts its admin server after a load: wait until it answers again.
+        let client =
+            HttpsClient::new("caddy").map_err(|output| ProxyError::Unavailable { output })?;
+        tokio::fs::create_dir_all(&config.dir)
+            .await
+            .map_err(ProxyError::io("create", &config.dir))?;
+        let lock = files::lock_folder(&config.dir.join("lock"))?;
+        let routes = PersistedRoutes::open(&config.dir.join("routes.journal")).await?;
+        let proxy = Self { policy, config, client, routes: Mutex::new(routes), _lock: lock };
+        proxy.restore().await?;
+        Ok(proxy)
+    }
+
+    /// Loads kws's whole configuration, with every route kws persisted, into Caddy again (after
+    /// a Caddy restart, which forgets them).
+    pub async fn restore(&self) -> Result<(), ProxyError> {
+        let routes = self.routes.lock().await;
+        self.load(None, routes.table()).await
+    }
+
+    /// `/load`s the configuration with the routes of `table`, then waits until Caddy's admin
+    /// server, which restarts after a load, answers again.
+    async fn load(
+        &self,
+        host: Option<&Hostname>,
+        table: &BTreeMap<Hostname, Route>,
+    ) -> Result<(), ProxyError> {
+        self.call(host, Method::POST, "/load", Some(&self.full_config(table))).await?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match proxy.call(None, Method::GET, "/config/", None).await {
-                Ok(()) => return Ok(proxy),
+            match self.call(None, Method::GET, "/config/", None).await {
+                Ok(()) => return Ok(()),
                 Err(e) if std::time::Instant::now() > deadline => return Err(e),
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
         }
     }
 
-    fn base_config(&self) -> Value {
+    /// kws's configuration with the routes of `table`, each server's ending with the 404 that
+    /// answers hosts nobody published.
+    fn full_config(&self, table: &BTreeMap<Hostname, Route>) -> Value {
         let c = &self.config;
-        // The last route of each server answers hosts nobody published with 404.
         let not_found = json!({"handle": [{"handler": "static_response", "status_code": 404}]});
+        let (mut https, mut http) = (Vec::new(), Vec::new());
+        for route in table.values() {
+            for (server, _, json) in self.caddy_routes(route) {
+                if server == HTTPS_SERVER { https.push(json) } else { http.push(json) }
+            }
+        }
+        https.push(not_found.clone());
+        http.push(not_found);
         json!({
             "admin": {"listen": c.admin.trim_start_matches("http://")},
             "apps": {
                 "http": {"servers": {
                     HTTPS_SERVER: {
                         "listen": [c.https_listen.to_string()],
-                        "routes": [not_found],
+                        "routes": https,
                         "tls_connection_policies": [{}],
                         "automatic_https": {"disable": true}
                     },
                     HTTP_SERVER: {
                         "listen": [c.http_listen.to_string()],
-                        "routes": [not_found],
+                        "routes": http,
                         "automatic_https": {"disable": true}
                     }
                 }},
@@ -110,26 +153,30 @@ impl CaddyProxy {
             .await
     }
 
-    /// The Caddy routes of `route`: `(server, id, json)`.
+    /// The Caddy routes of `route`: `(server, id, json)`. An id names its server, so a route
+    /// that moves between servers (TLS on or off) never has two objects with one id.
     fn caddy_routes(&self, route: &Route) -> Vec<(&'static str, String, Value)> {
         let host = route.host().to_string();
-        let proxy = json!({
-            "@id": format!("kws-route-{host}"),
-            "match": [{"host": [host]}],
-            "handle": [{
-                "handler": "reverse_proxy",
-                "upstreams": [{"dial": route.upstream().to_string()}],
-                "transport": {"protocol": "http", "dial_timeout": "5s"}
-            }],
-            "terminal": true
-        });
+        let id = |server: &str| format!("kws-{server}-{host}");
+        let proxy = |server: &str| {
+            json!({
+                "@id": id(server),
+                "match": [{"host": [host]}],
+                "handle": [{
+                    "handler": "reverse_proxy",
+                    "upstreams": [{"dial": route.upstream().to_string()}],
+                    "transport": {"protocol": "http", "dial_timeout": "5s"}
+                }],
+                "terminal": true
+            })
+        };
         if !route.tls() {
-            return vec![(HTTP_SERVER, format!("kws-route-{host}"), proxy)];
+            return vec![(HTTP_SERVER, id(HTTP_SERVER), proxy(HTTP_SERVER))];
         }
         let port = self.config.https_listen.port();
         let port = if port == 443 { String::new() } else { format!(":{port}") };
         let redirect = json!({
-            "@id": format!("kws-redirect-{host}"),
+            "@id": id(HTTP_SERVER),
             "match": [{"host": [host]}],
             "handle": [{
                 "handler": "static_response",
@@ -139,9 +186,64 @@ impl CaddyProxy {
             "terminal": true
         });
         vec![
-            (HTTPS_SERVER, format!("kws-route-{host}"), proxy),
-            (HTTP_SERVER, format!("kws-redirect-{host}"), redirect),
+            (HTTPS_SERVER, id(HTTPS_SERVER), proxy(HTTPS_SERVER)),
+            (HTTP_SERVER, id(HTTP_SERVER), redirect),
         ]
+    }
+
+    /// The steps that turn the Caddy objects of `before` into those of `after`: new objects
+    /// first, objects that stay replaced in place, objects that go last, so a request always
+    /// finds one of the two routes.
+    fn steps(&self, before: Option<&Route>, after: Option<&Route>) -> Vec<Step> {
+        let old = before.map(|r| self.caddy_routes(r)).unwrap_or_default();
+        let new = after.map(|r| self.caddy_routes(r)).unwrap_or_default();
+        let mut steps = Vec::new();
+        for (server, id, json) in &new {
+            match old.iter().find(|(_, old_id, _)| old_id == id) {
+                Some((_, _, old_json)) => steps.push(Step::Patch {
+                    id: id.clone(),
+                    json: json.clone(),
+                    undo: old_json.clone(),
+                }),
+                None => steps.push(Step::Put { server, id: id.clone(), json: json.clone() }),
+            }
+        }
+        for (server, id, json) in &old {
+            if !new.iter().any(|(_, new_id, _)| new_id == id) {
+                steps.push(Step::Delete { server, id: id.clone(), undo: json.clone() });
+            }
+        }
+        steps
+    }
+
+    /// Runs `steps` in order; on failure undoes those done, newest first.
+    async fn run(&self, host: &Hostname, steps: Vec<Step>) -> Result<(), ProxyError> {
+        for (done, step) in steps.iter().enumerate() {
+            if let Err(e) = self.step(host, step, false).await {
+                for step in steps[..done].iter().rev() {
+                    if let Err(undo) = self.step(host, step, true).await {
+                        tracing::error!(error = %undo, %host, "cannot undo a Caddy change");
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(&self, host: &Hostname, step: &Step, undo: bool) -> Result<(), ProxyError> {
+        let put = |server: &str| format!("/config/apps/http/servers/{server}/routes/0");
+        let id_path = |id: &str| format!("/id/{id}");
+        // PUT on index 0 inserts before the 404 catch-all.
+        let (method, path, body) = match (step, undo) {
+            (Step::Put { server, json, .. }, false) => (Method::PUT, put(server), Some(json)),
+            (Step::Put { id, .. }, true) => (Method::DELETE, id_path(id), None),
+            (Step::Patch { id, json, .. }, false) => (Method::PATCH, id_path(id), Some(json)),
+            (Step::Patch { id, undo, .. }, true) => (Method::PATCH, id_path(id), Some(undo)),
+            (Step::Delete { id, .. }, false) => (Method::DELETE, id_path(id), None),
+            (Step::Delete { server, undo, .. }, true) => (Method::PUT, put(server), Some(undo)),
+        };
+        self.call(Some(host), method, &path, body).await
     }
 
     async fn call(
@@ -156,7 +258,7 @@ impl CaddyProxy {
             .client
             .send(method, &url, None, body)
             .await
-            .map_err(|output| ProxyError::Reload { output })?;
+            .map_err(|output| ProxyError::Unavailable { output })?;
         if status.is_success() {
             return Ok(());
         }
@@ -168,19 +270,17 @@ impl CaddyProxy {
             None => ProxyError::Reload { output },
         })
     }
+}
 
-    /// Removes the Caddy objects of `route`; errors are returned after trying them all.
-    async fn remove(&self, route: &Route) -> Result<(), ProxyError> {
-        let mut first = None;
-        for (_, id, _) in self.caddy_routes(route) {
-            if let Err(e) =
-                self.call(Some(route.host()), Method::DELETE, &format!("/id/{id}"), None).await
-            {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
+/// One change of Caddy's configuration, with what undoes it.
+#[derive(Debug)]
+enum Step {
+    /// Insert a new object into `server`'s routes.
+    Put { server: &'static str, id: String, json: Value },
+    /// Replace the object `id` in place.
+    Patch { id: String, json: Value, undo: Value },
+    /// Remove the object `id` (of `server`).
+    Delete { server: &'static str, id: String, undo: Value },
 }
 
 #[async_trait]
@@ -190,41 +290,46 @@ impl ProxyWriter for CaddyProxy {
     }
 
     async fn publish_all(&self, routes: Vec<Route>) -> Result<(), ProxyError> {
-        let mut table = self.routes.lock().await;
-        let fresh = RouteTable::new(&self.policy, &table).admit(routes)?;
-        let mut done: Vec<&Route> = Vec::new();
-        for route in &fresh {
-            for (server, _, json) in self.caddy_routes(route) {
-                // PUT on index 0 inserts before the 404 catch-all.
-                let path = format!("/config/apps/http/servers/{server}/routes/0");
-                if let Err(e) = self.call(Some(route.host()), Method::PUT, &path, Some(&json)).await
-                {
-                    let _ = self.remove(route).await;
-                    for published in done.iter().rev() {
-                        let _ = self.remove(published).await;
-                    }
-                    return Err(e);
-                }
+        let mut persisted = self.routes.lock().await;
+        let fresh = RouteTable::new(&self.policy, persisted.table()).admit(routes)?;
+        let ops: Vec<Op> = fresh.iter().cloned().map(Op::Put).collect();
+        match fresh.as_slice() {
+            [] => Ok(()),
+            [route] => {
+                let change = self.run(route.host(), self.steps(None, Some(route)));
+                persisted.commit(ops, change).await
             }
-            done.push(route);
+            [first, ..] => {
+                let mut next = persisted.table().clone();
+                next.extend(fresh.iter().map(|r| (r.host().clone(), r.clone())));
+                persisted.commit(ops, self.load(Some(first.host()), &next)).await
+            }
         }
-        for route in fresh {
-            table.insert(route.host().clone(), route);
+    }
+
+    async fn replace(&self, route: Route) -> Result<(), ProxyError> {
+        let mut persisted = self.routes.lock().await;
+        self.policy.check(&route)?;
+        let Some(before) = persisted.table().get(route.host()).cloned() else {
+            return Err(ProxyError::NotFound { host: route.host().clone() });
+        };
+        if before == route {
+            return Ok(());
         }
-        Ok(())
+        let change = self.run(route.host(), self.steps(Some(&before), Some(&route)));
+        persisted.commit(vec![Op::Put(route.clone())], change).await
     }
 
     async fn unpublish(&self, host: &Hostname) -> Result<(), ProxyError> {
-        let mut table = self.routes.lock().await;
-        let Some(route) = table.get(host).cloned() else {
+        let mut persisted = self.routes.lock().await;
+        let Some(route) = persisted.table().get(host).cloned() else {
             return Err(ProxyError::NotFound { host: host.clone() });
         };
-        self.remove(&route).await?;
-        table.remove(host);
-        Ok(())
+        let change = self.run(host, self.steps(Some(&route), None));
+        persisted.commit(vec![Op::Remove(host.clone())], change).await
     }
 
     async fn routes(&self) -> Result<Vec<Route>, ProxyError> {
-        Ok(self.routes.lock().await.values().cloned().collect())
+        Ok(self.routes.lock().await.table().values().cloned().collect())
     }
 }

@@ -38,6 +38,17 @@ impl ProxyWriter for MemoryProxy {
         Ok(())
     }
 
+    async fn replace(&self, route: Route) -> Result<(), ProxyError> {
+        self.policy.check(&route)?;
+        match self.routes.lock().await.get_mut(route.host()) {
+            Some(published) => {
+                *published = route;
+                Ok(())
+            }
+            None => Err(ProxyError::NotFound { host: route.host().clone() }),
+        }
+    }
+
     async fn unpublish(&self, host: &Hostname) -> Result<(), ProxyError> {
         match self.routes.lock().await.remove(host) {
             Some(_) => Ok(()),

@@ -25,8 +25,10 @@ pub enum RouteKind {
 /// `host` is a `Hostname` (one `DnsLabel` under a `Domain`), so it can appear verbatim in an
 /// nginx `server_name` and a file name. An IDE route always has `websocket() == true`.
 /// Whether the host lies under the platform domain and the upstream inside the allowed subnets
-/// is checked by `RoutePolicy::check` when the route is published.
+/// is checked by `RoutePolicy::check` when the route is published. Deserializing restores the
+/// IDE invariant whatever the input says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredRoute")]
 pub struct Route {
     host: Hostname,
     upstream: SocketAddr,
@@ -85,12 +87,28 @@ impl Route {
     pub fn tls(&self) -> bool {
         self.tls
     }
+}
 
-    /// Restores the IDE invariant on a route read back from storage.
-    #[cfg(any(feature = "nginx", test))]
-    pub(crate) fn normalized(self) -> Self {
-        let websocket = self.websocket;
-        self.with_websocket(websocket)
+/// A `Route` as stored, before its invariant is restored.
+#[derive(Deserialize)]
+struct StoredRoute {
+    host: Hostname,
+    upstream: SocketAddr,
+    kind: RouteKind,
+    websocket: bool,
+    tls: bool,
+}
+
+impl From<StoredRoute> for Route {
+    fn from(r: StoredRoute) -> Self {
+        let route = Route {
+            host: r.host,
+            upstream: r.upstream,
+            kind: r.kind,
+            websocket: false,
+            tls: r.tls,
+        };
+        route.with_websocket(r.websocket)
     }
 }
 
@@ -123,8 +141,9 @@ impl RoutePolicy {
         Hostname::parse_under(raw, &self.domain).map_err(ProxyError::InvalidHost)
     }
 
-    /// Checks that `route` may be published: its host lies under the platform domain and its
-    /// upstream inside an allowed subnet.
+    /// Checks that `route` may be published: its host lies under the platform domain, its
+    /// upstream inside an allowed subnet, and the upstream is an address a proxy can dial (not
+    /// port 0, not an unspecified, multicast or broadcast address, no IPv6 zone index).
     pub fn check(&self, route: &Route) -> Result<(), ProxyError> {
         if route.host.domain() != &self.domain {
             return Err(ProxyError::OutsideDomain {
@@ -139,7 +158,28 @@ impl RoutePolicy {
                 allowed: self.allowed_upstreams.clone(),
             });
         }
-        Ok(())
+        match undialable(route.upstream) {
+            Some(why) => Err(ProxyError::InvalidUpstream { upstream: route.upstream, why }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why no proxy can dial `upstream`, if so.
+fn undialable(upstream: SocketAddr) -> Option<&'static str> {
+    let ip = upstream.ip();
+    if upstream.port() == 0 {
+        Some("port 0")
+    } else if ip.is_unspecified() {
+        Some("an unspecified address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip == std::net::Ipv4Addr::BROADCAST {
+        Some("the broadcast address")
+    } else if matches!(upstream, SocketAddr::V6(v6) if v6.scope_id() != 0) {
+        Some("an IPv6 zone index, which a route cannot carry")
+    } else {
+        None
     }
 }
 
@@ -156,7 +196,7 @@ mod tests {
         assert!(Route::app(host, addr).with_websocket(true).websocket());
         let json = r#"{"host":"i.example.test","upstream":"10.0.0.1:1","kind":"ide","websocket":false,"tls":true}"#;
         let read: Route = serde_json::from_str(json).expect("route");
-        assert!(read.normalized().websocket());
+        assert!(read.websocket());
     }
 
     #[test]
@@ -172,6 +212,24 @@ mod tests {
         );
         let err = policy.check(&Route::app(host, "11.0.0.1:80".parse().expect("a")));
         assert!(matches!(err, Err(ProxyError::UpstreamNotAllowed { .. })));
+        let wide = RoutePolicy::new(
+            "example.test".parse().expect("domain"),
+            ["0.0.0.0/0".parse().expect("net"), "::/0".parse().expect("net")],
+        );
+        let v6 = std::net::SocketAddrV6::new("fe80::1".parse().expect("ip"), 80, 0, 2);
+        for bad in [
+            "10.0.0.1:0".parse().expect("a"),
+            "0.0.0.0:80".parse().expect("a"),
+            "[::]:80".parse().expect("a"),
+            "224.0.0.1:80".parse().expect("a"),
+            "[ff02::1]:80".parse().expect("a"),
+            "255.255.255.255:80".parse().expect("a"),
+            SocketAddr::V6(v6),
+        ] {
+            let route = Route::app(policy.host("a.example.test").expect("host"), bad);
+            let err = wide.check(&route);
+            assert!(matches!(err, Err(ProxyError::InvalidUpstream { .. })), "{bad}: {err:?}");
+        }
         let outside = Hostname::parse("a.example.org").expect("host");
         let err = policy.check(&Route::app(outside, "10.0.0.1:80".parse().expect("a")));
         assert!(matches!(err, Err(ProxyError::OutsideDomain { .. })));

@@ -58,6 +58,10 @@ pub async fn refusals_change_nothing(proxy: &dyn ProxyWriter) {
     let err = proxy.publish(far).await;
     assert!(matches!(err, Err(ProxyError::UpstreamNotAllowed { .. })), "{err:?}");
 
+    let port_zero = Route::app(host(proxy, "tk-zero"), upstream(0));
+    let err = proxy.publish(port_zero).await;
+    assert!(matches!(err, Err(ProxyError::InvalidUpstream { .. })), "{err:?}");
+
     let twice = vec![
         Route::app(host(proxy, "tk-twice"), upstream(18086)),
         Route::app(host(proxy, "tk-twice"), upstream(18087)),
@@ -93,9 +97,34 @@ pub async fn batch_is_all_or_nothing(proxy: &dyn ProxyWriter) {
     }
 }
 
+/// `replace` swaps a route, is a no-op for an equal route, refuses what `publish` refuses and
+/// an unknown host, and a refusal keeps the old route.
+pub async fn replace_swaps_one_route(proxy: &dyn ProxyWriter) {
+    let old = Route::app(host(proxy, "tk-swap"), upstream(18101));
+    proxy.publish(old.clone()).await.expect("publish");
+    let new = Route::ide(old.host().clone(), upstream(18102));
+    proxy.replace(new.clone()).await.expect("replace");
+    assert_eq!(proxy.routes().await.expect("routes"), vec![new.clone()]);
+    proxy.replace(new.clone()).await.expect("replacing with an equal route is a no-op");
+    let plain = Route::app(old.host().clone(), upstream(18103)).with_tls(false);
+    proxy.replace(plain.clone()).await.expect("replace with a plain HTTP route");
+    assert_eq!(proxy.routes().await.expect("routes"), vec![plain.clone()]);
+
+    let far = Route::app(old.host().clone(), "192.0.2.1:80".parse().expect("addr"));
+    let err = proxy.replace(far).await;
+    assert!(matches!(err, Err(ProxyError::UpstreamNotAllowed { .. })), "{err:?}");
+    let err = proxy.replace(Route::app(old.host().clone(), upstream(0))).await;
+    assert!(matches!(err, Err(ProxyError::InvalidUpstream { .. })), "{err:?}");
+    let err = proxy.replace(Route::app(host(proxy, "tk-nobody"), upstream(18104))).await;
+    assert!(matches!(err, Err(ProxyError::NotFound { .. })), "{err:?}");
+    assert_eq!(proxy.routes().await.expect("routes"), vec![plain.clone()]);
+    proxy.unpublish(plain.host()).await.expect("unpublish");
+}
+
 /// Runs every check.
 pub async fn all(proxy: &dyn ProxyWriter) {
     publish_list_unpublish(proxy).await;
     refusals_change_nothing(proxy).await;
     batch_is_all_or_nothing(proxy).await;
+    replace_swaps_one_route(proxy).await;
 }

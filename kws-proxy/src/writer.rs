@@ -21,7 +21,7 @@ use crate::{ProxyError, Route, RoutePolicy};
 /// - `unpublish` removes the route of `host` (`ProxyError::NotFound` if there is none); on
 ///   failure the route stays published.
 /// - `routes` lists the published routes, sorted by host.
-/// - When a call returns `Ok`, the change is live (for nginx: reloaded).
+/// - When a call returns `Ok`, the change is live: every request that starts after it sees it.
 #[async_trait]
 pub trait ProxyWriter: Send + Sync + Debug + 'static {
     /// The domain and upstream subnets this writer accepts.
@@ -34,6 +34,9 @@ pub trait ProxyWriter: Send + Sync + Debug + 'static {
 
     /// Publishes every route of `routes`, or none of them.
     async fn publish_all(&self, routes: Vec<Route>) -> Result<(), ProxyError>;
+
+    /// Replaces the published route of `route.host()` with `route` (e.g. another upstream).
+    async fn replace(&self, route: Route) -> Result<(), ProxyError>;
 
     /// Removes the route of `host`.
     async fn unpublish(&self, host: &Hostname) -> Result<(), ProxyError>;

@@ -93,11 +93,51 @@ async fn a_failed_change_leaves_the_table_as_it_was() {
     s.proxy.publish(Route::app(host(&s, "kept"), up)).await.expect("publish");
     s.caddy.stop();
     let err = s.proxy.publish(Route::app(host(&s, "lost"), up)).await;
-    assert!(matches!(err, Err(kws_proxy::ProxyError::Reload { .. })), "{err:?}");
+    assert!(matches!(err, Err(kws_proxy::ProxyError::Unavailable { .. })), "{err:?}");
     let err = s.proxy.unpublish(&host(&s, "kept")).await;
-    assert!(matches!(err, Err(kws_proxy::ProxyError::Reload { .. })), "{err:?}");
+    assert!(matches!(err, Err(kws_proxy::ProxyError::Unavailable { .. })), "{err:?}");
     let routes = s.proxy.routes().await.expect("routes");
     assert_eq!(routes, vec![Route::app(host(&s, "kept"), up)]);
+    // Nothing of the failed changes was persisted.
+    let journal = std::fs::read_to_string(s.caddy.config.dir.join("routes.journal")).expect("j");
+    assert_eq!(support::journal_hosts(&s.caddy.config.dir), vec!["kept.example.test"], "{journal}");
+}
+
+/// Caddy restarts and forgets every route: `restore` loads them again from kws's journal, as
+/// they stood after publishes (one and a batch), a replace and an unpublish; reopening reads
+/// the same routes back, and a second writer on the folder is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caddy_restart_serves_every_route_again_from_the_journal() {
+    let Some(mut s) = setup().await else { return };
+    let (a, b) = (upstream("a").await, upstream("b").await);
+    s.proxy.publish(Route::app(host(&s, "one"), a)).await.expect("publish");
+    let batch: Vec<Route> = (0..20).map(|i| Route::app(host(&s, &format!("b{i:02}")), a)).collect();
+    s.proxy.publish_all(batch).await.expect("publish_all");
+    s.proxy.replace(Route::ide(host(&s, "b00"), b)).await.expect("replace");
+    s.proxy.unpublish(&host(&s, "b01")).await.expect("unpublish");
+    let before = s.proxy.routes().await.expect("routes");
+    assert_eq!(before.len(), 20);
+
+    s.caddy.restart();
+    let https = s.caddy.config.https_listen;
+    let (ok, _) = https_get("one.example.test", https, &s.ca).await;
+    assert!(!ok, "a restarted Caddy serves nothing before the restore");
+    s.proxy.restore().await.expect("restore");
+    for route in &before {
+        let name = if route.upstream() == b { "upstream b" } else { "upstream a" };
+        let (ok, body) = https_get(&route.host().to_string(), https, &s.ca).await;
+        assert!(ok && body.contains(name), "{}: {body}", route.host());
+    }
+    support::websocket_echo("b00.example.test", https, &s.ca, &["after the restart"]).await;
+    let out = support::redirect_of("b01.example.test", s.caddy.config.http_listen, "/").await;
+    assert!(out.starts_with("404"), "an unpublished route came back: {out}");
+
+    let second = CaddyProxy::open(policy(), s.caddy.config.clone()).await;
+    assert!(matches!(second, Err(kws_proxy::ProxyError::Locked { .. })), "{second:?}");
+    let Setup { proxy, caddy, .. } = s;
+    drop(proxy);
+    let reopened = CaddyProxy::open(policy(), caddy.config.clone()).await.expect("reopen");
+    assert_eq!(reopened.routes().await.expect("routes"), before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

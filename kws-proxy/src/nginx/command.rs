@@ -26,6 +26,15 @@ pub(crate) async fn reload(config: &NginxConfig) -> Result<(), String> {
         .map_err(|e| format!("waiting for the reload: {e}"))?
 }
 
+/// Whether the master named by the pid file runs (a pid file left by a crash may name a process
+/// that is gone, or that is not nginx).
+pub(crate) fn running(config: &NginxConfig) -> bool {
+    workers::master(&config.pid_file).is_some_and(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|title| String::from_utf8_lossy(&title).contains("nginx"))
+    })
+}
+
 async fn run(config: &NginxConfig, args: &[&str], conf: &Path) -> Result<(), String> {
     // `-e stderr`: nginx's early error log goes to us, not to its compiled-in log file.
     let output = Command::new(&config.binary)

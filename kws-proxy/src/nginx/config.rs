@@ -33,11 +33,24 @@ impl Default for ProxyTimeouts {
     }
 }
 
+/// The default size of the route table, 32 MiB: room for about 190,000 routes (10,010 routes
+/// took 1.5 to 1.7 MB, by the length of their names). Pages nginx never writes take no memory.
+pub const DEFAULT_ROUTE_TABLE_BYTES: usize = 32 << 20;
+
+/// The smallest route table nginx accepts for `lua_shared_dict`.
+const MIN_ROUTE_TABLE_BYTES: usize = 32 << 10;
+
 /// How the nginx backend finds and drives nginx.
 ///
 /// kws owns `dir`: `dir/http.conf` (to be included inside the `http {}` block of the main
-/// configuration), `dir/shared.conf`, `dir/routes/<host>.conf` (one file per route) and
-/// `dir/check/` (wrappers for checking one file alone).
+/// configuration; nginx needs its Lua module, Debian's `libnginx-mod-http-lua`),
+/// `dir/kws_routes.lua` (the route table's code), `dir/admin.conf` (the admin server's token,
+/// mode 0600), `dir/routes.journal` (the routes kws persisted, which nginx reads when it
+/// starts) and `dir/lock` (held by the one `NginxProxy` that writes the folder).
+///
+/// `http.conf` holds the `http {}` block's `init_by_lua` (nginx allows one: a main configuration
+/// with its own must not include it as it is), and nginx's master must be able to read the
+/// 0600 `admin.conf` (run it as root, as Debian does, or as the user kws runs as).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NginxConfig {
     /// The nginx binary.
@@ -59,8 +72,18 @@ pub struct NginxConfig {
     pub http_listen: SocketAddr,
     /// Where routes listen for HTTPS, e.g. `0.0.0.0:443`.
     pub https_listen: SocketAddr,
-    /// Whether `http.conf` declares default servers that refuse unknown hosts (turn off if the
-    /// main configuration has its own `default_server` on these addresses).
+    /// Where nginx's admin server for kws listens: a loopback address (anything else is
+    /// refused), e.g. `127.0.0.1:8099`. kws changes the route table through it.
+    pub admin_listen: SocketAddr,
+    /// The size of nginx's shared route table in bytes (`lua_shared_dict`); 150 to 170 bytes
+    /// per route (`DEFAULT_ROUTE_TABLE_BYTES` holds about 190,000). A change that does not fit is refused (`ProxyError::Rejected`, stage
+    /// `RouteTable`); no route is ever evicted.
+    pub route_table_bytes: usize,
+    /// Whether kws's servers are the `default_server`s of their addresses, so unknown hosts get
+    /// 404 over HTTP and a refused TLS handshake over HTTPS (turn off if the main configuration
+    /// has its own `default_server` on these addresses; kws's servers then answer
+    /// `*.<domain>` only, and an unknown host under the domain gets a 404 after the handshake
+    /// when another server's certificate callback runs first).
     pub default_server: bool,
     /// The wildcard certificate.
     pub certificate: CertFiles,
@@ -69,27 +92,48 @@ pub struct NginxConfig {
 }
 
 impl NginxConfig {
-    pub(crate) fn routes_dir(&self) -> PathBuf {
-        self.dir.join("routes")
-    }
-
-    pub(crate) fn check_dir(&self) -> PathBuf {
-        self.dir.join("check")
-    }
-
-    pub(crate) fn shared_conf_path(&self) -> PathBuf {
-        self.dir.join("shared.conf")
-    }
-
     /// The file the operator includes inside `http {}`.
     pub fn http_conf_path(&self) -> PathBuf {
         self.dir.join("http.conf")
     }
 
-    /// Refuses paths that cannot be written as a plain double-quoted nginx string.
-    pub(crate) fn check_paths(&self) -> Result<(), ProxyError> {
+    /// The journal of the routes kws persisted.
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("routes.journal")
+    }
+
+    pub(crate) fn lock_path(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    pub(crate) fn lua_path(&self) -> PathBuf {
+        self.dir.join("kws_routes.lua")
+    }
+
+    pub(crate) fn admin_conf_path(&self) -> PathBuf {
+        self.dir.join("admin.conf")
+    }
+
+    /// Refuses paths that cannot be written as a plain double-quoted nginx (and Lua) string, an
+    /// admin address off loopback, and a route table nginx cannot make.
+    pub(crate) fn check(&self) -> Result<(), ProxyError> {
         for path in [&self.dir, &self.certificate.chain, &self.certificate.key] {
             check_path(path)?;
+        }
+        if !self.admin_listen.ip().is_loopback() {
+            return Err(ProxyError::InvalidConfig {
+                field: "admin_listen",
+                why: format!("{} is not a loopback address", self.admin_listen),
+            });
+        }
+        if self.route_table_bytes < MIN_ROUTE_TABLE_BYTES {
+            return Err(ProxyError::InvalidConfig {
+                field: "route_table_bytes",
+                why: format!(
+                    "{} is below the {MIN_ROUTE_TABLE_BYTES} bytes nginx needs",
+                    self.route_table_bytes
+                ),
+            });
         }
         Ok(())
     }

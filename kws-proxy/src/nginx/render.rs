@@ -1,128 +1,155 @@
-//! The text of kws's nginx files: the shared `http.conf`, one file per route, and the wrapper
-//! that checks one route file alone.
+//! The text of kws's nginx files: `http.conf` (the route table, the admin server and the two
+//! servers every route shares), `admin.conf` and the Lua code of the table. None of them names a
+//! route: a route is a line in the table, so the configuration stays the same size whatever the
+//! number of routes.
 
-use std::{fmt::Write as _, net::SocketAddr, path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path, path::PathBuf, time::Duration};
 
-use crate::{Route, nginx::NginxConfig};
+use kws_core::Domain;
 
-/// The first line of every route file: `# kws-route <route as JSON>`.
-pub(crate) const HEADER: &str = "# kws-route ";
+use crate::nginx::{NginxConfig, admin};
+
+/// The route table's code, loaded by `init_by_lua`.
+pub(crate) const LUA_MODULE: &str = include_str!("kws_routes.lua");
 
 /// The variable that `http.conf` maps from `$http_upgrade`.
 const CONNECTION_VAR: &str = "$kws_connection_upgrade";
 
-/// A path as an nginx string (double-quoted; `NginxConfig::check_paths` refused paths with
-/// quotes, backslashes, control characters or non-UTF-8 bytes).
+/// The biggest batch body the admin server keeps in memory (larger ones go through a temporary
+/// file, which the Lua code reads too).
+const ADMIN_BODY_BUFFER: &str = "16m";
+
+/// A path as an nginx (and Lua) string: double-quoted; `NginxConfig::check` refused paths with
+/// quotes, backslashes, control characters or non-UTF-8 bytes.
 pub(crate) fn quoted(path: &Path) -> String {
     format!("\"{}\"", path.display())
 }
 
-/// The part every check needs: the WebSocket `Connection` map.
-pub(crate) fn shared_conf() -> String {
-    format!(
-        "# Written by kws. The Connection header for WebSocket routes.\n\
-         map $http_upgrade {CONNECTION_VAR} {{\n    default upgrade;\n    '' close;\n}}\n"
-    )
+/// Every file kws writes into its folder, and whether TLS routes can be served with them.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    /// `(path, text, private)`: private files are written with mode 0600.
+    pub(crate) files: Vec<(PathBuf, String, bool)>,
+    /// Whether `http.conf` loads the certificate (its files existed when rendered).
+    pub(crate) certificate: bool,
+}
+
+/// The files of kws's folder for `config`. `domain` names kws's servers when they are not the
+/// default servers; `token` guards the admin server.
+pub(crate) fn files(config: &NginxConfig, domain: Option<&Domain>, token: &str) -> Rendered {
+    let certificate = config.certificate.chain.is_file() && config.certificate.key.is_file();
+    Rendered {
+        files: vec![
+            (config.lua_path(), LUA_MODULE.to_string(), false),
+            (config.admin_conf_path(), admin::admin_conf(token), true),
+            (config.http_conf_path(), http_conf(config, domain, certificate), false),
+        ],
+        certificate,
+    }
 }
 
 /// `http.conf`: the one file the operator includes inside nginx's `http {}` block.
-pub(crate) fn http_conf(config: &NginxConfig) -> String {
-    let mut out =
-        String::from("# Written by kws: include this file inside nginx's http {} block.\n");
-    let _ = writeln!(out, "include {};", quoted(&config.shared_conf_path()));
-    if config.default_server {
-        // Unknown hosts get 404 over HTTP and a refused TLS handshake over HTTPS, never some
-        // other route's upstream.
-        let _ = writeln!(
-            out,
-            "server {{\n    listen {} default_server;\n    return 404;\n}}",
-            config.http_listen
-        );
-        let _ = writeln!(
-            out,
-            "server {{\n    listen {} ssl default_server;\n    ssl_reject_handshake on;\n}}",
-            config.https_listen
-        );
-    }
-    let _ = writeln!(out, "include {};", quoted(&config.routes_dir().join("*.conf")));
-    out
-}
-
-/// The wrapper that checks `route_file` alone with `nginx -t -c`. Its temporary paths lie in
-/// kws's check folder, so a check never creates folders elsewhere.
-pub(crate) fn wrapper_conf(config: &NginxConfig, route_file: &Path) -> String {
-    let check = config.check_dir();
-    let mut out = format!(
-        "# Written by kws: checks one route file alone.\npid {pid};\nevents {{}}\nhttp {{\n",
-        pid = quoted(&check.join("nginx.pid")),
+pub(crate) fn http_conf(
+    config: &NginxConfig,
+    domain: Option<&Domain>,
+    certificate: bool,
+) -> String {
+    let mut out = String::from(
+        "# Written by kws: include this file inside nginx's http {} block. It needs nginx's Lua\n\
+         # module (Debian: libnginx-mod-http-lua) and holds the http block's init_by_lua.\n",
     );
-    for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-        let _ = writeln!(out, "    {kind}_temp_path {};", quoted(&check.join("tmp").join(kind)));
-    }
-    let _ = writeln!(out, "    server_names_hash_bucket_size 256;");
-    let _ = writeln!(out, "    include {};", quoted(&config.shared_conf_path()));
-    let _ = writeln!(out, "    include {};\n}}", quoted(route_file));
-    out
-}
-
-/// The file of one route.
-pub(crate) fn route_conf(config: &NginxConfig, route: &Route) -> String {
-    let host = route.host();
-    let mut out = String::new();
-    // The header carries the route so the table can be rebuilt from the files.
-    let json = serde_json::to_string(route).unwrap_or_default();
-    let _ = writeln!(out, "{HEADER}{json}");
-    if route.tls() {
-        let https = config.https_listen;
-        let port = if https.port() == 443 { String::new() } else { format!(":{}", https.port()) };
-        let _ = writeln!(
-            out,
-            "server {{\n    listen {http};\n    server_name {host};\n    \
-             return 308 https://{host}{port}$request_uri;\n}}",
-            http = config.http_listen
-        );
-        let _ = writeln!(
-            out,
-            "server {{\n    listen {https} ssl;\n    server_name {host};\n    \
-             ssl_certificate {chain};\n    ssl_certificate_key {key};\n{location}}}",
+    let _ = writeln!(out, "lua_shared_dict kws_routes {};", config.route_table_bytes);
+    let _ = writeln!(
+        out,
+        "init_by_lua_block {{\n    kws_routes = dofile({lua})\n    kws_routes.load({journal})\n}}",
+        lua = quoted(&config.lua_path()),
+        journal = quoted(&config.journal_path()),
+    );
+    let _ = writeln!(
+        out,
+        "map $http_upgrade {CONNECTION_VAR} {{\n    default upgrade;\n    '' close;\n}}"
+    );
+    let _ = writeln!(
+        out,
+        "# kws's admin server: loopback only, and only with the token of admin.conf.\n\
+         server {{\n    listen {admin};\n    allow 127.0.0.1;\n    allow ::1;\n    deny all;\n    \
+         client_max_body_size 0;\n    client_body_buffer_size {ADMIN_BODY_BUFFER};\n    \
+         include {admin_conf};\n    \
+         location = /kws/routes {{\n        content_by_lua_block {{ kws_routes.admin() }}\n    }}\n    \
+         location / {{\n        return 404;\n    }}\n}}",
+        admin = config.admin_listen,
+        admin_conf = quoted(&config.admin_conf_path()),
+    );
+    let (default, names) = match (config.default_server, domain) {
+        (false, Some(domain)) => ("", format!("*.{domain}")),
+        _ => (" default_server", "_".to_string()),
+    };
+    let https = config.https_listen;
+    let port = if https.port() == 443 { String::new() } else { format!(":{}", https.port()) };
+    let _ = writeln!(
+        out,
+        "server {{\n    listen {http}{default};\n    server_name {names};\n    \
+         set $kws_upstream \"\";\n    \
+         location / {{\n        rewrite_by_lua_block {{ kws_routes.route(false) }}\n    }}\n    \
+         location @kws_redirect {{\n        return 308 https://$host{port}$request_uri;\n    }}\n\
+         {locations}}}",
+        http = config.http_listen,
+        locations = named_locations(config),
+    );
+    let tls = if certificate {
+        format!(
+            "    ssl_certificate {chain};\n    ssl_certificate_key {key};\n    \
+             ssl_certificate_by_lua_block {{ kws_routes.check_sni() }}\n",
             chain = quoted(&config.certificate.chain),
             key = quoted(&config.certificate.key),
-            location = location(config, route, route.upstream()),
-        );
+        )
     } else {
-        let _ = writeln!(
-            out,
-            "server {{\n    listen {http};\n    server_name {host};\n{location}}}",
-            http = config.http_listen,
-            location = location(config, route, route.upstream()),
-        );
-    }
+        // No certificate yet: every handshake is refused until `reload` finds its files.
+        "    ssl_reject_handshake on;\n".to_string()
+    };
+    let _ = writeln!(
+        out,
+        "server {{\n    listen {https} ssl{default};\n    server_name {names};\n{tls}    \
+         set $kws_upstream \"\";\n    \
+         location / {{\n        rewrite_by_lua_block {{ kws_routes.route(true) }}\n    }}\n\
+         {locations}}}",
+        locations = named_locations(config),
+    );
     out
 }
 
-fn location(config: &NginxConfig, route: &Route, upstream: SocketAddr) -> String {
+/// The named locations `kws_routes.route` sends a request to, one per mode of `journal::Op`.
+fn named_locations(config: &NginxConfig) -> String {
     let t = &config.timeouts;
-    let read = if route.websocket() { t.websocket_read } else { t.read };
-    let mut out = format!(
-        "    location / {{\n        proxy_pass http://{upstream};\n        \
-         proxy_http_version 1.1;\n        \
-         proxy_set_header Host $host;\n        \
-         proxy_set_header X-Real-IP $remote_addr;\n        \
-         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
-         proxy_set_header X-Forwarded-Proto $scheme;\n        \
-         proxy_set_header X-Forwarded-Host $host;\n        \
-         proxy_set_header X-Forwarded-Port $server_port;\n"
-    );
-    if route.websocket() {
-        let _ = writeln!(out, "        proxy_set_header Upgrade $http_upgrade;");
-        let _ = writeln!(out, "        proxy_set_header Connection {CONNECTION_VAR};");
-    } else {
-        let _ = writeln!(out, "        proxy_set_header Connection \"\";");
+    let mut out = String::new();
+    // An app sees the host it was published under, without a port; an IDE sees the Host header
+    // the browser sent (with its port), which its WebSocket origin check compares.
+    for (mode, host, websocket) in
+        [("app", "$host", false), ("app_ws", "$host", true), ("ide", "$http_host", true)]
+    {
+        let read = if websocket { t.websocket_read } else { t.read };
+        let _ = write!(
+            out,
+            "    location @kws_{mode} {{\n        proxy_pass http://$kws_upstream;\n        \
+             proxy_http_version 1.1;\n        \
+             proxy_set_header Host {host};\n        \
+             proxy_set_header X-Real-IP $remote_addr;\n        \
+             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+             proxy_set_header X-Forwarded-Proto $scheme;\n        \
+             proxy_set_header X-Forwarded-Host $host;\n        \
+             proxy_set_header X-Forwarded-Port $server_port;\n"
+        );
+        if websocket {
+            let _ = writeln!(out, "        proxy_set_header Upgrade $http_upgrade;");
+            let _ = writeln!(out, "        proxy_set_header Connection {CONNECTION_VAR};");
+        } else {
+            let _ = writeln!(out, "        proxy_set_header Connection \"\";");
+        }
+        let _ = writeln!(out, "        proxy_connect_timeout {};", secs(t.connect));
+        let _ = writeln!(out, "        proxy_send_timeout {};", secs(t.send));
+        let _ = writeln!(out, "        proxy_read_timeout {};", secs(read));
+        out.push_str("    }\n");
     }
-    let _ = writeln!(out, "        proxy_connect_timeout {};", secs(t.connect));
-    let _ = writeln!(out, "        proxy_send_timeout {};", secs(t.send));
-    let _ = writeln!(out, "        proxy_read_timeout {};", secs(read));
-    out.push_str("    }\n");
     out
 }
 
@@ -147,6 +174,8 @@ mod tests {
             dir: PathBuf::from("/etc/kws/nginx"),
             http_listen: "0.0.0.0:80".parse().expect("addr"),
             https_listen: "0.0.0.0:443".parse().expect("addr"),
+            admin_listen: "127.0.0.1:8099".parse().expect("addr"),
+            route_table_bytes: 1 << 20,
             default_server: false,
             certificate: CertFiles {
                 chain: "/etc/kws/tls/chain.pem".into(),
@@ -156,53 +185,64 @@ mod tests {
         }
     }
 
-    fn host(raw: &str) -> kws_core::Hostname {
-        kws_core::Hostname::parse(raw).expect("host")
+    fn location<'a>(text: &'a str, name: &str) -> &'a str {
+        let start = text.find(&format!("location @kws_{name} {{")).expect("location");
+        let end = text[start..].find("\n    }").expect("end") + start;
+        &text[start..end]
     }
 
     #[test]
-    fn ide_route_carries_websocket_headers_and_long_read_timeout() {
-        let route = Route::ide(host("ws1.example.test"), "10.1.2.3:8443".parse().expect("addr"));
-        let text = route_conf(&config(), &route);
-        assert!(text.starts_with(HEADER));
-        assert!(text.contains("proxy_set_header Upgrade $http_upgrade;"));
-        assert!(text.contains("proxy_set_header Connection $kws_connection_upgrade;"));
-        assert!(text.contains("proxy_read_timeout 3600s;"));
-        // Port 443 is not written in the redirect.
-        assert!(text.contains("return 308 https://ws1.example.test$request_uri;"));
-        assert!(text.contains("ssl_certificate \"/etc/kws/tls/chain.pem\";"));
+    fn ide_location_carries_websocket_headers_the_browser_host_and_a_long_read_timeout() {
+        let text = http_conf(&config(), None, true);
+        let ide = location(&text, "ide");
+        assert!(ide.contains("proxy_set_header Host $http_host;"), "{ide}");
+        assert!(ide.contains("proxy_set_header Upgrade $http_upgrade;"));
+        assert!(ide.contains("proxy_set_header Connection $kws_connection_upgrade;"));
+        assert!(ide.contains("proxy_read_timeout 3600s;"));
+        let ws = location(&text, "app_ws");
+        assert!(ws.contains("proxy_set_header Host $host;") && ws.contains("Upgrade"), "{ws}");
     }
 
     #[test]
-    fn app_route_has_forwarded_headers_and_no_upgrade() {
-        let route = Route::app(host("shop.example.test"), "[fd00::5]:8080".parse().expect("addr"));
-        let text = route_conf(&config(), &route);
+    fn app_location_has_forwarded_headers_no_upgrade_and_the_published_host_only() {
+        let text = http_conf(&config(), None, true);
+        let app = location(&text, "app");
         for header in ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-IP"] {
-            assert!(text.contains(header), "{header} missing");
+            assert!(app.contains(header), "{header} missing");
         }
-        assert!(text.contains("proxy_pass http://[fd00::5]:8080;"));
-        assert!(!text.contains("Upgrade"));
-        assert!(text.contains("proxy_read_timeout 60s;"));
-        assert!(text.contains("proxy_connect_timeout 5s;"));
+        assert!(app.contains("proxy_set_header Host $host;"));
+        assert!(app.contains("proxy_pass http://$kws_upstream;"));
+        assert!(!app.contains("Upgrade"));
+        assert!(app.contains("proxy_read_timeout 60s;"));
+        assert!(app.contains("proxy_connect_timeout 5s;"));
     }
 
     #[test]
-    fn plain_http_route_has_no_tls_and_no_redirect() {
-        let route = Route::app(host("p.example.test"), "10.0.0.1:80".parse().expect("addr"))
-            .with_tls(false);
-        let text = route_conf(&config(), &route);
-        assert!(!text.contains("ssl"));
-        assert!(!text.contains("return 308"));
-        assert!(text.contains("listen 0.0.0.0:80;"));
-    }
-
-    #[test]
-    fn http_conf_declares_default_servers_only_when_asked() {
+    fn servers_name_the_domain_unless_default_and_redirect_without_port_443() {
         let mut config = config();
-        assert!(!http_conf(&config).contains("default_server"));
+        let domain: Domain = "example.test".parse().expect("domain");
+        let text = http_conf(&config, Some(&domain), true);
+        assert!(text.contains("server_name *.example.test;"));
+        assert!(!text.contains("default_server"));
+        assert!(text.contains("return 308 https://$host$request_uri;"));
+        assert!(text.contains("ssl_certificate \"/etc/kws/tls/chain.pem\";"));
+        assert!(text.contains("ssl_certificate_by_lua_block { kws_routes.check_sni() }"));
+        assert!(text.contains("listen 127.0.0.1:8099;"));
+        assert!(text.contains("include \"/etc/kws/nginx/admin.conf\";"));
+        assert!(text.contains("lua_shared_dict kws_routes 1048576;"));
         config.default_server = true;
-        let text = http_conf(&config);
+        config.https_listen = "127.0.0.1:8443".parse().expect("addr");
+        let text = http_conf(&config, Some(&domain), true);
+        assert!(text.contains("listen 127.0.0.1:8443 ssl default_server;"));
+        assert!(text.contains("server_name _;"));
+        assert!(text.contains("return 308 https://$host:8443$request_uri;"));
+        assert_eq!(text, http_conf(&config, None, true), "the domain is not used then");
+    }
+
+    #[test]
+    fn without_certificate_every_handshake_is_refused() {
+        let text = http_conf(&config(), None, false);
         assert!(text.contains("ssl_reject_handshake on;"));
-        assert!(text.contains("include \"/etc/kws/nginx/routes/*.conf\";"));
+        assert!(!text.contains("ssl_certificate"));
     }
 }

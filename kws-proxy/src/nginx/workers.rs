@@ -14,6 +14,12 @@ pub(crate) struct Worker {
     shutting_down: bool,
 }
 
+impl Worker {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
 /// The master's pid, read from its pid file.
 pub(crate) fn master(pid_file: &Path) -> Option<u32> {
     std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()

@@ -5,7 +5,7 @@ use hyper::Method;
 use serde_json::json;
 
 use crate::{
-    http::JsonClient,
+    http::HttpsClient,
     tls::{ChallengeName, DnsError, DnsProvider, TxtRecord},
 };
 
@@ -18,7 +18,7 @@ const PROVIDER: &str = "pebble-challtestsrv";
 #[derive(Debug, Clone)]
 pub struct ChallTestSrv {
     base: String,
-    client: JsonClient,
+    client: HttpsClient,
 }
 
 impl ChallTestSrv {
@@ -26,7 +26,7 @@ impl ChallTestSrv {
     pub fn new(base: impl Into<String>) -> Result<Self, DnsError> {
         Ok(Self {
             base: base.into().trim_end_matches('/').to_string(),
-            client: JsonClient::new(PROVIDER)
+            client: HttpsClient::new(PROVIDER)
                 .map_err(|what| DnsError::Transport { provider: PROVIDER, what })?,
         })
     }

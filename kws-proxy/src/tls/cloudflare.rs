@@ -5,7 +5,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    http::JsonClient,
+    http::HttpsClient,
     tls::{ChallengeName, DnsError, DnsProvider, TxtRecord},
 };
 
@@ -23,7 +23,7 @@ pub struct Cloudflare {
     base: String,
     token: String,
     ttl: u32,
-    client: JsonClient,
+    client: HttpsClient,
 }
 
 impl std::fmt::Debug for Cloudflare {
@@ -40,7 +40,7 @@ impl Cloudflare {
             base: base.into().trim_end_matches('/').to_string(),
             token: token.into(),
             ttl: 120,
-            client: JsonClient::new(PROVIDER)
+            client: HttpsClient::new(PROVIDER)
                 .map_err(|what| DnsError::Transport { provider: PROVIDER, what })?,
         })
     }

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "caddy")]
 pub mod caddy;
+pub mod load;
 pub mod pebble;
 
 use std::{net::SocketAddr, path::PathBuf, process::Output, sync::Arc, time::Duration};
@@ -61,7 +62,8 @@ pub fn policy() -> RoutePolicy {
 }
 
 /// A real HTTP server on loopback: `GET /` answers `upstream <name> host=<Host>
-/// xfp=<X-Forwarded-Proto> xff=<X-Forwarded-For>`; `GET /ws` is a WebSocket echo.
+/// xfp=<X-Forwarded-Proto> xff=<X-Forwarded-For> xfh=<X-Forwarded-Host>` with an `x-upstream:
+/// <name>` header; `GET /ws` is a WebSocket echo.
 pub async fn upstream(name: &str) -> SocketAddr {
     let name: Arc<str> = name.into();
     let app = Router::new().route("/ws", get(ws_echo)).fallback(move |headers: HeaderMap| {
@@ -69,13 +71,14 @@ pub async fn upstream(name: &str) -> SocketAddr {
         async move {
             let h =
                 |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-            format!(
+            let body = format!(
                 "upstream {name} host={} xfp={} xff={} xfh={}\n",
                 h("host"),
                 h("x-forwarded-proto"),
                 h("x-forwarded-for"),
                 h("x-forwarded-host")
-            )
+            );
+            ([("x-upstream", name.to_string())], body)
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
@@ -165,13 +168,7 @@ pub async fn websocket_echo(host: &str, addr: SocketAddr, ca: &std::path::Path, 
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).expect("ca");
-    let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem).expect("ca pem");
-    roots.add(der).expect("add root");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let connector = load::connector(ca);
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).expect("name");
     let stream = connector.connect(name, tcp).await.expect("TLS to the proxy");
@@ -202,28 +199,42 @@ pub fn wait_port(port: u16, child: &mut std::process::Child, what: &str) {
     }
 }
 
-/// The files of kws's route folder, sorted.
-pub fn route_files(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("routes"))
-        .expect("routes dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// The hosts of kws's route journal in `dir`, sorted: read here on its own (committed batches
+/// only), as an oracle for what kws persisted.
+pub fn journal_hosts(dir: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("routes.journal")).expect("journal");
+    let mut hosts = std::collections::BTreeSet::new();
+    let mut pending = Vec::new();
+    for line in text.lines() {
+        if line == "." {
+            for (op, host) in pending.drain(..) {
+                if op == "+" {
+                    hosts.insert(host);
+                } else {
+                    hosts.remove(&host);
+                }
+            }
+        } else if let Some((op, rest)) = line.split_once(' ') {
+            if op == "+" || op == "-" {
+                let host = rest.split(' ').next().expect("host").to_string();
+                pending.push((op.to_string(), host));
+            }
+        }
+    }
+    hosts.into_iter().collect()
 }
 
-/// The wrapper files left in kws's check folder.
-pub fn check_files(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir.join("check"))
-        .expect("check dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".conf") || n.ends_with(".tmp"))
-        .collect()
-}
-
-/// nginx on PATH, or a loud skip (a failure under KWS_TEST_REQUIRE=1).
+/// nginx on PATH with its Lua module, or a loud skip (a failure under KWS_TEST_REQUIRE=1).
 pub fn nginx_available() -> bool {
     match std::process::Command::new("nginx").arg("-v").output() {
+        #[cfg(feature = "nginx")]
+        Ok(out) if out.status.success() => {
+            match kws_proxy::nginx::lua_modules(std::path::Path::new("nginx")) {
+                Ok(_) => true,
+                Err(why) => kws_testenv::unavailable::<()>("nginx's Lua module", why).is_some(),
+            }
+        }
+        #[cfg(not(feature = "nginx"))]
         Ok(out) if out.status.success() => true,
         Ok(out) => {
             kws_testenv::unavailable::<()>("nginx", format!("nginx -v: {}", out.status)).is_some()
