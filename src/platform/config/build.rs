@@ -299,6 +299,8 @@ impl PlatformConfig {
                 pid_file,
                 http_listen,
                 https_listen,
+                admin_listen,
+                route_table_bytes,
                 certificate,
                 certificate_key,
             } => {
@@ -311,6 +313,8 @@ impl PlatformConfig {
                     dir: dir.clone(),
                     http_listen: *http_listen,
                     https_listen: *https_listen,
+                    admin_listen: *admin_listen,
+                    route_table_bytes: *route_table_bytes,
                     default_server: true,
                     certificate: kws_proxy::CertFiles {
                         chain: certificate.clone(),
@@ -328,6 +332,7 @@ impl PlatformConfig {
             #[cfg(feature = "caddy")]
             ProxyConfig::Caddy {
                 admin,
+                dir,
                 http_listen,
                 https_listen,
                 certificate,
@@ -335,6 +340,7 @@ impl PlatformConfig {
             } => {
                 let config = kws_proxy::caddy::CaddyConfig {
                     admin: admin.clone(),
+                    dir: dir.clone(),
                     http_listen: *http_listen,
                     https_listen: *https_listen,
                     certificate: kws_proxy::CertFiles {

@@ -173,16 +173,22 @@ pub enum ProxyConfig {
         http_listen: SocketAddr,
         /// HTTPS.
         https_listen: SocketAddr,
+        /// nginx's admin server for kws, on loopback (`admin_listen`).
+        admin_listen: SocketAddr,
+        /// The size of nginx's shared route table (`route_table`, default 32MiB).
+        route_table_bytes: usize,
         /// The wildcard certificate's chain.
         certificate: PathBuf,
         /// Its key.
         certificate_key: PathBuf,
     },
-    /// `backend = "caddy"`: `admin`, `http_listen`, `https_listen`, `certificate`,
+    /// `backend = "caddy"`: `admin`, `dir`, `http_listen`, `https_listen`, `certificate`,
     /// `certificate_key`.
     Caddy {
         /// The admin API.
         admin: String,
+        /// Where kws keeps Caddy's routes across its restarts (`dir`).
+        dir: PathBuf,
         /// Plain HTTP.
         http_listen: SocketAddr,
         /// HTTPS.
@@ -498,11 +504,14 @@ fn read_proxy(root: &Table) -> Result<ProxyConfig, ConfigError> {
             pid_file: s.path("pid_file")?.unwrap_or_else(|| "/run/nginx.pid".into()),
             http_listen: listen("http_listen", "0.0.0.0:80")?,
             https_listen: listen("https_listen", "0.0.0.0:443")?,
+            admin_listen: listen("admin_listen", "127.0.0.1:8099")?,
+            route_table_bytes: s.bytes("route_table")?.map_or(kws_proxy::nginx::DEFAULT_ROUTE_TABLE_BYTES, |b| b as usize),
             certificate: need("certificate")?,
             certificate_key: need("certificate_key")?,
         },
         "caddy" => ProxyConfig::Caddy {
             admin: s.string("admin")?.unwrap_or_else(|| "http://127.0.0.1:2019".to_owned()),
+            dir: s.path("dir")?.unwrap_or_else(|| "/var/lib/kws/caddy".into()),
             http_listen: listen("http_listen", "0.0.0.0:80")?,
             https_listen: listen("https_listen", "0.0.0.0:443")?,
             certificate: need("certificate")?,
