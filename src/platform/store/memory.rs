@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::{
     Begun, Claims, Json, Kind, Member, Meta, NewObject, NewOperation, ObjectRecord, OpState,
     Operation, Page, PlatformStore, Quotas, Tenant, TenantUsage, User, capped_lease,
-    check_grown_claims, claims_grow, object_exists, object_not_found, unique_taken,
+    check_grown_claims, claims_grow, listed_tenant_visible, object_exists, object_not_found,
+    unique_taken,
 };
 use crate::platform::{Error, Role, Scope};
 
@@ -487,9 +488,7 @@ impl PlatformStore for MemoryStore {
         before: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<Operation>, Error> {
-        if let Some(tenant) = tenant.filter(|t| !scope.sees(t)) {
-            return Err(Error::not_found("tenant", tenant));
-        }
+        listed_tenant_visible(scope, tenant)?;
         let state = self.state();
         Ok(state
             .operations

@@ -260,6 +260,14 @@ pub(crate) fn check_grown_claims(
     grown.check(tenant, &others, kind, new)
 }
 
+/// `NotFound` of the tenant a list names (`tenant`) when the scope does not see it.
+pub(crate) fn listed_tenant_visible(scope: &Scope, tenant: Option<&OwnerId>) -> Result<(), Error> {
+    match tenant.filter(|t| !scope.sees(t)) {
+        Some(hidden) => Err(Error::not_found("tenant", hidden)),
+        None => Ok(()),
+    }
+}
+
 /// The error for a taken platform-wide unique key (`hostname:<label>`, `public_key:<key>`).
 pub(crate) fn unique_taken(key: &str) -> Error {
     let (space, value) = key.split_once(':').unwrap_or(("name", key));

@@ -17,7 +17,7 @@ use crate::platform::{
     Error, Scope,
     store::{
         Claims, Json, Kind, NewObject, ObjectRecord, Page, TenantUsage, check_grown_claims,
-        claims_grow, object_exists, object_not_found, unique_taken,
+        claims_grow, listed_tenant_visible, object_exists, object_not_found, unique_taken,
     },
 };
 
@@ -198,9 +198,7 @@ pub(super) async fn list_objects(
     tenant: Option<&OwnerId>,
     page: &Page,
 ) -> Result<Vec<ObjectRecord>, Error> {
-    if let Some(tenant) = tenant.filter(|t| !scope.sees(t)) {
-        return Err(Error::not_found("tenant", tenant));
-    }
+    listed_tenant_visible(scope, tenant)?;
     let limit = i64::try_from(page.limit()).unwrap_or(i64::MAX);
     // A name holds no NUL, so the names after "a\0b" are the names after "a" (and PostgreSQL
     // text cannot carry a NUL).

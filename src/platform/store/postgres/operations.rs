@@ -13,7 +13,7 @@ use super::{
 };
 use crate::platform::{
     Error, Scope,
-    store::{Begun, NewOperation, Operation, Page},
+    store::{Begun, NewOperation, Operation, Page, listed_tenant_visible},
 };
 
 /// The states an operation can still leave.
@@ -150,9 +150,7 @@ pub(super) async fn list_operations(
     before: Option<Uuid>,
     limit: usize,
 ) -> Result<Vec<Operation>, Error> {
-    if let Some(tenant) = tenant.filter(|t| !scope.sees(t)) {
-        return Err(Error::not_found("tenant", tenant));
-    }
+    listed_tenant_visible(scope, tenant)?;
     let limit = i64::try_from(limit.clamp(1, Page::MAX)).unwrap_or(1);
     // Operations outlive their tenant: no check that it exists. Newest first is the highest
     // UUIDv7 first: a backward range of operations_by_tenant or of the primary key.
