@@ -18,7 +18,8 @@ const MINIMAL: &str = "[platform]\ndomain = \"kws.example.org\"\n";
 
 #[test]
 fn the_example_parses_and_names_its_backends() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/kws.example.toml")).expect("example");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/kws.example.toml"))
+        .expect("example");
     let config = PlatformConfig::parse(&text, "kws.example.toml").expect("the example is valid");
     assert_eq!(config.platform.domain.to_string(), "kws.example.org");
     assert!(matches!(config.store, StoreConfig::Postgres(_)));
@@ -44,19 +45,58 @@ fn every_bad_value_names_its_section_key_and_value() {
         ("[platform]\n", ("platform", "domain", "(missing)")),
         ("[platform]\ndomain = 5\n", ("platform", "domain", "5")),
         ("[platform]\ndomain = \"x.org\"\ndomian = \"y\"\n", ("platform", "domian", "\"y\"")),
-        ("[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"mysql\"\n", ("store", "backend", "\"mysql\"")),
-        ("[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\n", ("store", "url", "(missing)")),
-        ("[platform]\ndomain = \"x.org\"\n[vpn]\nsubnet = \"10.8.0.0/31\"\n", ("vpn", "subnet", "\"10.8.0.0/31\"")),
-        ("[platform]\ndomain = \"x.org\"\n[vpn]\ninterface = \"wg0; rm -rf /\"\n", ("vpn", "interface", "\"wg0; rm -rf /\"")),
-        ("[platform]\ndomain = \"x.org\"\n[runtime]\nide_port = 70000\n", ("runtime", "ide_port", "70000")),
-        ("[platform]\ndomain = \"x.org\"\n[runtime]\nstop_timeout = \"10 parsecs\"\n", ("runtime", "stop_timeout", "\"10 parsecs\"")),
-        ("[platform]\ndomain = \"x.org\"\n[runtime]\ninstance_memory = \"lots\"\n", ("runtime", "instance_memory", "\"lots\"")),
-        ("[platform]\ndomain = \"x.org\"\n[proxy]\nbackend = \"nginx\"\n", ("proxy", "certificate", "(missing)")),
-        ("[platform]\ndomain = \"x.org\"\n[quotas]\ninstances = -1\n", ("quotas", "instances", "-1")),
-        ("[platform]\ndomain = \"x.org\"\n[operations]\nlease = \"1ms\"\n", ("operations", "lease", "1ms")),
-        ("[platform]\ndomain = \"x.org\"\n[tls]\nacme_directory = \"https://a\"\n", ("tls", "dns_provider", "(missing)")),
-        ("[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\nurl = \"mysql://u:secret@h/d\"\n", ("store", "url", "(a URL, not shown)")),
-        ("[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\nurl = \"postgres://h/d\"\npassword_env = \"A\"\npassword_file = \"/f\"\n", ("store", "password_env", "(both)")),
+        (
+            "[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"mysql\"\n",
+            ("store", "backend", "\"mysql\""),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\n",
+            ("store", "url", "(missing)"),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[vpn]\nsubnet = \"10.8.0.0/31\"\n",
+            ("vpn", "subnet", "\"10.8.0.0/31\""),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[vpn]\ninterface = \"wg0; rm -rf /\"\n",
+            ("vpn", "interface", "\"wg0; rm -rf /\""),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[runtime]\nide_port = 70000\n",
+            ("runtime", "ide_port", "70000"),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[runtime]\nstop_timeout = \"10 parsecs\"\n",
+            ("runtime", "stop_timeout", "\"10 parsecs\""),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[runtime]\ninstance_memory = \"lots\"\n",
+            ("runtime", "instance_memory", "\"lots\""),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[proxy]\nbackend = \"nginx\"\n",
+            ("proxy", "certificate", "(missing)"),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[quotas]\ninstances = -1\n",
+            ("quotas", "instances", "-1"),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[operations]\nlease = \"1ms\"\n",
+            ("operations", "lease", "1ms"),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[tls]\nacme_directory = \"https://a\"\n",
+            ("tls", "dns_provider", "(missing)"),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\nurl = \"mysql://u:secret@h/d\"\n",
+            ("store", "url", "(a URL, not shown)"),
+        ),
+        (
+            "[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\nurl = \"postgres://h/d\"\npassword_env = \"A\"\npassword_file = \"/f\"\n",
+            ("store", "password_env", "(both)"),
+        ),
         ("[platform]\ndomain = \"x.org\"\n[nonsense]\n", ("nonsense", "", "(section)")),
     ];
     for (text, (section, key, value)) in cases {
@@ -65,7 +105,9 @@ fn every_bad_value_names_its_section_key_and_value() {
         assert!(got.2.contains(value), "{text}: value {:?} should show {value:?}", got.2);
     }
     // A URL with a password is never printed back.
-    let err = refused("[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\nurl = \"mysql://u:secret@h/d\"\n");
+    let err = refused(
+        "[platform]\ndomain = \"x.org\"\n[store]\nbackend = \"postgres\"\nurl = \"mysql://u:secret@h/d\"\n",
+    );
     assert!(!err.to_string().contains("secret"), "{err}");
 }
 
@@ -94,7 +136,9 @@ fn secrets_come_from_the_environment_or_a_file_and_are_never_shown() {
     let secret = url.password.as_ref().expect("source").read().expect("read");
     assert_eq!(secret.expose(), "hunter2");
     assert!(!format!("{config:?} {secret:?}").contains("hunter2"), "Debug shows no secret");
-    let missing = kws::platform::config::SecretSource::Env("KWS_TEST_NO_SUCH_VAR".into()).read().expect_err("unset");
+    let missing = kws::platform::config::SecretSource::Env("KWS_TEST_NO_SUCH_VAR".into())
+        .read()
+        .expect_err("unset");
     assert!(missing.contains("KWS_TEST_NO_SUCH_VAR"), "{missing}");
 }
 

@@ -43,6 +43,13 @@ pub trait ProxyWriter: Send + Sync + Debug + 'static {
 
     /// The published routes, sorted by host.
     async fn routes(&self) -> Result<Vec<Route>, ProxyError>;
+
+    /// Makes what the proxy serves match the published routes again, where the two can drift
+    /// apart (a route removed from nginx's table by hand); returns the hosts it repaired,
+    /// sorted. A backend whose routes cannot drift from what it serves repairs nothing.
+    async fn repair(&self) -> Result<Vec<Hostname>, ProxyError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Conveniences on every `ProxyWriter`.

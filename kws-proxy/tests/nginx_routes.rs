@@ -130,3 +130,37 @@ async fn reopening_reads_the_routes_back_from_the_journal() {
     let err = NginxProxy::open(support::policy(), nginx.config().clone()).await;
     assert!(matches!(err, Err(ProxyError::CorruptRouteFile { .. })), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_puts_back_what_was_changed_in_nginx_by_hand() {
+    let Some(fx) = Fixture::start().await else { return };
+    let up = upstream("kept").await;
+    for name in ["kept", "lost"] {
+        fx.proxy.publish(Route::app(fx.host(name), up)).await.expect("publish");
+    }
+    assert!(fx.proxy.repair().await.expect("repair").is_empty(), "nothing drifted yet");
+    // By hand, through nginx's admin server: one route removed, one added that kws never made.
+    let admin = fx.nginx.config().admin_listen;
+    let conf = std::fs::read_to_string(fx.nginx.config().dir.join("admin.conf")).expect("conf");
+    let token = conf.split("Bearer ").nth(1).and_then(|t| t.split('"').next()).expect("token");
+    let by_hand = format!("- lost.example.test\n+ stray.example.test {up} app tls\n");
+    let out = support::curl(&[
+        "-sS".into(),
+        "-H".into(),
+        format!("Authorization: Bearer {token}"),
+        "--data-binary".into(),
+        by_hand,
+        format!("http://{admin}/kws/routes"),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let https = fx.nginx.https_addr();
+    assert!(!https_get("lost.example.test", https, &fx.ca).await.0, "removed by hand");
+    let repaired: Vec<String> =
+        fx.proxy.repair().await.expect("repair").iter().map(ToString::to_string).collect();
+    assert_eq!(repaired, ["lost.example.test", "stray.example.test"]);
+    let (ok, body) = https_get("lost.example.test", https, &fx.ca).await;
+    assert!(ok && body.contains("upstream kept"), "served again: {body}");
+    assert!(!https_get("stray.example.test", https, &fx.ca).await.0, "the stray route is gone");
+    assert!(fx.proxy.repair().await.expect("repair").is_empty(), "nothing left to repair");
+}

@@ -17,6 +17,7 @@ mod docker;
 mod netns;
 #[cfg(feature = "docker")]
 mod netns_docker;
+mod pebble;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
@@ -29,6 +30,7 @@ pub use docker::{TEST_LABEL, docker, test_labels};
 pub use netns::Netns;
 #[cfg(feature = "docker")]
 pub use netns_docker::NetnsDocker;
+pub use pebble::Pebble;
 #[cfg(feature = "postgres")]
 pub use postgres::{TestDb, postgres};
 #[cfg(feature = "redis")]

@@ -77,7 +77,7 @@ pub struct PlatformSettings {
     /// Quotas of a tenant created without its own.
     pub default_quotas: Quotas,
     /// The host network beside what the Platform derives (bridges, forwarding, masquerade,
-    /// port forwards of the operator's config).
+    /// port forwards of the operator's config). IPv4 forwarding is on by default.
     pub base_network: HostNetSpec,
     /// The prefixes instances live in (the runtime's owner range): VPN clients route them into
     /// the tunnel, routes may point into them.
@@ -121,7 +121,12 @@ impl PlatformSettings {
                 apps: Some(10),
                 databases: Some(5),
             },
-            base_network: HostNetSpec::default(),
+            // Forwarding on: VPN peers reach instances through the host (Docker turns it on
+            // too; a state without it would turn it off again).
+            base_network: HostNetSpec {
+                forwarding: kws_hostnet::Forwarding { ipv4: true, ipv6: false },
+                ..HostNetSpec::default()
+            },
             instance_range: Ipv4Net::new(std::net::Ipv4Addr::new(10, 213, 0, 0), 16)
                 .unwrap_or_default(),
             workspace_on_remove: VolumePolicy::Delete,

@@ -321,6 +321,25 @@ impl ProxyWriter for NginxProxy {
         self.commit(&mut state, vec![change]).await
     }
 
+    async fn repair(&self) -> Result<Vec<Hostname>, ProxyError> {
+        let state = self.state.lock().await;
+        let served = self.served().await?;
+        let want = state.routes.table();
+        let have: BTreeMap<&Hostname, &Route> =
+            served.routes.iter().map(|r| (r.host(), r)).collect();
+        let mut drifted: Vec<Hostname> =
+            want.iter().filter(|(h, r)| have.get(h) != Some(r)).map(|(h, _)| h.clone()).collect();
+        drifted.extend(
+            served.routes.iter().filter(|r| !want.contains_key(r.host())).map(|r| r.host().clone()),
+        );
+        if !drifted.is_empty() {
+            tracing::warn!(hosts = ?drifted, "nginx's table drifted from the routes; repairing");
+            self.sync(want).await?;
+        }
+        drifted.sort();
+        Ok(drifted)
+    }
+
     async fn unpublish(&self, host: &Hostname) -> Result<(), ProxyError> {
         let mut state = self.state.lock().await;
         let Some(before) = state.routes.table().get(host).cloned() else {

@@ -116,6 +116,12 @@ impl PlatformConfig {
     async fn connect_store(&self) -> Result<Arc<dyn PlatformStore>, Error> {
         match &self.store {
             StoreConfig::Memory => Ok(Arc::new(MemoryStore::new())),
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres(url) => {
+                let pool = pg_pool("store", url, 16).await?;
+                Ok(Arc::new(crate::platform::store::PostgresStore::connect(pool).await?))
+            }
+            #[cfg(not(feature = "postgres"))]
             StoreConfig::Postgres(_) => Err(missing_feature("store", "postgres", "postgres")),
         }
     }

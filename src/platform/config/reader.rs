@@ -248,7 +248,7 @@ pub(crate) fn parse_duration(raw: &str) -> Option<Duration> {
         "d" => n * 86_400.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0 && seconds < 1e10)
+    (seconds.is_finite() && (0.0..1e10).contains(&seconds))
         .then(|| Duration::from_secs_f64(seconds))
 }
 

@@ -505,7 +505,9 @@ fn read_proxy(root: &Table) -> Result<ProxyConfig, ConfigError> {
             http_listen: listen("http_listen", "0.0.0.0:80")?,
             https_listen: listen("https_listen", "0.0.0.0:443")?,
             admin_listen: listen("admin_listen", "127.0.0.1:8099")?,
-            route_table_bytes: s.bytes("route_table")?.map_or(kws_proxy::nginx::DEFAULT_ROUTE_TABLE_BYTES, |b| b as usize),
+            route_table_bytes: s
+                .bytes("route_table")?
+                .map_or(kws_proxy::nginx::DEFAULT_ROUTE_TABLE_BYTES, |b| b as usize),
             certificate: need("certificate")?,
             certificate_key: need("certificate_key")?,
         },

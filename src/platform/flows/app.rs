@@ -6,13 +6,11 @@ use futures::future::BoxFuture;
 use kws_core::{DnsLabel, InstanceId, OwnerId};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Started, ended_error, finishing, hostname_key, instance::proxy_error, parse_name, undoable,
-};
+use super::{ended_error, finishing, hostname_key, instance::proxy_error, parse_name, undoable};
 use crate::platform::{
     Error, Platform, Role, Scope,
     model::{AppSpec, AppStatus, CertificateState, InstanceSpec},
-    ops::{Run, begin, request_of},
+    ops::{Begin, Run, begin, request_of},
     store::{Claims, Object, OpState, Operation, PlatformStoreExt},
 };
 
@@ -76,12 +74,12 @@ impl Platform {
             &recorded,
         )
         .await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) if op.state == OpState::Succeeded => {
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) if op.state == OpState::Succeeded => {
                 return self.store().get::<AppSpec>(scope, tenant, name.as_str()).await;
             }
-            Started::Done(op) => return Err(ended_error(&op)),
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             let app = self.publish_steps(&run, tenant, &recorded).await?;
@@ -175,9 +173,9 @@ impl Platform {
         self.store().get::<AppSpec>(scope, tenant, name.as_str()).await?;
         let begun =
             begin(self, scope, tenant, UNPUBLISH, name.as_str(), None, &name, &name).await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) => return Err(ended_error(&op)),
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             self.unpublish_steps(&run, tenant, &name).await?;

@@ -6,11 +6,11 @@ use kws_db::Credentials;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Started, ended_error, finishing, parse_name, undoable};
+use super::{ended_error, finishing, parse_name, undoable};
 use crate::platform::{
     Error, Platform, Role, Scope,
     model::DatabaseSpec,
-    ops::{Run, begin, request_of},
+    ops::{Begin, Run, begin, request_of},
     store::{Claims, Object, Operation, PlatformStoreExt},
 };
 
@@ -54,14 +54,14 @@ impl Platform {
         let begun =
             begin(self, scope, tenant, CREATE, name.as_str(), idempotency_key, &name, &name)
                 .await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) if op.state == crate::platform::store::OpState::Succeeded => {
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) if op.state == crate::platform::store::OpState::Succeeded => {
                 let database =
                     self.store().get::<DatabaseSpec>(scope, tenant, name.as_str()).await?;
                 return Ok(DatabaseCreated { database, credentials: None, operation: op.id });
             }
-            Started::Done(op) => return Err(ended_error(&op)),
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             let created = self.create_steps(&run, tenant, &name).await?;
@@ -156,9 +156,9 @@ impl Platform {
         let change = Change { name, action: action.to_owned() };
         let target = change.name.to_string();
         let begun = begin(self, scope, tenant, CHANGE, &target, None, &change, &change).await?;
-        match Started::from(begun) {
-            Started::Fresh(run) => Ok((run, change)),
-            Started::Done(op) => Err(ended_error(&op)),
+        match begun {
+            Begin::New(run) => Ok((run, change)),
+            Begin::Existing(op) => Err(ended_error(&op)),
         }
     }
 

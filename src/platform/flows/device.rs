@@ -8,11 +8,11 @@ use kws_wg::{ClientConfig, DeviceRequest, PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Started, ended_error, finishing, parse_name, undoable};
+use super::{ended_error, finishing, parse_name, undoable};
 use crate::platform::{
     Error, Platform, Role, Scope,
     model::DeviceSpec,
-    ops::{Run, begin, request_of},
+    ops::{Begin, Run, begin, request_of},
     store::{Claims, Object, Operation, PlatformStoreExt},
 };
 
@@ -99,9 +99,9 @@ impl Platform {
         let begun =
             begin(self, scope, tenant, ADD, name.as_str(), idempotency_key, &asked, &recorded)
                 .await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) => return self.device_replay(scope, tenant, &name, op).await,
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) => return self.device_replay(scope, tenant, &name, *op).await,
         };
         let body = async {
             let device = self.add_steps(&run, tenant, &recorded, public_key, private_key).await?;
@@ -208,9 +208,9 @@ impl Platform {
         };
         let begun =
             begin(self, scope, tenant, REVOKE, name.as_str(), None, &recorded, &recorded).await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) => return Err(ended_error(&op)),
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             self.revoke_steps(&run, tenant, &recorded).await?;

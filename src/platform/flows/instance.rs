@@ -10,11 +10,11 @@ use kws_core::{DnsLabel, InstanceId, OwnerId};
 use kws_runtime::{ImageRef, InstanceInfo, InstanceKey, InstanceState, Resources};
 use serde::{Deserialize, Serialize};
 
-use super::{Started, ended_error, finishing, hostname_key, parse_name, undoable};
+use super::{ended_error, finishing, hostname_key, parse_name, undoable};
 use crate::platform::{
     Error, Platform, Role, Scope,
     model::{AppSpec, Desired, InstanceResources, InstanceSpec, InstanceStatus, RunState},
-    ops::{Run, begin, request_of},
+    ops::{Begin, Run, begin, request_of},
     store::{Claims, Object, OpState, Operation, PlatformStoreExt},
 };
 
@@ -103,12 +103,12 @@ impl Platform {
         let begun =
             begin(self, scope, tenant, LAUNCH, name.as_str(), idempotency_key, &request, &launch)
                 .await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) if op.state == OpState::Succeeded => {
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) if op.state == OpState::Succeeded => {
                 return self.store().get::<InstanceSpec>(scope, tenant, name.as_str()).await;
             }
-            Started::Done(op) => return Err(ended_error(&op)),
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             let instance = self.launch_steps(&run, tenant, &launch).await?;
@@ -326,9 +326,9 @@ impl Platform {
         let recorded = Action { name: name.clone(), action: action.to_owned(), change };
         let target = name.as_str();
         let begun = begin(self, scope, tenant, ACTION, target, None, &recorded, &recorded).await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) => return Err(ended_error(&op)),
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             let instance = self.action_steps(&run, tenant, &recorded).await?;
@@ -405,9 +405,9 @@ impl Platform {
         self.runtime()?;
         self.store().get::<InstanceSpec>(scope, tenant, name.as_str()).await?;
         let begun = begin(self, scope, tenant, REMOVE, name.as_str(), None, &name, &name).await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) => return Err(ended_error(&op)),
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             self.remove_steps(&run, tenant, &name).await?;

@@ -32,7 +32,7 @@ use kws_core::{DnsLabel, Hostname};
 
 use crate::platform::{
     Error, Platform,
-    ops::{Begin, Recovery, Run},
+    ops::{Recovery, Run},
     store::{OpState, Operation},
 };
 
@@ -129,22 +129,6 @@ pub(crate) async fn finishing<T>(
         }
     }
 }
-
-/// What `begin` found, as a flow sees it: a run to do, or the result of the earlier one.
-pub(crate) enum Started {
-    Fresh(Run),
-    Done(Operation),
-}
-
-impl From<Begin> for Started {
-    fn from(begin: Begin) -> Self {
-        match begin {
-            Begin::New(run) => Started::Fresh(run),
-            Begin::Existing(op) => Started::Done(op),
-        }
-    }
-}
-
 impl Platform {
     /// Deletes `S`'s object `name` of `op`'s tenant when `op` made it (the undo of a `record`
     /// step); an object another operation made, or none, is left alone.

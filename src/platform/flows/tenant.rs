@@ -5,11 +5,11 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use kws_core::{DnsLabel, OwnerId};
 
-use super::{Started, ended_error, finishing, parse_name};
+use super::{ended_error, finishing, parse_name};
 use crate::platform::{
     Error, Platform, Role, Scope,
     model::{AppSpec, DatabaseSpec, DeviceSpec, InstanceSpec},
-    ops::{Run, begin},
+    ops::{Begin, Run, begin},
     store::{Member, PlatformStoreExt, Quotas, Tenant, User},
 };
 
@@ -112,9 +112,9 @@ impl Platform {
         self.store().get_tenant(scope, tenant).await?;
         let begun =
             begin(self, scope, tenant, DELETE, tenant.as_str(), None, tenant, tenant).await?;
-        let run = match Started::from(begun) {
-            Started::Fresh(run) => run,
-            Started::Done(op) => return Err(ended_error(&op)),
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) => return Err(ended_error(&op)),
         };
         let body = async {
             self.delete_steps(&run, tenant).await?;

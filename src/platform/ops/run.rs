@@ -53,7 +53,7 @@ pub(crate) enum Begin {
     New(Run),
     /// The operation an earlier request with the same idempotency key made (ended, or waited
     /// for until it ended or its deadline passed).
-    Existing(Operation),
+    Existing(Box<Operation>),
 }
 
 /// Records a new operation of `kind` on `target`, or finds the one `key` made. `asked` is the
@@ -90,7 +90,9 @@ pub(crate) async fn begin(
     };
     match platform.store().begin_operation(scope, new).await? {
         Begun::New(op) => Ok(Begin::New(Run::adopt(platform, op))),
-        Begun::Existing(op) => Ok(Begin::Existing(wait_final(platform, scope, op).await?)),
+        Begun::Existing(op) => {
+            Ok(Begin::Existing(Box::new(wait_final(platform, scope, op).await?)))
+        }
     }
 }
 

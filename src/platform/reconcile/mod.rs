@@ -155,10 +155,21 @@ impl Platform {
             proxy.unpublish(route.host()).await.map_err(proxy_error)?;
             report.routes_removed.push(route.host().to_string());
         }
-        if !publish.is_empty() {
-            report.routes_published = publish.iter().map(|r| r.host().to_string()).collect();
-            proxy.publish_all(publish).await.map_err(proxy_error)?;
+        let (fresh, changed): (Vec<Route>, Vec<Route>) =
+            publish.into_iter().partition(|r| !have.contains_key(r.host()));
+        report.routes_published =
+            fresh.iter().chain(&changed).map(|r| r.host().to_string()).collect();
+        report.routes_published.sort();
+        if !fresh.is_empty() {
+            proxy.publish_all(fresh).await.map_err(proxy_error)?;
         }
+        for route in changed {
+            proxy.replace(route).await.map_err(proxy_error)?;
+        }
+        // What the proxy serves may have drifted from its own routes (nginx's table changed by
+        // hand): the backend puts it back.
+        report.routes_repaired =
+            proxy.repair().await.map_err(proxy_error)?.iter().map(ToString::to_string).collect();
         Ok(())
     }
 

@@ -44,6 +44,8 @@ pub struct ReconcileReport {
     pub routes_published: Vec<String>,
     /// Routes taken off (hosts).
     pub routes_removed: Vec<String>,
+    /// Hosts whose route the proxy served otherwise than published, repaired.
+    pub routes_repaired: Vec<String>,
     /// The serial of a certificate renewed in this pass.
     pub certificate_renewed: Option<String>,
     /// What failed (the other areas still ran).
@@ -69,6 +71,7 @@ impl ReconcileReport {
             && self.firewall_links_changed == 0
             && self.routes_published.is_empty()
             && self.routes_removed.is_empty()
+            && self.routes_repaired.is_empty()
             && self.certificate_renewed.is_none()
             && self.errors.is_empty()
     }

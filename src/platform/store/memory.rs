@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::{
     Begun, Claims, Json, Kind, Member, Meta, NewObject, NewOperation, ObjectRecord, OpState,
-    Operation, Page, PlatformStore, Quotas, Tenant, TenantUsage, User, object_exists,
-    object_not_found, unique_taken,
+    Operation, Page, PlatformStore, Quotas, Tenant, TenantUsage, User, capped_lease,
+    check_grown_claims, claims_grow, listed_tenant_visible, object_exists, object_not_found,
+    unique_taken,
 };
 use crate::platform::{Error, Role, Scope};
 
@@ -49,8 +50,13 @@ impl MemoryStore {
     }
 }
 
-fn lease_end(lease: Duration) -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+/// `now + lease`. Leases are capped (`capped_lease`), so the sum is a time chrono can hold;
+/// `DateTime + Duration` would panic past year 262,143 (a lease of `Duration::MAX`).
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(capped_lease(lease))
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 impl State {
@@ -359,15 +365,9 @@ impl PlatformStore for MemoryStore {
             });
         }
         let old = current.claims;
-        if claims.cpu_millis > old.cpu_millis || claims.memory_mb > old.memory_mb {
+        if claims_grow(old, claims) {
             let quotas = state.tenant(scope, tenant)?.quotas;
-            let mut usage = state.usage(tenant);
-            usage.cpu_millis -= old.cpu_millis;
-            usage.memory_mb -= old.memory_mb;
-            // The object itself is counted already: check the claims only.
-            let claims_only =
-                Quotas { instances: None, apps: None, devices: None, databases: None, ..quotas };
-            claims_only.check(tenant, &usage, kind, claims)?;
+            check_grown_claims(&quotas, tenant, &state.usage(tenant), kind, old, claims)?;
         }
         let record =
             state.objects.get_mut(&key).ok_or_else(|| object_not_found(kind, tenant, name))?;
@@ -508,6 +508,7 @@ impl PlatformStore for MemoryStore {
         before: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<Operation>, Error> {
+        listed_tenant_visible(scope, tenant)?;
         let state = self.state();
         Ok(state
             .operations
@@ -535,17 +536,18 @@ impl PlatformStore for MemoryStore {
                 actual: stored.version,
             });
         }
-        // The cancel flag and the lease are not the saver's to change: `request_cancel`,
-        // `renew_operations` and `claim_expired` own them.
-        let cancel_requested = stored.cancel_requested || op.cancel_requested;
-        let lease_until = stored.lease_until;
-        *stored = Operation {
-            version: op.version + 1,
-            updated_at: Utc::now(),
-            cancel_requested,
-            lease_until,
-            ..op.clone()
-        };
+        // The saver writes its progress (state, steps, error, result, deadline). What the
+        // operation is (tenant, kind, target, idempotency key, request, creation) stays as
+        // recorded, and the cancel flag and the lease are not the saver's to change either:
+        // `request_cancel`, `renew_operations` and `claim_expired` own them.
+        stored.state = op.state;
+        stored.steps = op.steps.clone();
+        stored.error = op.error.clone();
+        stored.result = op.result.clone();
+        stored.deadline = op.deadline;
+        stored.cancel_requested |= op.cancel_requested;
+        stored.version += 1;
+        stored.updated_at = Utc::now();
         Ok(stored.clone())
     }
 
@@ -562,7 +564,7 @@ impl PlatformStore for MemoryStore {
 
     async fn renew_operations(&self, holder: &str, lease: Duration) -> Result<u64, Error> {
         let mut state = self.state();
-        let until = lease_end(lease);
+        let until = lease_end(Utc::now(), lease);
         let mut renewed = 0;
         for op in state.operations.values_mut() {
             if !op.state.is_final() && op.holder.as_deref() == Some(holder) {
@@ -576,7 +578,7 @@ impl PlatformStore for MemoryStore {
     async fn claim_expired(&self, holder: &str, lease: Duration) -> Result<Vec<Operation>, Error> {
         let mut state = self.state();
         let now = Utc::now();
-        let until = lease_end(lease);
+        let until = lease_end(now, lease);
         let mut claimed = Vec::new();
         for op in state.operations.values_mut() {
             if !op.state.is_final() && op.lease_until.is_none_or(|at| at < now) {

@@ -7,10 +7,16 @@
 //! conformance suite both run, directly and through `Arc<dyn PlatformStore>`.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod typed;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use record::{
     Begun, Claims, Json, Kind, Member, Meta, NewObject, NewOperation, ObjectRecord, OpState,
     Operation, Page, Quotas, Step, StepState, Tenant, TenantUsage, User,
@@ -29,29 +35,40 @@ use crate::platform::{Error, Role, Scope};
 ///
 /// # Contract
 /// - **Scope.** Every call takes the caller's [`Scope`]. A tenant scope sees only its tenant:
-///   naming another tenant's object, or the tenant itself, is `NotFound`; lists hold only its
-///   objects. Only the operator scope lists across tenants and creates or deletes tenants and
-///   users. (Roles are the Platform's business: the store checks visibility only.)
+///   naming another tenant's object, or the tenant itself, is `NotFound` (also as the `tenant`
+///   of a list); lists hold only its objects. Only the operator scope lists across tenants and
+///   creates or deletes tenants and users (a tenant scope is `Forbidden`). (Roles are the
+///   Platform's business: the store checks visibility only.) Names arrive typed; a lookup by a
+///   name no object can have is plainly `NotFound`.
 /// - **Uniqueness.** Tenant ids, user names, `(tenant, kind, name)` of objects and the
 ///   platform-wide `unique` key of objects are unique; a duplicate is `AlreadyExists` and
 ///   changes nothing. Every check and its write are one atomic step, across processes sharing a
 ///   backend: of concurrent creates of one name, exactly one wins.
 /// - **Quotas.** `create_object` checks the tenant's [`Quotas`] against its usage and the new
 ///   object's [`Claims`] in the same atomic step as the insert: concurrent creates never take a
-///   tenant past its quota (`QuotaExceeded`, nothing written).
+///   tenant past its quota (`QuotaExceeded`, nothing written). `update_spec` checks, in the
+///   same way, each claimed resource that grows (not the object's count, nor a resource whose
+///   claim stays or shrinks, even past a lowered quota).
 /// - **Versions.** Every tenant and object carries a version, bumped by each change of it (for
 ///   objects: of the spec). A write that names a stale version is `Conflict` and changes
 ///   nothing. `update_status` does not bump the version, and applies only when its
-///   observation is newer than the stored one (it says whether it applied).
+///   observation is not older than the stored one (one of the same instant applies; it says
+///   whether it applied). A backend may keep times to the microsecond only (PostgreSQL does).
 /// - **Operations.** `begin_operation` with an idempotency key already used by the tenant
 ///   returns the existing operation when the request hash matches (`Begun::Existing`) and
 ///   `IdempotencyMismatch` when it does not; the check and the insert are atomic.
 ///   `save_operation` is fenced: it applies only while the stored operation is held by the
 ///   saver (`holder`) at the version it read, so a process whose claim was taken over changes
-///   nothing (`Conflict`). `claim_expired` hands every `pending` or `running` operation whose
-///   lease passed (on the store's clock) to the caller, each to exactly one claimer.
-/// - **Order.** Lists are sorted by `(tenant, name)` (objects, tenants by id); operations newest
-///   first.
+///   nothing (`Conflict`). A save writes the holder's progress only (state, steps, error,
+///   result, deadline) and bumps the version; what the operation is (tenant, kind, target,
+///   key, request, creation), its holder and its lease stay, and a cancel request stays set.
+///   `request_cancel` and `renew_operations` do not bump the version. `claim_expired` hands
+///   every `pending` or `running` operation whose lease passed (on the store's clock) to the
+///   caller, each to exactly one claimer, with a new version (so the old holder's save is a
+///   `Conflict`). Leases longer than [`MAX_LEASE`] are cut to it. Operations outlive their
+///   tenant, as history; its idempotency keys do not (a tenant made again starts with none).
+/// - **Order.** Lists are sorted by `(tenant, name)` (objects, tenants by id) in byte order;
+///   operations newest first, by id (UUIDv7).
 #[async_trait::async_trait]
 pub trait PlatformStore: Send + Sync + Debug + 'static {
     /// Creates a tenant (operator only).
@@ -141,6 +158,7 @@ pub trait PlatformStore: Send + Sync + Debug + 'static {
 
     /// Replaces an object's spec and claims, at `expected_version`; the quota is checked for
     /// grown claims.
+    #[allow(clippy::too_many_arguments)] // an object's key is three of them
     async fn update_spec(
         &self,
         scope: &Scope,
@@ -214,6 +232,51 @@ pub trait PlatformStore: Send + Sync + Debug + 'static {
 
     /// Hands every unfinished operation whose lease passed to `holder` (lease now + `lease`).
     async fn claim_expired(&self, holder: &str, lease: Duration) -> Result<Vec<Operation>, Error>;
+}
+
+/// The longest lease a store grants (1,000 years): a longer one is cut to it, so `now + lease`
+/// stays a time every backend can keep (`Duration::MAX` means "as long as possible").
+pub const MAX_LEASE: Duration = Duration::from_secs(1000 * 366 * 24 * 60 * 60);
+
+/// `lease`, cut to [`MAX_LEASE`].
+pub(crate) fn capped_lease(lease: Duration) -> Duration {
+    lease.min(MAX_LEASE)
+}
+
+/// Whether `new` claims more of any resource than `old`.
+pub(crate) fn claims_grow(old: Claims, new: Claims) -> bool {
+    new.cpu_millis > old.cpu_millis || new.memory_mb > old.memory_mb
+}
+
+/// The quota check of `update_spec`: whether an object of `tenant` whose claims go from `old`
+/// to `new` still fits, beside `usage` (which counts the object with `old`). The object itself
+/// is counted already, and only the resources that grow are checked: a tenant already past a
+/// lowered CPU quota may still give an instance more memory.
+pub(crate) fn check_grown_claims(
+    quotas: &Quotas,
+    tenant: &OwnerId,
+    usage: &TenantUsage,
+    kind: Kind,
+    old: Claims,
+    new: Claims,
+) -> Result<(), Error> {
+    let mut others = usage.clone();
+    others.cpu_millis = others.cpu_millis.saturating_sub(old.cpu_millis);
+    others.memory_mb = others.memory_mb.saturating_sub(old.memory_mb);
+    let grown = Quotas {
+        cpu_millis: quotas.cpu_millis.filter(|_| new.cpu_millis > old.cpu_millis),
+        memory_mb: quotas.memory_mb.filter(|_| new.memory_mb > old.memory_mb),
+        ..Quotas::default()
+    };
+    grown.check(tenant, &others, kind, new)
+}
+
+/// `NotFound` of the tenant a list names (`tenant`) when the scope does not see it.
+pub(crate) fn listed_tenant_visible(scope: &Scope, tenant: Option<&OwnerId>) -> Result<(), Error> {
+    match tenant.filter(|t| !scope.sees(t)) {
+        Some(hidden) => Err(Error::not_found("tenant", hidden)),
+        None => Ok(()),
+    }
 }
 
 /// The error for a taken platform-wide unique key (`hostname:<label>`, `public_key:<key>`).
