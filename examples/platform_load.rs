@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         arg(&args, "--devices", 10)?,
         arg(&args, "--reconcile", 50)?,
     );
-    let Some(lab) = lab::Lab::start().await else {
+    let Some(mut lab) = lab::Lab::start().await else {
         anyhow::bail!("the lab needs root, Docker and PostgreSQL")
     };
     let op = Scope::Operator;
@@ -65,13 +65,16 @@ async fn main() -> anyhow::Result<()> {
     lab.platform().set_quotas(&op, &tenant, t.version, unlimited).await?;
     launch_overhead(&lab, &tenant, launches).await?;
     device_adds(lab.platform(), &tenant, devices).await?;
-    reconcile_at(&lab, size).await?;
+    reconcile_at(&mut lab, size).await?;
     Ok(())
 }
 
 async fn launch_overhead(lab: &lab::Lab, tenant: &OwnerId, rounds: usize) -> anyhow::Result<()> {
     let p = lab.platform();
     let runtime = p.runtime()?.clone();
+    // An instance that stays, so the tenant's network exists for both kinds of launch.
+    let anchor = format!("anchor-{}", tenant.as_str());
+    p.launch_instance(&Scope::Operator, tenant, LaunchInstance::named(&anchor)?, None).await?;
     let (mut bare, mut full) = (Vec::new(), Vec::new());
     for i in 0..rounds {
         let name = format!("bare-{i}");
@@ -89,6 +92,7 @@ async fn launch_overhead(lab: &lab::Lab, tenant: &OwnerId, rounds: usize) -> any
         full.push(started.elapsed());
         p.remove_instance(&Scope::Operator, tenant, &name).await?;
     }
+    p.remove_instance(&Scope::Operator, tenant, &anchor).await?;
     let (b, f) = (percentile(&mut bare, 0.5), percentile(&mut full, 0.5));
     println!(
         "launch: platform p50 {:.1} ms, bare create+start p50 {:.1} ms, ratio {:.2} (n={rounds})",
@@ -114,8 +118,15 @@ async fn device_adds(p: &Platform, tenant: &OwnerId, n: usize) -> anyhow::Result
     Ok(())
 }
 
-async fn reconcile_at(lab: &lab::Lab, size: usize) -> anyhow::Result<()> {
-    let mut parts = lab.spec.parts(|_| {}).await;
+async fn reconcile_at(lab: &mut lab::Lab, size: usize) -> anyhow::Result<()> {
+    // One writer of nginx's folder at a time: the lab's Platform goes, this one comes.
+    lab.release();
+    // Its own instance range: the Docker runtime's pools hold 10.213.0.0/16 in the shared
+    // allocator.
+    let mut parts = lab
+        .spec
+        .parts(|s| s.instance_range = "10.214.0.0/16".parse().expect("range"))
+        .await;
     let image = ImageRef::parse(lab::BUSYBOX)?;
     let memory = MemoryRuntime::with_range(
         parts.allocator.clone(),
