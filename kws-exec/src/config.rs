@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use super::{
+use crate::{
     error::ConfigError,
     language::Languages,
     limits::{Limits, SandboxLimits},
@@ -99,7 +99,7 @@ impl ExecConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn out_of_range_settings_are_refused_by_name() {

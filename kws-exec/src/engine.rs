@@ -19,7 +19,7 @@ use tokio::{
     task::AbortHandle,
 };
 
-use super::{
+use crate::{
     config::ExecConfig,
     error::{ConfigError, SubmitError},
     journal::{JobEvents, JobSnapshot, Journal},

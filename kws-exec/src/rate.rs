@@ -7,7 +7,7 @@ use std::{
 
 use kws_core::OwnerId;
 
-use super::error::ConfigError;
+use crate::error::ConfigError;
 
 /// A token bucket's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,7 +102,7 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

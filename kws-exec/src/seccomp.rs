@@ -105,7 +105,7 @@ pub(crate) fn profile(arch: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn the_allowlist_names_each_syscall_once_and_no_dangerous_one() {

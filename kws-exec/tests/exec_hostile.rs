@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use kws_runtime::exec::{ExecEngine, JobEvent, Limits};
+use kws_exec::{ExecEngine, JobEvent, Limits};
 use support::{Finished, engine, finish, run, wall};
 
 /// Time past a limit within which a killed job's terminal event must be there.

@@ -13,7 +13,7 @@ use futures::Stream;
 use kws_core::{JobId, OwnerId};
 use tokio::sync::watch;
 
-use super::event::JobEvent;
+use crate::event::JobEvent;
 
 /// One job's events and the count that wakes its subscribers.
 #[derive(Debug)]
@@ -185,7 +185,7 @@ impl Journal {
 mod tests {
     use futures::StreamExt;
 
-    use super::*;
+    use crate::*;
 
     fn owner() -> OwnerId {
         OwnerId::parse("alice").expect("valid")

@@ -1,6 +1,6 @@
 //! The shell the armed process runs, and the one line the job's source travels in.
 
-use super::{
+use crate::{
     language::Language,
     sandbox::{WORK_DIR, WRITABLE},
 };
@@ -77,7 +77,7 @@ done"#
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn the_script_quotes_the_language_and_never_holds_user_input() {

@@ -7,7 +7,7 @@ use bollard::container::LogOutput;
 use futures::StreamExt;
 use tokio::{io::AsyncWriteExt, time::timeout_at};
 
-use super::{
+use crate::{
     event::JobEvent,
     journal::Journal,
     queue::JobRequest,
@@ -195,7 +195,7 @@ fn failed(error: String) -> JobEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn the_output_budget_cuts_at_the_limit() {

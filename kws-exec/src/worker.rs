@@ -4,7 +4,7 @@ use std::sync::{Arc, atomic::Ordering};
 
 use tokio::sync::mpsc;
 
-use super::{
+use crate::{
     engine::Shared,
     event::JobEvent,
     queue::Delivery,

@@ -11,7 +11,7 @@ use std::{
 use kws_core::DnsLabel;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{
+use crate::{
     engine::Shared,
     error::{QueueError, SubmitError},
     event::JobEvent,
@@ -302,7 +302,7 @@ impl Scheduler {
                 progressed = true;
                 let (shared, outbox) = (self.shared.clone(), self.outbox.upgrade());
                 if let Some(outbox) = outbox {
-                    tokio::spawn(super::worker::work(shared, outbox, delivery, sandbox));
+                    tokio::spawn(crate::worker::work(shared, outbox, delivery, sandbox));
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kws_core::DnsLabel;
 
-use super::error::ConfigError;
+use crate::error::ConfigError;
 
 /// How to run one language's programs.
 ///
@@ -142,7 +142,7 @@ impl Default for Languages {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn defaults_are_valid() {

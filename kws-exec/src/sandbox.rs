@@ -24,7 +24,7 @@ use futures::{Stream, StreamExt};
 use kws_core::DnsLabel;
 use tokio::io::AsyncWrite;
 
-use super::{language::Language, limits::SandboxLimits, script::armed_script};
+use crate::{language::Language, limits::SandboxLimits, script::armed_script};
 
 /// Label on every container of every exec engine.
 pub const EXEC_LABEL: &str = "kws.exec";
@@ -88,7 +88,7 @@ pub(crate) struct Sandboxes {
     labels: HashMap<String, String>,
     limits: SandboxLimits,
     /// Docker's `seccomp=` security option with the sandboxes' own profile, when the engine's
-    /// architecture has one (see [`super::seccomp`]); otherwise Docker's default profile.
+    /// architecture has one (see [`crate::seccomp`]); otherwise Docker's default profile.
     seccomp: Option<String>,
     serial: AtomicU64,
 }
@@ -111,8 +111,8 @@ impl Sandboxes {
         arch: Option<&str>,
     ) -> Self {
         let seccomp = arch
-            .and_then(super::seccomp::native_arch)
-            .map(|arch| format!("seccomp={}", super::seccomp::profile(arch)));
+            .and_then(crate::seccomp::native_arch)
+            .map(|arch| format!("seccomp={}", crate::seccomp::profile(arch)));
         Self { docker, engine, labels, limits, seccomp, serial: AtomicU64::new(0) }
     }
 
@@ -231,7 +231,7 @@ impl Sandboxes {
     /// local; otherwise Docker lists the processes (`top`). (A one-shot stats read of the pids
     /// count would be cheaper than `top`, but Docker 20.10 through bollard waits a second.)
     pub(crate) async fn processes_gone(&self, sandbox: &Sandbox) -> Result<(), String> {
-        if let Some(count) = super::cgroup::process_count(&sandbox.id) {
+        if let Some(count) = crate::cgroup::process_count(&sandbox.id) {
             return match count {
                 1 => Ok(()),
                 n => Err(format!("{n} processes left in the sandbox's cgroup")),

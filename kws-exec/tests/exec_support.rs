@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kws_core::{DnsLabel, JobId, OwnerId};
-use kws_runtime::exec::{ExecConfig, ExecEngine, JobEvent, Limits, RateLimit};
+use kws_exec::{ExecConfig, ExecEngine, JobEvent, Limits, RateLimit};
 
 /// An engine with `pool_size` containers per language, labelled for this test run.
 pub async fn engine(pool_size: usize, tweak: impl FnOnce(&mut ExecConfig)) -> Option<ExecEngine> {

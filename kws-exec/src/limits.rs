@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::error::{ConfigError, SubmitError};
+use crate::error::{ConfigError, SubmitError};
 
 /// What one job may use. Memory, pids and disk are properties of the sandbox
 /// ([`SandboxLimits`]), the same for every job of an engine.
@@ -97,7 +97,7 @@ impl SandboxLimits {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn out_of_range_limits_are_refused_by_name() {
