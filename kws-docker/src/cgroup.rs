@@ -27,7 +27,7 @@ pub fn process_count(id: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use crate::process_count;
+    use super::process_count;
 
     #[test]
     fn only_full_container_ids_name_a_path() {

@@ -185,7 +185,7 @@ impl Journal {
 mod tests {
     use futures::StreamExt;
 
-    use crate::*;
+    use super::*;
 
     fn owner() -> OwnerId {
         OwnerId::parse("alice").expect("valid")

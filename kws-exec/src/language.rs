@@ -142,7 +142,7 @@ impl Default for Languages {
 
 #[cfg(test)]
 mod tests {
-    use crate::*;
+    use super::*;
 
     #[test]
     fn defaults_are_valid() {

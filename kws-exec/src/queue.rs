@@ -172,7 +172,7 @@ fn unknown(tag: u64) -> QueueError {
 mod tests {
     use std::sync::Arc;
 
-    use crate::*;
+    use super::*;
 
     #[tokio::test]
     async fn the_memory_queue_meets_the_contract_directly_and_as_a_trait_object() {

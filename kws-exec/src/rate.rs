@@ -102,7 +102,7 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
-    use crate::*;
+    use super::*;
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

@@ -105,7 +105,7 @@ pub(crate) fn profile(arch: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use crate::*;
+    use super::*;
 
     #[test]
     fn the_allowlist_names_each_syscall_once_and_no_dangerous_one() {

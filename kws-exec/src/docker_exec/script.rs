@@ -77,7 +77,7 @@ done"#
 
 #[cfg(test)]
 mod tests {
-    use crate::*;
+    use super::*;
 
     #[test]
     fn the_script_quotes_the_language_and_never_holds_user_input() {
