@@ -6,12 +6,40 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kws_core::{DnsLabel, JobId, OwnerId};
-use kws_exec::{ExecConfig, ExecEngine, JobEvent, Limits, RateLimit};
+use kws_exec::{ExecConfig, ExecEngine, JobEvent, JobRunner, Limits, PoolStatus, RateLimit};
+
+/// Runs the test function `$name(runner)` once per runner, as `$name::supervisor` and
+/// `$name::docker_exec`.
+#[macro_export]
+macro_rules! on_both_runners {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn supervisor() {
+                super::$name(kws_exec::JobRunner::Supervisor).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn docker_exec() {
+                super::$name(kws_exec::JobRunner::DockerExec).await
+            }
+        }
+    )*};
+}
 
 /// An engine with `pool_size` containers per language, labelled for this test run.
 pub async fn engine(pool_size: usize, tweak: impl FnOnce(&mut ExecConfig)) -> Option<ExecEngine> {
+    engine_on(JobRunner::default(), pool_size, tweak).await
+}
+
+/// An engine of `runner` with `pool_size` containers per language, labelled for this test run.
+pub async fn engine_on(
+    runner: JobRunner,
+    pool_size: usize,
+    tweak: impl FnOnce(&mut ExecConfig),
+) -> Option<ExecEngine> {
     let docker = kws_testenv::docker().await?;
     let mut config = ExecConfig {
+        runner,
         pool_size,
         labels: kws_testenv::test_labels(),
         rate: RateLimit { per_second: 1000.0, burst: 1000 },
@@ -93,6 +121,22 @@ pub fn wall(wall_time: Duration) -> Limits {
     Limits { wall_time, ..Limits::default() }
 }
 
+/// The pool of `language`.
+pub fn pool(engine: &ExecEngine, language: &str) -> PoolStatus {
+    engine.pools()[&label(language)].clone()
+}
+
+/// The full ids of this engine's running containers.
+pub async fn container_ids(engine: &ExecEngine) -> Vec<String> {
+    let docker = kws_testenv::docker().await.expect("docker");
+    let filter = format!("kws.exec.engine={}", engine.engine_id());
+    let filters = std::collections::HashMap::from([("label", vec![filter])]);
+    let options =
+        bollard::query_parameters::ListContainersOptionsBuilder::default().filters(&filters).build();
+    let list = docker.list_containers(Some(options)).await.expect("list");
+    list.into_iter().filter_map(|c| c.id).collect()
+}
+
 /// Containers of this engine still in Docker.
 pub async fn containers_of(engine: &ExecEngine) -> usize {
     let docker = kws_testenv::docker().await.expect("docker");
@@ -118,4 +162,60 @@ pub async fn finish(engine: ExecEngine) {
         .build();
     let left = docker.list_containers(Some(options)).await.expect("list");
     assert!(left.is_empty(), "containers left after shutdown: {left:?}");
+}
+
+/// The command line of a sandbox's process 1 under `runner`, as `/proc/1/cmdline` shows it.
+pub fn resident_cmdline(runner: JobRunner) -> &'static str {
+    match runner {
+        JobRunner::DockerExec => "sleep 2147483647",
+        _ => kws_exec::SUPERVISOR_PATH,
+    }
+}
+
+/// After a hostile job: the next job of the language runs normally, in a sandbox with empty
+/// writable paths and no process but process 1 (the runner's) and its own, and the pool is
+/// full again.
+pub async fn next_job_is_clean(engine: &ExecEngine, language: &str, runner: JobRunner) {
+    let probe = match language {
+        "python3" => {
+            "import os\nfor d in ['/workspace', '/tmp', '/var/tmp', '/dev/shm']:\n    \
+             print(d, sorted(x for x in os.listdir(d) if x != 'main.py'))\n\
+             for p in os.listdir('/proc'):\n    \
+             if p.isdigit() and int(p) != os.getpid():\n        \
+             print('proc', p, open('/proc/%s/cmdline' % p).read().replace('\\0', ' ').strip())\n"
+        }
+        _ => {
+            "for d in /workspace /tmp /var/tmp /dev/shm; do echo \"$d [$(ls -A $d | grep -v \
+             '^main.sh$' | tr '\\n' ' ')]\"; done\n\
+             for p in /proc/[0-9]*; do [ \"${p#/proc/}\" = \"$$\" ] || \
+             echo \"proc ${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done\n"
+        }
+    };
+    let next = run(engine, language, probe, "", Limits::default()).await;
+    assert!(matches!(next.outcome(), JobEvent::Exited { code: 0, .. }), "{:?}", next.events);
+    let out = next.stdout();
+    for dir in ["/workspace", "/tmp", "/var/tmp", "/dev/shm"] {
+        let empty = [format!("{dir} []"), format!("{dir} [ ]")];
+        assert!(
+            out.lines().any(|l| empty.iter().any(|e| l.trim_end() == e.trim_end())),
+            "{dir} is not empty for the next job: {out}"
+        );
+    }
+    // Process 1 is the runner's; the others are the probe's own shell pieces (a forked
+    // `sh main.sh`, `tr`), which may have ended by the time their command line is read.
+    let resident = resident_cmdline(runner);
+    let mut saw_resident = false;
+    for process in out.lines().filter_map(|l| l.strip_prefix("proc ")) {
+        let (pid, cmdline) = process.split_once(' ').unwrap_or((process, ""));
+        let cmdline = cmdline.trim();
+        if pid == "1" {
+            assert_eq!(cmdline, resident, "process 1 changed: {out}");
+            saw_resident = true;
+        } else {
+            let own = ["sh main.sh", "tr"].iter().any(|p| cmdline.starts_with(p));
+            assert!(own || cmdline.is_empty(), "a process of an earlier job is visible: {out}");
+        }
+    }
+    assert!(saw_resident, "process 1 is not visible: {out}");
+    engine.wait_until_full(Duration::from_secs(30)).await.expect("the pool refills");
 }
