@@ -29,9 +29,10 @@ async fn same_sandbox_is_clean(engine: &ExecEngine, language: &str, before: &Poo
     assert!(after.reused >= before.reused + 2, "the sandbox was not reused: {after:?}");
 }
 
-/// Every container of the engine holds exactly one process (its supervisor), read from the
-/// host's cgroups.
+/// Once the pools are idle, every container of the engine holds exactly one process (its
+/// supervisor), read from the host's cgroups.
 async fn only_supervisors_left(engine: &ExecEngine) {
+    engine.wait_until_full(Duration::from_secs(30)).await.expect("the pools are idle");
     for id in container_ids(engine).await {
         let count = kws_docker::process_count(&id).expect("the engine runs on this host");
         assert_eq!(count, 1, "container {id} holds {count} processes");
@@ -42,7 +43,7 @@ async fn only_supervisors_left(engine: &ExecEngine) {
 async fn a_job_cannot_forge_or_flood_or_close_the_supervisors_channel() {
     let Some(engine) = engine().await else { return };
     // Output that looks like the supervisor's own frames is only output.
-    let forged = Report::Done(Done { end: End::Exited(0), wall_us: 1, dirty: None }).encode();
+    let forged = Report::Done(Done { end: End::Exited(0), wall_us: 1 }).encode();
     let printf: String = forged.iter().map(|b| format!("\\{b:03o}")).collect();
     let before = pool(&engine, "sh");
     let job = run(&engine, "sh", &format!("printf '{printf}'; exit 5"), "", Limits::default()).await;

@@ -16,8 +16,10 @@ use crate::{
 };
 
 /// How much longer than the job's wall time the engine waits for the supervisor's `Done`
-/// (its own kill, reap and wipe budgets, and slack) before it kills the sandbox itself.
-const BACKSTOP: Duration = KILL_LIMIT.saturating_add(WIPE_LIMIT).saturating_add(Duration::from_secs(3));
+/// (its own kill and reap budget, and slack) before it kills the sandbox itself.
+const BACKSTOP: Duration = KILL_LIMIT.saturating_add(Duration::from_secs(3));
+/// How long after `Done` the supervisor may take to wipe the sandbox and say `Ready`.
+const READY_AFTER_JOB: Duration = WIPE_LIMIT.saturating_add(Duration::from_secs(3));
 
 /// The pieces a job run needs.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +31,7 @@ pub(crate) struct SupervisedRun<'a> {
 impl SupervisedRun<'_> {
     /// Runs `job` in `sandbox` through its supervisor, pushing `Started`, its output and its
     /// terminal event. The terminal event is pushed only once no process of the job is left:
-    /// the supervisor reaped them all before it said `Done`, and the engine reads the cgroup.
+    /// the supervisor reaped them all before it said `Done` (or the sandbox was killed).
     pub(crate) async fn run(self, sandbox: &mut Sandbox, job: &JobRequest) -> Aftermath {
         let Resident::Supervisor(mut link) =
             std::mem::replace(&mut sandbox.resident, Resident::Nothing)
@@ -79,6 +81,9 @@ impl SupervisedRun<'_> {
                 Some(Ok(Report::Stdout(bytes))) => (bytes, JobEvent::Stdout),
                 Some(Ok(Report::Stderr(bytes))) => (bytes, JobEvent::Stderr),
                 Some(Ok(Report::Done(done))) => return Ok(done),
+                Some(Ok(Report::Fault(why))) => {
+                    return Err(sandbox_died(&format!("its supervisor gave up: {why}")));
+                }
                 Some(Ok(other)) => {
                     return Err(sandbox_died(&format!("its supervisor said {other:?} mid-job")));
                 }
@@ -102,13 +107,14 @@ impl SupervisedRun<'_> {
         }
     }
 
-    /// The job is over: check from outside that only the supervisor is left, then record the
-    /// end (killing the sandbox first when anything else is there).
+    /// The job is over and the supervisor reaped every process of it: record its end, then
+    /// wait for the supervisor's `Ready` (the wipe and its own check) and check from outside,
+    /// by the cgroup, that only the supervisor is left, before the sandbox takes another job.
     async fn finish(
         self,
         sandbox: &mut Sandbox,
         job: &JobRequest,
-        link: SupervisorLink,
+        mut link: SupervisorLink,
         done: Done,
     ) -> Aftermath {
         let event = match done.end {
@@ -123,20 +129,24 @@ impl SupervisedRun<'_> {
             End::OutputLimit => JobEvent::OutputLimitExceeded,
             End::NotStarted(why) => failed(format!("the job could not start: {why}")),
         };
-        let checked = match done.dirty {
-            Some(why) => Err(format!("its supervisor found it dirty: {why}")),
-            None => self.sandboxes.processes_gone(sandbox).await,
+        self.journal.push(job.id, event);
+        let ready = tokio::time::timeout(READY_AFTER_JOB, link.receive()).await;
+        let checked = match ready {
+            Ok(Some(Ok(Report::Ready))) => self.sandboxes.processes_gone(sandbox).await,
+            Ok(Some(Ok(Report::Fault(why)))) => Err(format!("its supervisor found: {why}")),
+            Ok(Some(Ok(other))) => Err(format!("its supervisor said {other:?} after the job")),
+            Ok(Some(Err(why))) => Err(why),
+            Ok(None) => Err("its supervisor's channel ended".to_owned()),
+            Err(_) => Err(format!("its supervisor was not ready within {READY_AFTER_JOB:?}")),
         };
         match checked {
             Ok(()) => {
-                self.journal.push(job.id, event);
                 sandbox.resident = Resident::Supervisor(link);
                 Aftermath::Reuse
             }
             Err(why) => {
                 tracing::debug!(container = %sandbox.id, "retiring an exec sandbox: {why}");
-                drop(link);
-                self.kill(sandbox, job, event).await
+                Aftermath::Retire
             }
         }
     }

@@ -100,8 +100,8 @@ impl Output<'_> {
     }
 }
 
-/// Runs one job to its end and reports its output on the way; returns how it ended, with the
-/// sandbox wiped and checked. `Err` only when the channel itself failed.
+/// Runs one job to its end and reports its output on the way; returns how it ended, once every
+/// process of it is reaped. `Err` when that could not be done, or the channel failed.
 pub(crate) fn run(
     setup: &Setup,
     signals: &OwnedFd,
@@ -111,17 +111,17 @@ pub(crate) fn run(
     let oom_before = oom_kills();
     let command = match Command::new(setup) {
         Ok(command) => command,
-        Err(why) => return Ok(not_started(setup, signals, why)),
+        Err(why) => return Ok(not_started(why)),
     };
     let (mut pipes, child_ends) = match job_pipes() {
         Ok(pipes) => pipes,
-        Err(e) => return Ok(not_started(setup, signals, format!("making the job's pipes: {e}"))),
+        Err(e) => return Ok(not_started(format!("making the job's pipes: {e}"))),
     };
     let started = Instant::now();
     let main = match sys::fork() {
         Ok(Forked::Child) => start_job(setup, &command, &job.source, child_ends),
         Ok(Forked::Parent(pid)) => pid,
-        Err(e) => return Ok(not_started(setup, signals, format!("starting the job: {e}"))),
+        Err(e) => return Ok(not_started(format!("starting the job: {e}"))),
     };
     drop(child_ends);
     let deadline = started + Duration::from_millis(job.wall_ms);
@@ -165,9 +165,9 @@ pub(crate) fn run(
     let ended = main_status.map_or_else(Instant::now, |(_, at)| at);
     // Kill first: from here on nothing of the job runs, so what the pipes hold is all there is.
     pipes.stdin = None;
-    let killed = kill_and_reap(Duration::from_millis(setup.kill_limit_ms), signals, main);
-    if let Ok(Some(status)) = &killed {
-        main_status = main_status.or(Some((*status, ended)));
+    let killed = kill_and_reap(Duration::from_millis(setup.kill_limit_ms), signals, main)?;
+    if let Some(status) = killed {
+        main_status = main_status.or(Some((status, ended)));
     }
     for stderr in [false, true] {
         let pipe = if stderr { &mut pipes.stderr } else { &mut pipes.stdout };
@@ -184,19 +184,12 @@ pub(crate) fn run(
         None => End::NotStarted("the job's process vanished".to_owned()),
     });
     let wall_us = u64::try_from(ended.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-    let dirty = match killed {
-        Err(why) => Some(why),
-        Ok(_) => clean(setup, signals).err(),
-    };
-    Ok(Done { end, wall_us, dirty })
+    Ok(Done { end, wall_us })
 }
 
-/// A job that could not start: the sandbox is still wiped and checked.
-fn not_started(setup: &Setup, signals: &OwnedFd, why: String) -> Done {
-    let dirty = kill_and_reap(Duration::from_millis(setup.kill_limit_ms), signals, 0)
-        .and_then(|_| clean(setup, signals))
-        .err();
-    Done { end: End::NotStarted(why), wall_us: 0, dirty }
+/// A job that could not start (no process of it ran).
+fn not_started(why: String) -> Done {
+    Done { end: End::NotStarted(why), wall_us: 0 }
 }
 
 /// Wipes the writable paths and checks that no process but the supervisor is left.

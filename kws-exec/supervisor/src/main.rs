@@ -13,11 +13,11 @@
 //! - when the main process ends (or a limit is hit) it SIGKILLs every other process of the
 //!   sandbox and reaps them until `/proc` shows no process but itself, then forwards what the
 //!   pipes still hold: a detached child that kept stdout open neither delays the end nor
-//!   outlives it;
+//!   outlives it. Only then does it report `Done` (processes that would not die: a `Fault`
+//!   instead, and it exits, which makes the kernel kill them);
 //! - it wipes every writable path and removes System V IPC objects in a child under the job's
-//!   uid, checks that nothing is left and no process but itself is there, and reports `Done`,
-//!   which tells the engine the sandbox is ready again (or dirty: then it exits, and the
-//!   engine retires the sandbox).
+//!   uid, checks that nothing is left and no process but itself is there, and reports `Ready`
+//!   (or a `Fault`, then it exits and the engine retires the sandbox).
 //!
 //! What a job cannot do to it: signal it (another uid, another session; and the kernel drops
 //! signals to a pid namespace's init that it has no handler for), ptrace it or use
@@ -74,12 +74,10 @@ fn serve(channel: &mut Channel) -> Result<(), String> {
             None => return Ok(()),
         };
         let done = job::run(&setup, &signals, &run, channel)?;
-        let dirty = done.dirty.is_some();
         channel.send(&Report::Done(done))?;
-        if dirty {
-            // The report said why; a sandbox in doubt takes no more jobs.
-            std::process::exit(1);
-        }
+        // Off the job's latency: its end is already told. A sandbox in doubt takes no more jobs.
+        job::clean(&setup, &signals).map_err(|why| format!("the sandbox is not clean: {why}"))?;
+        channel.send(&Report::Ready)?;
     }
 }
 

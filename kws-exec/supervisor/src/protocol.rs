@@ -11,7 +11,9 @@
 //!        ◀─────────────────────── Ready            (or Fault, then it exits)
 //! Run   ───────────────────────▶  starts the job as the job's user
 //!        ◀─────────────────────── Stdout / Stderr  (as the job writes them)
-//!        ◀─────────────────────── Done             (every job process gone, sandbox wiped)
+//!        ◀─────────────────────── Done             (every process of the job reaped)
+//!                                  wipes and checks the sandbox
+//!        ◀─────────────────────── Ready            (or Fault, then it exits)
 //! Run   ───────────────────────▶  ...
 //! ```
 //!
@@ -33,7 +35,7 @@ const HEADER: usize = 5;
 pub enum Request {
     /// The first frame: how jobs run in this sandbox.
     Setup(Setup),
-    /// Run one job; only after `Ready` or the previous job's `Done`.
+    /// Run one job; only after `Ready`.
     Run(Run),
 }
 
@@ -84,28 +86,27 @@ pub struct Run {
 /// What the supervisor tells the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
-    /// Set up: the sandbox was wiped and is clean; send a `Run`.
+    /// The sandbox was wiped and is clean (after the setup, and after each job's `Done`): send
+    /// a `Run`.
     Ready,
     /// A chunk of the job's standard output, as it was written.
     Stdout(Vec<u8>),
     /// A chunk of the job's standard error, as it was written.
     Stderr(Vec<u8>),
-    /// The job is over and every one of its processes is reaped.
+    /// The job is over and every process of it is reaped; `Ready` or `Fault` follows.
     Done(Done),
-    /// The supervisor cannot go on (bad request, broken sandbox); it exits after this.
+    /// The supervisor cannot go on (bad request, a sandbox it cannot clean, processes that
+    /// would not die: then no `Done` comes); it exits after this.
     Fault(String),
 }
 
-/// How a job ended, and whether its sandbox can take the next one.
+/// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Done {
     /// How the job ended.
     pub end: End,
     /// Microseconds from the start of the job's process to its end (or its kill).
     pub wall_us: u64,
-    /// `None` when every writable path is empty and no process but the supervisor is left: the
-    /// next `Run` may come. Otherwise what is wrong: the supervisor exits after this report.
-    pub dirty: Option<String>,
 }
 
 /// How a job ended.
@@ -345,12 +346,7 @@ impl Report {
                     End::OutputLimit => w.u8(end::OUTPUT_LIMIT),
                     End::NotStarted(why) => w.u8(end::NOT_STARTED).bytes(why.as_bytes()),
                 };
-                let w = w.u64(done.wall_us);
-                match &done.dirty {
-                    None => w.u8(0),
-                    Some(why) => w.u8(1).bytes(why.as_bytes()),
-                }
-                .finish()
+                w.u64(done.wall_us).finish()
             }
         }
     }
@@ -373,12 +369,7 @@ impl Report {
                     end::NOT_STARTED => End::NotStarted(r.string()?),
                     other => return Err(error(format!("unknown end {other}"))),
                 };
-                let wall_us = r.u64()?;
-                let dirty = match r.u8()? {
-                    0 => None,
-                    _ => Some(r.string()?),
-                };
-                Self::Done(Done { end, wall_us, dirty })
+                Self::Done(Done { end, wall_us: r.u64()? })
             }
             other => return Err(error(format!("unknown report kind {other}"))),
         };
@@ -487,15 +478,11 @@ mod tests {
             Report::Stdout(b"hello\n".to_vec()),
             Report::Stderr(Vec::new()),
             Report::Fault("no".into()),
-            Report::Done(Done { end: End::Exited(-3), wall_us: 7, dirty: None }),
-            Report::Done(Done {
-                end: End::Signaled { signal: 9, oom: true },
-                wall_us: u64::MAX,
-                dirty: Some("left in /tmp: x".into()),
-            }),
-            Report::Done(Done { end: End::TimedOut, wall_us: 1, dirty: None }),
-            Report::Done(Done { end: End::OutputLimit, wall_us: 1, dirty: None }),
-            Report::Done(Done { end: End::NotStarted("fork".into()), wall_us: 0, dirty: None }),
+            Report::Done(Done { end: End::Exited(-3), wall_us: 7 }),
+            Report::Done(Done { end: End::Signaled { signal: 9, oom: true }, wall_us: u64::MAX }),
+            Report::Done(Done { end: End::TimedOut, wall_us: 1 }),
+            Report::Done(Done { end: End::OutputLimit, wall_us: 1 }),
+            Report::Done(Done { end: End::NotStarted("fork".into()), wall_us: 0 }),
         ];
         let stream: Vec<u8> = requests.iter().flat_map(Request::encode).collect();
         for cut in [1, 2, 5, 7, 100] {
