@@ -102,10 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ms(p99),
             ms(f.warm.last().copied().unwrap_or_default())
         );
-        println!(
-            "  throughput: {throughput} jobs, 25 in flight  {:.1} jobs/s",
-            f.jobs_per_second
-        );
+        println!("  throughput: {throughput} jobs, 25 in flight  {:.1} jobs/s", f.jobs_per_second);
         println!("  cold docker run p50 / warm p50 = {:.1}x", ms(cold_p50) / ms(p50).max(1e-9));
         match &f.cpu {
             Some(cpu) => println!("  CPU per job: {}", cpu.per_job(throughput)),

@@ -130,8 +130,11 @@ impl Sandboxes {
             .create_container(Some(options), body)
             .await
             .map_err(|e| format!("creating {name} from {}: {e}", language.image))?;
-        let mut sandbox =
-            Sandbox { id: created.id, language: language.name.clone(), resident: Resident::Nothing };
+        let mut sandbox = Sandbox {
+            id: created.id,
+            language: language.name.clone(),
+            resident: Resident::Nothing,
+        };
         let ready = match self.runner {
             JobRunner::Supervisor => {
                 crate::supervised::start(&self.docker, &sandbox.id, language, lost).await.map(

@@ -50,15 +50,27 @@ impl PoolStatus {
 /// What wakes the scheduler.
 #[derive(Debug)]
 pub(crate) enum Message {
-    Submit { job: JobRequest, reply: oneshot::Sender<Result<(), SubmitError>> },
+    Submit {
+        job: JobRequest,
+        reply: oneshot::Sender<Result<(), SubmitError>>,
+    },
     Returned(Sandbox),
     Retired(DnsLabel),
-    Created { language: DnsLabel, made: Result<Sandbox, String> },
+    Created {
+        language: DnsLabel,
+        made: Result<Sandbox, String>,
+    },
     Refill(DnsLabel),
     /// A supervisor's channel ended by itself (the sandbox id): retire it if it is waiting.
-    Lost { language: DnsLabel, id: String, why: String },
+    Lost {
+        language: DnsLabel,
+        id: String,
+        why: String,
+    },
     JobDone,
-    Close { reply: oneshot::Sender<()> },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -46,7 +46,8 @@ async fn a_job_cannot_forge_or_flood_or_close_the_supervisors_channel() {
     let forged = Report::Done(Done { end: End::Exited(0), wall_us: 1 }).encode();
     let printf: String = forged.iter().map(|b| format!("\\{b:03o}")).collect();
     let before = pool(&engine, "sh");
-    let job = run(&engine, "sh", &format!("printf '{printf}'; exit 5"), "", Limits::default()).await;
+    let job =
+        run(&engine, "sh", &format!("printf '{printf}'; exit 5"), "", Limits::default()).await;
     assert_eq!(job.stdout(), String::from_utf8_lossy(&forged));
     assert!(matches!(job.outcome(), JobEvent::Exited { code: 5, .. }), "{:?}", job.outcome());
     same_sandbox_is_clean(&engine, "sh", &before).await;

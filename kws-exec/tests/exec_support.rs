@@ -131,8 +131,9 @@ pub async fn container_ids(engine: &ExecEngine) -> Vec<String> {
     let docker = kws_testenv::docker().await.expect("docker");
     let filter = format!("kws.exec.engine={}", engine.engine_id());
     let filters = std::collections::HashMap::from([("label", vec![filter])]);
-    let options =
-        bollard::query_parameters::ListContainersOptionsBuilder::default().filters(&filters).build();
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .filters(&filters)
+        .build();
     let list = docker.list_containers(Some(options)).await.expect("list");
     list.into_iter().filter_map(|c| c.id).collect()
 }

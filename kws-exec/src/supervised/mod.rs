@@ -25,7 +25,7 @@ use tokio::{
 
 use crate::{
     language::Language,
-    sandbox::{BASE_ENV, JOB_ID, RESIDENT_ID, WORK_DIR, WRITABLE},
+    sandbox::{BASE_ENV, JOB_ID, RESIDENT_ID, SUPERVISOR_PATH, WORK_DIR, WRITABLE},
 };
 
 /// Called once when a supervisor's channel ends by itself (the engine did not close it), with
@@ -132,7 +132,12 @@ pub(crate) async fn start(
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
-        .map_err(|e| format!("starting: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "starting: {e} (the image needs kws-exec-supervisor at {SUPERVISOR_PATH}, as \
+                 scripts/images puts it; JobRunner::DockerExec runs without it)"
+            )
+        })?;
     let (tx, reports) = mpsc::unbounded_channel();
     let reader = tokio::spawn(read_reports(attached.output, tx, id.to_owned(), lost));
     let mut link = SupervisorLink {
@@ -146,9 +151,10 @@ pub(crate) async fn start(
         Ok(Some(Ok(Report::Ready))) => Ok(link),
         Ok(Some(Ok(Report::Fault(why)))) => Err(format!("the supervisor refused: {why}")),
         Ok(Some(Ok(other))) => Err(format!("the supervisor said {other:?} instead of Ready")),
-        Ok(Some(Err(why))) => {
-            Err(format!("the supervisor ended before it was ready: {}", ended(docker, id, why).await))
-        }
+        Ok(Some(Err(why))) => Err(format!(
+            "the supervisor ended before it was ready: {}",
+            ended(docker, id, why).await
+        )),
         Ok(None) => Err("the supervisor's channel ended before it was ready".to_owned()),
         Err(_) => Err(format!("the supervisor was not ready within {READY_LIMIT:?}")),
     }

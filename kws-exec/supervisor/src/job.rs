@@ -277,8 +277,7 @@ fn job_pipes() -> io::Result<(JobPipes, [OwnedFd; 3])> {
     for ours in [&stdin_w, &stdout_r, &stderr_r] {
         sys::set_nonblocking(ours)?;
     }
-    let pipes =
-        JobPipes { stdin: Some(stdin_w), stdout: Some(stdout_r), stderr: Some(stderr_r) };
+    let pipes = JobPipes { stdin: Some(stdin_w), stdout: Some(stdout_r), stderr: Some(stderr_r) };
     Ok((pipes, [stdin_r, stdout_w, stderr_w]))
 }
 
@@ -348,7 +347,8 @@ fn compile_first(compile: &[CString], env: &[CString]) -> Result<(), String> {
                 Ok(()) => sys::exec(compile, env),
                 Err(e) => e,
             };
-            let _ = sys::write_all(2, format!("kws-exec-supervisor: compiling: {err}\n").as_bytes());
+            let _ =
+                sys::write_all(2, format!("kws-exec-supervisor: compiling: {err}\n").as_bytes());
             sys::exit_child(127)
         }
         Forked::Parent(pid) => pid,

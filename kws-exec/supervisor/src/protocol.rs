@@ -186,6 +186,11 @@ impl FrameWriter {
         self
     }
 
+    fn i32(mut self, value: i32) -> Self {
+        self.0.extend_from_slice(&value.to_le_bytes());
+        self
+    }
+
     fn bytes(self, value: &[u8]) -> Self {
         let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
         let mut this = self.u32(len);
@@ -232,6 +237,12 @@ impl<'a> FieldReader<'a> {
         let mut raw = [0; 8];
         raw.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(raw))
+    }
+
+    fn i32(&mut self) -> Result<i32, ProtocolError> {
+        let mut raw = [0; 4];
+        raw.copy_from_slice(self.take(4)?);
+        Ok(i32::from_le_bytes(raw))
     }
 
     fn bytes(&mut self) -> Result<Vec<u8>, ProtocolError> {
@@ -338,9 +349,9 @@ impl Report {
             Self::Done(done) => {
                 let w = FrameWriter::new(kind::DONE);
                 let w = match &done.end {
-                    End::Exited(code) => w.u8(end::EXITED).u32(code.cast_unsigned()),
+                    End::Exited(code) => w.u8(end::EXITED).i32(*code),
                     End::Signaled { signal, oom } => {
-                        w.u8(end::SIGNALED).u32(signal.cast_unsigned()).u8(u8::from(*oom))
+                        w.u8(end::SIGNALED).i32(*signal).u8(u8::from(*oom))
                     }
                     End::TimedOut => w.u8(end::TIMED_OUT),
                     End::OutputLimit => w.u8(end::OUTPUT_LIMIT),
@@ -360,10 +371,8 @@ impl Report {
             kind::FAULT => Self::Fault(r.string()?),
             kind::DONE => {
                 let end = match r.u8()? {
-                    end::EXITED => End::Exited(r.u32()?.cast_signed()),
-                    end::SIGNALED => {
-                        End::Signaled { signal: r.u32()?.cast_signed(), oom: r.u8()? != 0 }
-                    }
+                    end::EXITED => End::Exited(r.i32()?),
+                    end::SIGNALED => End::Signaled { signal: r.i32()?, oom: r.u8()? != 0 },
                     end::TIMED_OUT => End::TimedOut,
                     end::OUTPUT_LIMIT => End::OutputLimit,
                     end::NOT_STARTED => End::NotStarted(r.string()?),

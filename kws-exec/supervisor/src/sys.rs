@@ -88,7 +88,9 @@ pub(crate) fn child_signals() -> io::Result<OwnedFd> {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     // SAFETY: `set` is a valid sigset_t.
-    let fd = check(unsafe { libc::signalfd(-1, &raw const set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+    let fd = check(unsafe {
+        libc::signalfd(-1, &raw const set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
+    })?;
     // SAFETY: signalfd returned a fresh descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -221,8 +223,7 @@ const CAP_SETUID: u32 = 7;
 
 /// The capabilities the supervisor keeps: signal every job process, and change to the job's
 /// uid and gid in its children.
-pub(crate) const SUPERVISOR_CAPS: u32 =
-    (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID);
+pub(crate) const SUPERVISOR_CAPS: u32 = (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID);
 
 /// Sets the effective and permitted capabilities to `caps` (the first 32; the others and the
 /// inheritable ones to none).
@@ -271,8 +272,7 @@ pub(crate) fn become_user(uid: u32, gid: u32, caps: u32) -> io::Result<()> {
     // SAFETY: a null list with size 0 asks only for the count.
     let groups = check(unsafe { libc::getgroups(0, std::ptr::null_mut()) })?;
     let held = current_caps()?;
-    if [r, e, s] != [uid; 3] || [rg, eg, sg] != [gid; 3] || groups != 0 || held != u64::from(caps)
-    {
+    if [r, e, s] != [uid; 3] || [rg, eg, sg] != [gid; 3] || groups != 0 || held != u64::from(caps) {
         return Err(io::Error::other(format!(
             "after changing to {uid}:{gid}: uids {r}/{e}/{s}, gids {rg}/{eg}/{sg}, {groups} \
              groups, capabilities {held:#x} (wanted {caps:#x})"

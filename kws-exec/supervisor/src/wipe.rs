@@ -119,8 +119,7 @@ fn empty(dir: &Path, depth: usize) -> io::Result<()> {
         if meta.is_dir() {
             // Path-based calls are safe here: no job process is alive, so nothing can swap a
             // checked directory for a link before it is used.
-            if meta.uid() == own_uid() && meta.permissions().mode() & 0o700 != 0o700
-            {
+            if meta.uid() == own_uid() && meta.permissions().mode() & 0o700 != 0o700 {
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
             }
             empty(&path, depth + 1)?;
@@ -138,10 +137,13 @@ fn own_uid() -> libc::uid_t {
     unsafe { libc::getuid() }
 }
 
+/// Removes one System V IPC object by its id.
+type RemoveIpc = fn(libc::c_int) -> libc::c_int;
+
 /// Removes every System V shared memory segment, semaphore set and message queue this uid may
 /// remove (the job's: the sandbox has its own IPC namespace), then fails if any is left.
 fn remove_ipc_objects() -> Result<(), String> {
-    let kinds: [(&str, fn(libc::c_int) -> libc::c_int); 3] = [
+    let kinds: [(&str, RemoveIpc); 3] = [
         // SAFETY (all three): IPC_RMID with a null buffer takes integer arguments only.
         ("shm", |id| unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) }),
         ("sem", |id| unsafe { libc::semctl(id, 0, libc::IPC_RMID) }),
@@ -162,10 +164,7 @@ fn remove_ipc_objects() -> Result<(), String> {
 /// The ids in a `/proc/sysvipc` table (its second column; the first line is the header).
 fn ipc_ids(table: &str) -> Vec<libc::c_int> {
     let text = fs::read_to_string(table).unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter_map(|line| line.split_whitespace().nth(1)?.parse().ok())
-        .collect()
+    text.lines().skip(1).filter_map(|line| line.split_whitespace().nth(1)?.parse().ok()).collect()
 }
 
 /// Whether no process but this one (process 1) is in the sandbox's pid namespace, as `/proc`
@@ -197,8 +196,7 @@ mod tests {
         fs::write(dir.join(".hidden"), "x").expect("write");
         std::os::unix::fs::symlink(&outside, dir.join("link")).expect("symlink");
         for locked in ["locked/deep", "locked"] {
-            fs::set_permissions(dir.join(locked), fs::Permissions::from_mode(0))
-                .expect("chmod");
+            fs::set_permissions(dir.join(locked), fs::Permissions::from_mode(0o000)).expect("chmod");
         }
         empty(&dir, 0).expect("emptied");
         assert_eq!(fs::read_dir(&dir).expect("list").count(), 0);
