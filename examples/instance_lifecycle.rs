@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     if rt.inspect(&key).await.is_ok() {
         rt.remove(&key, VolumePolicy::Delete).await?;
     }
-    rt.remove_owner_network(&owner).await?;
+    rt.remove_network(&owner).await?;
     println!("removed the instance, its workspace and {owner}'s network");
     outcome
 }

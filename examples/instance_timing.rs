@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     for info in rt.list(&owner).await? {
         rt.remove(&info.key, VolumePolicy::Delete).await?;
     }
-    rt.remove_owner_network(&owner).await?;
+    rt.remove_network(&owner).await?;
     let table = result?;
     println!("instance timing, {runs} runs each, image {IMAGE}, redeploy settle {settle:?}");
     println!("| operation | p50 ms | p90 ms | min ms |");

@@ -1,6 +1,6 @@
 //! kws: a self-hosted cloud platform as a family of crates. This facade re-exports each
-//! capability crate behind a feature of the same name; the `Platform` that composes them will
-//! live here too.
+//! capability crate behind a feature of the same name; the `Platform` that composes them
+//! lives in [`platform`].
 //!
 //! | module | crate | job |
 //! |---|---|---|
@@ -12,6 +12,7 @@
 //! | `exec` | kws-exec | the code-execution engine: sandbox pools, supervisor, queues, limits |
 //! | `proxy` | kws-proxy | nginx routes and ACME wildcard certificates |
 //! | `db` | kws-db | managed PostgreSQL databases with scoped roles |
+//! | `platform` | (here) | the crates composed into user flows, with a store of record |
 
 pub use kws_core as core;
 #[cfg(feature = "db")]
@@ -28,3 +29,5 @@ pub use kws_proxy as proxy;
 pub use kws_runtime as runtime;
 #[cfg(feature = "wg")]
 pub use kws_wg as wg;
+#[cfg(feature = "platform")]
+pub mod platform;

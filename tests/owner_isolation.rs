@@ -173,7 +173,7 @@ async fn owner_bridges_stay_apart_while_docker_rewrites_its_chains() {
         rt.remove(&info.key, VolumePolicy::Delete).await.expect("remove");
     }
     for owner in [&a, &b, &c] {
-        rt.remove_owner_network(owner).await.expect("remove network");
+        rt.remove_network(owner).await.expect("remove network");
     }
     assert!(rt.owner_networks().await.expect("list").is_empty(), "no owner network left");
     firewall.teardown().await.expect("teardown");

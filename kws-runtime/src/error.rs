@@ -62,6 +62,9 @@ pub enum Error {
     /// An object of the runtime's name exists but does not carry its labels; it is not touched.
     #[error("{0} exists but is not managed by kws; left untouched")]
     Unmanaged(String),
+    /// The object is still in use (a network with instances attached).
+    #[error("{0} is still in use")]
+    InUse(String),
     /// Every owner subnet of the configured range is taken.
     #[error("no free /{prefix_len} subnet left in {range} for owner {owner}")]
     NoSubnet {

@@ -3,7 +3,9 @@
 //! kws-exec's sandboxes, not here.)
 
 mod error;
+mod fleet;
 mod instance;
+mod memory;
 mod spec;
 
 #[cfg(feature = "docker")]
@@ -12,10 +14,12 @@ pub mod docker;
 pub mod testkit;
 
 pub use error::{Error, Forbidden};
+pub use fleet::{InstanceChange, InstanceEvent, InstanceEventStream, NetworkInfo, Purged};
 pub use instance::{
     ExecOutput, ExecRequest, Health, InstanceInfo, InstanceKey, InstanceState, InstanceStats,
     LogLine, LogOptions, LogSource, Redeploy, VolumePolicy,
 };
+pub use memory::MemoryRuntime;
 pub use spec::{
     HealthCheck, ImageRef, InstanceSpec, Mount, MountSource, Resources, UserId, WORKSPACE_PATH,
 };
@@ -86,4 +90,31 @@ pub trait Runtime: Send + Sync + Debug + 'static {
 
     /// Runs a command inside it (`NotRunning` when stopped) and returns its exit code and output.
     async fn exec(&self, key: &InstanceKey, request: ExecRequest) -> Result<ExecOutput, Error>;
+
+    /// Every instance of every owner, sorted by key.
+    async fn list_all(&self) -> Result<Vec<InstanceInfo>, Error>;
+
+    /// Removes every trace of the instance that exists, whatever state an interrupted
+    /// `create`, `redeploy` or `remove` (a crash in the middle) left it in: its container, a
+    /// redeploy's half-made next container, its address leases, and the workspace volume when
+    /// `volume` is `Delete`. Idempotent: a second call finds nothing (`Purged::default()`), and
+    /// a missing instance is not an error. Objects without the runtime's labels stay untouched.
+    async fn purge(&self, key: &InstanceKey, volume: VolumePolicy) -> Result<Purged, Error>;
+
+    /// The owner networks the runtime manages, sorted by subnet.
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, Error>;
+
+    /// Removes `owner`'s network when no instance is attached to it. `Ok(false)` when there
+    /// was none; `InUse` while an instance (or anything else) is attached.
+    async fn remove_network(&self, owner: &OwnerId) -> Result<bool, Error>;
+
+    /// State changes of every instance, from now on.
+    async fn watch(&self) -> Result<InstanceEventStream, Error>;
+
+    /// Rebuilds what the runtime needs after a restart of its process (for the Docker backend:
+    /// the address leases of running instances, and redeploys a crash interrupted), and returns
+    /// every instance. Run it at start-up, before anything else uses the runtime.
+    async fn recover(&self) -> Result<Vec<InstanceInfo>, Error> {
+        self.list_all().await
+    }
 }

@@ -349,3 +349,68 @@ pub async fn bad_specs(rt: &dyn Runtime, fx: &Fixture) {
     let made = rt.inspect(&fx.key("bad")).await;
     assert!(matches!(made, Err(Error::NotFound { .. })), "no instance was made: {made:?}");
 }
+
+/// `purge` takes back every trace of an instance, whatever its state, and a second purge (or a
+/// purge of a name that never existed) finds nothing; `networks` lists the owner's network with
+/// the instance's address inside its subnet; `remove_network` refuses while an instance is
+/// attached and removes the network after.
+pub async fn purge_and_networks(rt: &dyn Runtime, fx: &Fixture) {
+    let key = fx.key("purged");
+    let info = rt.create(fx.spec("purged")).await.expect("create");
+    rt.start(&key).await.expect("start");
+    let net = rt
+        .networks()
+        .await
+        .expect("networks")
+        .into_iter()
+        .find(|n| n.owner == fx.owner)
+        .expect("the owner's network is listed");
+    assert!(net.subnet.contains(&info.address), "{} in {}", info.address, net.subnet);
+    assert!(rt.list_all().await.expect("list_all").iter().any(|i| i.key == key));
+    assert!(
+        matches!(rt.remove_network(&fx.owner).await, Err(Error::InUse(_))),
+        "a network with an instance attached is in use"
+    );
+    let purged = rt.purge(&key, VolumePolicy::Delete).await.expect("purge");
+    assert_eq!((purged.containers, purged.leases), (1, 1), "{purged:?}");
+    assert!(matches!(rt.inspect(&key).await, Err(Error::NotFound { .. })));
+    let again = rt.purge(&key, VolumePolicy::Delete).await.expect("second purge");
+    assert!(!again.found_anything(), "a second purge finds nothing: {again:?}");
+    let never = rt.purge(&fx.key("never"), VolumePolicy::Delete).await.expect("purge of nothing");
+    assert!(!never.found_anything());
+    // The address went back: a new instance can be made and purged again.
+    rt.create(fx.spec("purged")).await.expect("create after purge");
+    rt.purge(&key, VolumePolicy::Delete).await.expect("purge");
+    assert!(rt.remove_network(&fx.owner).await.expect("remove network"), "the network went");
+    assert!(!rt.remove_network(&fx.owner).await.expect("again"), "no network left to remove");
+    assert!(rt.networks().await.expect("networks").iter().all(|n| n.owner != fx.owner));
+}
+
+/// `watch` reports an instance's start, its stop and its removal, in that order.
+pub async fn watch_reports_changes(rt: &dyn Runtime, fx: &Fixture) {
+    use crate::InstanceChange;
+    let key = fx.key("watched");
+    let mut events = rt.watch().await.expect("watch");
+    rt.create(fx.spec("watched")).await.expect("create");
+    rt.start(&key).await.expect("start");
+    rt.stop(&key, None).await.expect("stop");
+    rt.remove(&key, VolumePolicy::Delete).await.expect("remove");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.contains(&"removed") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, events.next()).await;
+        let event = next.expect("events within 30 s").expect("the feed is open").expect("event");
+        if event.key != key {
+            continue;
+        }
+        seen.push(match event.change {
+            InstanceChange::State(InstanceState::Running) => "running",
+            InstanceChange::State(InstanceState::Exited { .. }) => "exited",
+            InstanceChange::Removed => "removed",
+            _ => continue,
+        });
+    }
+    seen.dedup();
+    assert_eq!(seen, ["running", "exited", "removed"], "the order of the changes");
+}

@@ -100,7 +100,7 @@ async fn owners_get_allocated_addresses_on_isolated_networks() {
         assert_eq!(usage.allocated, 0, "remove gives the addresses back");
     }
     for owner in [&a, &b] {
-        env.rt.remove_owner_network(owner).await.expect("remove network");
+        env.rt.remove_network(owner).await.expect("remove network");
         assert_eq!(env.rt.owner_network(owner).await.expect("network"), None);
     }
 }

@@ -37,5 +37,7 @@ both_ways!(
     workspace_survives,
     redeploy_failure_keeps_old,
     logs_follow,
-    bad_specs
+    bad_specs,
+    purge_and_networks,
+    watch_reports_changes
 );

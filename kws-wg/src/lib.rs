@@ -46,8 +46,8 @@ pub use error::Error;
 pub use keys::{KEY_LEN, KeyError, PresharedKey, PrivateKey, PublicKey};
 pub use peer::Peer;
 pub use service::{
-    DeviceRequest, NewDevice, PeerView, ReconcileReport, ReconcileTimer, Supervisor, VpnService,
-    VpnSettings,
+    DeviceRequest, NewDevice, PeerView, PurgedDevice, ReconcileReport, ReconcileTimer, Supervisor,
+    VpnService, VpnSettings,
 };
 #[cfg(feature = "postgres")]
 pub use store::PostgresPeerStore;

@@ -196,7 +196,8 @@ mod tests {
         fs::write(dir.join(".hidden"), "x").expect("write");
         std::os::unix::fs::symlink(&outside, dir.join("link")).expect("symlink");
         for locked in ["locked/deep", "locked"] {
-            fs::set_permissions(dir.join(locked), fs::Permissions::from_mode(0o000)).expect("chmod");
+            fs::set_permissions(dir.join(locked), fs::Permissions::from_mode(0o000))
+                .expect("chmod");
         }
         empty(&dir, 0).expect("emptied");
         assert_eq!(fs::read_dir(&dir).expect("list").count(), 0);

@@ -19,6 +19,7 @@
 
 mod config;
 mod container;
+mod fleet;
 mod lifecycle;
 mod names;
 mod network;
@@ -42,8 +43,8 @@ use kws_core::{DnsLabel, OwnerId};
 use kws_ipam::{IpAllocator, LeaseOwner};
 
 use crate::{
-    Error, ExecOutput, ExecRequest, InstanceInfo, InstanceKey, InstanceSpec, InstanceStats,
-    LogOptions, LogStream, Redeploy, Runtime, VolumePolicy,
+    Error, ExecOutput, ExecRequest, InstanceEventStream, InstanceInfo, InstanceKey, InstanceSpec,
+    InstanceStats, LogOptions, LogStream, NetworkInfo, Purged, Redeploy, Runtime, VolumePolicy,
 };
 use names::engine;
 
@@ -184,5 +185,29 @@ impl Runtime for DockerRuntime {
 
     async fn exec(&self, key: &InstanceKey, request: ExecRequest) -> Result<ExecOutput, Error> {
         self.instance_exec(key, request).await
+    }
+
+    async fn list_all(&self) -> Result<Vec<InstanceInfo>, Error> {
+        self.list_instances(None).await
+    }
+
+    async fn purge(&self, key: &InstanceKey, volume: VolumePolicy) -> Result<Purged, Error> {
+        self.purge_instance(key, volume).await
+    }
+
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, Error> {
+        self.network_infos().await
+    }
+
+    async fn remove_network(&self, owner: &OwnerId) -> Result<bool, Error> {
+        self.remove_network_of(owner).await
+    }
+
+    async fn watch(&self) -> Result<InstanceEventStream, Error> {
+        self.watch_instances().await
+    }
+
+    async fn recover(&self) -> Result<Vec<InstanceInfo>, Error> {
+        self.adopt().await
     }
 }

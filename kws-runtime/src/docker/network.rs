@@ -93,16 +93,6 @@ impl DockerRuntime {
         Ok((net, true))
     }
 
-    /// Removes the owner's network; the engine refuses while instances are attached.
-    pub async fn remove_owner_network(&self, owner: &OwnerId) -> Result<(), Error> {
-        let Some(net) = self.owner_network(owner).await? else { return Ok(()) };
-        match self.docker.remove_network(&net.name).await {
-            Ok(()) => Ok(()),
-            Err(e) if status(&e) == Some(404) => Ok(()),
-            Err(e) => Err(engine_context(format!("remove network {}", net.name), e)),
-        }
-    }
-
     pub(crate) async fn ensure_pool(&self, net: &OwnerNetwork) -> Result<(), Error> {
         let spec = PoolSpec::new(net.pool.clone(), net.subnet.into());
         match self.allocator.create_pool(spec).await {

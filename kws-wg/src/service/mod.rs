@@ -7,7 +7,7 @@ mod settings;
 mod supervisor;
 
 pub use reconcile::ReconcileReport;
-pub use request::{DeviceRequest, NewDevice, PeerView};
+pub use request::{DeviceRequest, NewDevice, PeerView, PurgedDevice};
 pub use settings::VpnSettings;
 pub use supervisor::{ReconcileTimer, Supervisor};
 
@@ -144,18 +144,48 @@ impl VpnService {
         leases: &mut Vec<Lease>,
     ) -> Result<Peer, (Error, bool)> {
         let fail = |e: Error| (e, false);
-        let v4 = self.allocator.allocate(&self.settings.pool_v4, owner).await;
-        leases.push(v4.map_err(|e| fail(e.into()))?);
+        self.lease_into(owner, leases).await.map_err(fail)?;
+        let peer = self.new_peer(request, public_key, leases).map_err(fail)?;
+        self.store.insert(&peer).await.map_err(fail)?;
+        self.attach(&peer).await.map_err(|e| (e, true))?;
+        Ok(peer)
+    }
+
+    /// Step one of adding a device, on its own: the device's address(es), leased under
+    /// [`lease_owner`](Self::lease_owner). Idempotent: a retry (after a crash) gets the same
+    /// leases back.
+    pub async fn lease_addresses(
+        &self,
+        owner: &OwnerId,
+        name: &DnsLabel,
+    ) -> Result<Vec<Lease>, Error> {
+        let mut leases = Vec::new();
+        self.lease_into(&self.lease_owner(owner, name)?, &mut leases).await?;
+        Ok(leases)
+    }
+
+    async fn lease_into(&self, owner: &LeaseOwner, leases: &mut Vec<Lease>) -> Result<(), Error> {
+        leases.push(self.allocator.allocate(&self.settings.pool_v4, owner).await?);
         if self.settings.subnet_v6.is_some() {
-            let v6 = self.allocator.allocate(&self.settings.pool_v6, owner).await;
-            leases.push(v6.map_err(|e| fail(e.into()))?);
+            leases.push(self.allocator.allocate(&self.settings.pool_v6, owner).await?);
         }
-        let (ipv4, ipv6) = split_leases(leases).map_err(fail)?;
+        Ok(())
+    }
+
+    /// Step two, pure but for the preshared key it generates: the peer row of a device with
+    /// these leases (from [`lease_addresses`](Self::lease_addresses)).
+    pub fn new_peer(
+        &self,
+        request: &DeviceRequest,
+        public_key: PublicKey,
+        leases: &[Lease],
+    ) -> Result<Peer, Error> {
+        let (ipv4, ipv6) = split_leases(leases)?;
         let preshared_key = match self.settings.preshared_keys {
-            true => Some(PresharedKey::generate().map_err(|e| fail(e.into()))?),
+            true => Some(PresharedKey::generate()?),
             false => None,
         };
-        let peer = Peer {
+        Ok(Peer {
             public_key,
             interface: self.settings.interface.clone(),
             owner: request.owner.clone(),
@@ -167,12 +197,62 @@ impl VpnService {
             created_at: Utc::now(),
             expires_at: request.expires_at,
             enabled: true,
-        };
-        self.store.insert(&peer).await.map_err(fail)?;
+        })
+    }
+
+    /// The last step: puts a stored, active peer on the interface (idempotent).
+    pub async fn attach(&self, peer: &Peer) -> Result<(), Error> {
         if peer.is_active(Utc::now()) {
-            self.device.add_peer(peer.device_config()).await.map_err(|e| (e, true))?;
+            self.device.add_peer(peer.device_config()).await?;
         }
-        Ok(peer)
+        Ok(())
+    }
+
+    /// Takes back every trace of device `name` of `owner`, whatever an interrupted add or
+    /// revoke left (a crash between the steps): its row, its interface peer (also `key`'s,
+    /// when the row is already gone) and its leases. Idempotent; a device that never existed
+    /// is not an error. Says what it found.
+    pub async fn purge_device(
+        &self,
+        owner: &OwnerId,
+        name: &DnsLabel,
+        key: Option<PublicKey>,
+    ) -> Result<PurgedDevice, Error> {
+        let mut purged = PurgedDevice::default();
+        let row = self.store.find_by_name(owner, name).await?;
+        let mut keys: Vec<PublicKey> = key.into_iter().collect();
+        if let Some(peer) = &row {
+            keys.push(peer.public_key);
+            match self.store.remove(&peer.public_key).await {
+                Ok(_) => purged.row = true,
+                Err(Error::PeerNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        keys.dedup();
+        let on_interface: Vec<PublicKey> = {
+            let live = self.device.get().await?;
+            live.peers.iter().map(|p| p.config.public_key).filter(|k| keys.contains(k)).collect()
+        };
+        for key in on_interface {
+            self.device.remove_peer(key).await?;
+            purged.interface = true;
+        }
+        let holder = self.lease_owner(owner, name)?;
+        for pool in [&self.settings.pool_v4, &self.settings.pool_v6] {
+            let held = match self.allocator.lookup_owner(pool, &holder).await {
+                Ok(held) => held,
+                Err(kws_ipam::Error::PoolNotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(lease) = held {
+                match self.allocator.release(pool, lease.addr).await {
+                    Ok(_) | Err(kws_ipam::Error::NotAllocated { .. }) => purged.leases += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(purged)
     }
 
     /// Compensation of a failed `add_device`, in reverse order. A lease is kept only when a

@@ -70,6 +70,24 @@ pub struct PeerView {
     pub tx_bytes: u64,
 }
 
+/// What [`VpnService::purge_device`](crate::VpnService::purge_device) found and took back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgedDevice {
+    /// Whether a stored row was removed.
+    pub row: bool,
+    /// Whether a peer was taken off the interface.
+    pub interface: bool,
+    /// Address leases released.
+    pub leases: usize,
+}
+
+impl PurgedDevice {
+    /// Whether anything of the device existed.
+    pub fn found_anything(&self) -> bool {
+        self.row || self.interface || self.leases > 0
+    }
+}
+
 /// The client's key pair as far as kws knows it: the private key when kws generates it.
 pub(crate) fn client_key(
     request: &DeviceRequest,

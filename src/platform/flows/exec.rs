@@ -1,0 +1,215 @@
+//! Code execution: submit → job id → events, through the exec engine, under the tenant's rate
+//! limit; each job is kept in the tenant's history.
+
+use std::fmt::Debug;
+
+use chrono::Utc;
+use futures::StreamExt;
+use kws_core::{DnsLabel, JobId, OwnerId};
+use kws_exec::{JobEvent, JobEvents, JobSnapshot, Limits, SubmitError};
+use serde::{Deserialize, Serialize};
+
+use super::parse_name;
+use crate::platform::{
+    Error, EventBody, Platform, Role, Scope,
+    model::{JobSpec, JobStatus},
+    store::{Claims, Object, PlatformStoreExt},
+};
+
+/// The code-execution engine as the Platform uses it.
+///
+/// # Contract
+/// As `kws_exec::ExecEngine`: `submit` answers at once with a job id or a typed
+/// refusal (nothing queued then); `events` replays a job's events from the first, then follows
+/// it live, and ends after its terminal event; `user` is the rate limit's key.
+#[async_trait::async_trait]
+pub trait CodeRunner: Send + Sync + Debug + 'static {
+    /// Accepts a job.
+    async fn submit(
+        &self,
+        user: &OwnerId,
+        language: &DnsLabel,
+        source: &str,
+        stdin: &str,
+        limits: Limits,
+    ) -> Result<JobId, SubmitError>;
+
+    /// A job's events, from the first; `None` when unknown or past retention.
+    fn events(&self, job: JobId) -> Option<JobEvents>;
+
+    /// A job's events so far.
+    fn result(&self, job: JobId) -> Option<JobSnapshot>;
+
+    /// The languages it runs.
+    fn languages(&self) -> Vec<DnsLabel>;
+}
+
+#[cfg(feature = "docker")]
+#[async_trait::async_trait]
+impl CodeRunner for kws_exec::ExecEngine {
+    async fn submit(
+        &self,
+        user: &OwnerId,
+        language: &DnsLabel,
+        source: &str,
+        stdin: &str,
+        limits: Limits,
+    ) -> Result<JobId, SubmitError> {
+        kws_exec::ExecEngine::submit(self, user, language, source, stdin, limits).await
+    }
+
+    fn events(&self, job: JobId) -> Option<JobEvents> {
+        kws_exec::ExecEngine::events(self, job)
+    }
+
+    fn result(&self, job: JobId) -> Option<JobSnapshot> {
+        kws_exec::ExecEngine::result(self, job)
+    }
+
+    fn languages(&self) -> Vec<DnsLabel> {
+        self.pools().into_keys().collect()
+    }
+}
+
+/// Code to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitJob {
+    /// The language (`python3`, `sh`, ...).
+    pub language: String,
+    /// The program.
+    pub source: String,
+    /// Its standard input.
+    #[serde(default)]
+    pub stdin: String,
+    /// Wall time in milliseconds (`None`: the engine's default).
+    pub wall_time_ms: Option<u64>,
+    /// Output cap in bytes (`None`: the engine's default).
+    pub output_bytes: Option<usize>,
+}
+
+impl Platform {
+    /// Submits code for `tenant` (member role) and returns the job's id at once. Refused with
+    /// `Invalid` (language, source, stdin or a limit), `RateLimited` (the tenant's token
+    /// bucket is empty), `Busy` (the language's queue is full) or `Unavailable`; nothing is
+    /// queued or recorded then.
+    pub async fn submit_job(
+        &self,
+        scope: &Scope,
+        tenant: &OwnerId,
+        request: SubmitJob,
+        submitted_by: Option<&str>,
+    ) -> Result<Object<JobSpec>, Error> {
+        scope.require(tenant, Role::Member)?;
+        let language = parse_name("language", &request.language)?;
+        let exec = self.exec()?.clone();
+        self.store().get_tenant(scope, tenant).await?;
+        let defaults = Limits::default();
+        let limits = Limits {
+            wall_time: request
+                .wall_time_ms
+                .map_or(defaults.wall_time, std::time::Duration::from_millis),
+            output_bytes: request.output_bytes.unwrap_or(defaults.output_bytes),
+        };
+        let job = exec
+            .submit(tenant, &language, &request.source, &request.stdin, limits)
+            .await
+            .map_err(submit_error)?;
+        let name = DnsLabel::parse(&job.to_string()).map_err(|e| Error::backend("exec", e))?;
+        let spec = JobSpec {
+            language: language.to_string(),
+            source_bytes: request.source.len(),
+            stdin_bytes: request.stdin.len(),
+            submitted_by: submitted_by.map(str::to_owned),
+        };
+        let store = self.store();
+        let object = store
+            .create(&Scope::Operator, tenant, &name, None, Claims::default(), &spec, None)
+            .await?;
+        self.follow_job(tenant.clone(), job, name);
+        Ok(object)
+    }
+
+    /// Records a job's progress in its history and on the event stream, until it ends.
+    fn follow_job(&self, tenant: OwnerId, job: JobId, name: DnsLabel) {
+        let Ok(exec) = self.exec().cloned() else { return };
+        let platform = self.clone();
+        tokio::spawn(async move {
+            let Some(mut events) = exec.events(job) else { return };
+            while let Some(event) = events.next().await {
+                let status = match &event {
+                    JobEvent::Queued { .. } => job_status("queued", None, None),
+                    JobEvent::Started => job_status("running", None, None),
+                    JobEvent::Exited { code, wall_ms } => {
+                        job_status("exited", Some(*code), Some(*wall_ms))
+                    }
+                    JobEvent::TimedOut => job_status("timed_out", None, None),
+                    JobEvent::OutputLimitExceeded => {
+                        job_status("output_limit_exceeded", None, None)
+                    }
+                    JobEvent::Killed { .. } => job_status("killed", None, None),
+                    JobEvent::Failed { .. } => job_status("failed", None, None),
+                    _ => continue,
+                };
+                let store = platform.store();
+                let at = Utc::now();
+                let seen = store.observe::<JobSpec>(
+                    &Scope::Operator,
+                    &tenant,
+                    name.as_str(),
+                    Some(&status),
+                    at,
+                );
+                if let Err(e) = seen.await {
+                    tracing::debug!(%job, error = %e, "job status not recorded");
+                }
+                let body = EventBody::Job {
+                    id: job.to_string(),
+                    state: status.state.clone(),
+                    exit_code: status.exit_code,
+                };
+                platform.events().publish(&tenant, body);
+            }
+        });
+    }
+
+    /// A job's events (replayed from the first, then live), when the job is the tenant's.
+    /// Another tenant's job is `NotFound`.
+    pub async fn job_events(
+        &self,
+        scope: &Scope,
+        tenant: &OwnerId,
+        job: &str,
+    ) -> Result<JobEvents, Error> {
+        scope.require(tenant, Role::Viewer)?;
+        let id = JobId::parse(job).map_err(|e| Error::invalid("job", e))?;
+        self.store().get::<JobSpec>(scope, tenant, job).await?;
+        self.exec()?.events(id).ok_or_else(|| Error::not_found("job", job))
+    }
+}
+
+fn job_status(state: &str, exit_code: Option<i64>, wall_ms: Option<u64>) -> JobStatus {
+    let ended = !matches!(state, "queued" | "running");
+    JobStatus { state: state.to_owned(), exit_code, wall_ms, ended_at: ended.then(Utc::now) }
+}
+
+fn submit_error(e: SubmitError) -> Error {
+    match e {
+        SubmitError::UnknownLanguage(language) => {
+            Error::invalid("language", format!("{language} is not a configured language"))
+        }
+        SubmitError::Busy { .. } => Error::Busy { retry_after: std::time::Duration::from_secs(1) },
+        SubmitError::RateLimited { retry_after, .. } => Error::RateLimited { retry_after },
+        SubmitError::Input { what, why } => {
+            Error::invalid(if what == "stdin" { "stdin" } else { "source" }, why)
+        }
+        SubmitError::Limit { limit, value, expected } => Error::invalid(
+            if limit == "wall_time" { "wall_time_ms" } else { "output_bytes" },
+            format!("{value} is out of range: {expected}"),
+        ),
+        SubmitError::ShutDown => Error::Unavailable {
+            feature: "code execution",
+            reason: "the engine has shut down".to_owned(),
+        },
+        e => Error::backend("exec", e),
+    }
+}
