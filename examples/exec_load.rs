@@ -37,7 +37,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn hello(engine: &ExecEngine, user: &OwnerId, python: &DnsLabel) -> Result<Duration, String> {
+/// Runs one hello job; returns its submit-to-`Exited` time and the job's own wall time.
+async fn hello(
+    engine: &ExecEngine,
+    user: &OwnerId,
+    python: &DnsLabel,
+) -> Result<(Duration, Duration), String> {
     let started = Instant::now();
     let id = engine
         .submit(user, python, HELLO, "", Limits::default())
@@ -46,7 +51,9 @@ async fn hello(engine: &ExecEngine, user: &OwnerId, python: &DnsLabel) -> Result
     let mut events = engine.events(id).ok_or("the job vanished")?;
     while let Some(event) = events.next().await {
         match event {
-            JobEvent::Exited { code: 0, .. } => return Ok(started.elapsed()),
+            JobEvent::Exited { code: 0, wall_ms } => {
+                return Ok((started.elapsed(), Duration::from_millis(wall_ms)));
+            }
             event if event.is_terminal() => return Err(format!("job {id} ended with {event:?}")),
             _ => {}
         }
@@ -59,6 +66,8 @@ struct Figures {
     runner: JobRunner,
     /// Sequential latencies, sorted.
     warm: Vec<Duration>,
+    /// Sequential latencies less the job's own wall time, sorted.
+    overhead: Vec<Duration>,
     jobs_per_second: f64,
     cpu: Option<CpuTicks>,
     reused: u64,
@@ -102,6 +111,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ms(p99),
             ms(f.warm.last().copied().unwrap_or_default())
         );
+        println!(
+            "  of which not the job's own wall time (ms resolution)  p50 {:.1} ms  p99 {:.1} ms",
+            ms(percentile(&f.overhead, 0.5)),
+            ms(percentile(&f.overhead, 0.99))
+        );
         println!("  throughput: {throughput} jobs, 25 in flight  {:.1} jobs/s", f.jobs_per_second);
         println!("  cold docker run p50 / warm p50 = {:.1}x", ms(cold_p50) / ms(p50).max(1e-9));
         match &f.cpu {
@@ -143,20 +157,25 @@ async fn measure_runner(
     let measured = measure(&engine, &user, &python.name, sequential, throughput).await;
     let pools = engine.pools();
     engine.shutdown().await?;
-    let (warm, jobs_per_second, cpu) = measured?;
+    let (runs, jobs_per_second, cpu) = measured?;
     let (reused, retired) = pools.values().fold((0, 0), |(u, r), p| (u + p.reused, r + p.retired));
-    Ok(Figures { runner, warm, jobs_per_second, cpu, reused, retired })
+    let mut warm: Vec<Duration> = runs.iter().map(|(took, _)| *took).collect();
+    let mut overhead: Vec<Duration> =
+        runs.iter().map(|(took, wall)| took.saturating_sub(*wall)).collect();
+    warm.sort();
+    overhead.sort();
+    Ok(Figures { runner, warm, overhead, jobs_per_second, cpu, reused, retired })
 }
 
-/// Sequential latencies (sorted), jobs per second with the pool kept busy, and the CPU time
-/// that throughput run cost.
+/// Sequential runs (latency and the job's wall time), jobs per second with the pool kept
+/// busy, and the CPU time that throughput run cost.
 async fn measure(
     engine: &ExecEngine,
     user: &OwnerId,
     python: &DnsLabel,
     sequential: usize,
     throughput: usize,
-) -> Result<(Vec<Duration>, f64, Option<CpuTicks>), Box<dyn std::error::Error>> {
+) -> Result<(Vec<(Duration, Duration)>, f64, Option<CpuTicks>), Box<dyn std::error::Error>> {
     for _ in 0..5 {
         hello(engine, user, python).await?;
     }
@@ -167,12 +186,11 @@ async fn measure(
         // Measure a warm pool: let the sandbox come back first.
         engine.wait_until_full(Duration::from_secs(30)).await?;
     }
-    warm.sort();
     let containers = Sandbox::list(engine.engine_id())?;
     let cpu_before = CpuTicks::read(&containers);
     let started = Instant::now();
     let in_flight = 25;
-    let results: Vec<Result<Duration, String>> = futures::stream::iter(0..throughput)
+    let results: Vec<Result<_, String>> = futures::stream::iter(0..throughput)
         .map(|_| hello(engine, user, python))
         .buffer_unordered(in_flight)
         .collect()
