@@ -97,10 +97,12 @@ impl SandboxLimits {
 
 /// Bytes a job may still print.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 pub(crate) struct OutputBudget {
     pub(crate) left: usize,
 }
 
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 impl OutputBudget {
     /// How many of `len` new bytes fit; the budget shrinks by that much.
     pub(crate) fn take(&mut self, len: usize) -> usize {

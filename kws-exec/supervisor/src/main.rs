@@ -106,3 +106,47 @@ fn check_setup(setup: &Setup) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> Setup {
+        Setup {
+            job_uid: 1000,
+            job_gid: 1000,
+            supervisor_uid: 65534,
+            supervisor_gid: 65534,
+            work_dir: "/workspace".into(),
+            source_file: "main.py".into(),
+            compile: None,
+            run: vec!["python3".into()],
+            env: Vec::new(),
+            writable: vec!["/workspace".into(), "/tmp".into()],
+            kill_limit_ms: 1,
+            wipe_limit_ms: 1,
+        }
+    }
+
+    #[test]
+    fn setups_that_would_break_a_guarantee_are_refused_by_name() {
+        check_setup(&setup()).expect("the engine's setup is fine");
+        let cases: [(fn(&mut Setup), &str); 9] = [
+            (|s| s.job_uid = 0, "root"),
+            (|s| s.supervisor_gid = 0, "root"),
+            (|s| s.supervisor_uid = 1000, "share uid 1000"),
+            (|s| s.run.clear(), "empty command"),
+            (|s| s.compile = Some(Vec::new()), "empty command"),
+            (|s| s.writable.push("tmp".into()), "\"tmp\""),
+            (|s| s.writable.push("/tmp/../etc".into()), "/tmp/../etc"),
+            (|s| s.writable.retain(|w| w != "/workspace"), "not among the wiped"),
+            (|s| s.source_file = "../x".into(), "plain file name"),
+        ];
+        for (change, named) in cases {
+            let mut bad = setup();
+            change(&mut bad);
+            let err = check_setup(&bad).expect_err("refused");
+            assert!(err.contains(named), "{err}");
+        }
+    }
+}
