@@ -131,7 +131,8 @@ mod tests {
     #[test]
     fn setups_that_would_break_a_guarantee_are_refused_by_name() {
         check_setup(&setup()).expect("the engine's setup is fine");
-        let cases: [(fn(&mut Setup), &str); 9] = [
+        type Change = fn(&mut Setup);
+        let cases: [(Change, &str); 9] = [
             (|s| s.job_uid = 0, "root"),
             (|s| s.supervisor_gid = 0, "root"),
             (|s| s.supervisor_uid = 1000, "share uid 1000"),
