@@ -187,7 +187,7 @@ async fn measure(
         engine.wait_until_full(Duration::from_secs(30)).await?;
     }
     let containers = Sandbox::list(engine.engine_id())?;
-    let cpu_before = CpuTicks::read(&containers);
+    let cpu_before = Sample::read(&containers);
     let started = Instant::now();
     let in_flight = 25;
     let results: Vec<Result<_, String>> = futures::stream::iter(0..throughput)
@@ -196,7 +196,7 @@ async fn measure(
         .collect()
         .await;
     let elapsed = started.elapsed();
-    let cpu = cpu_before.zip(CpuTicks::read(&containers)).map(|(a, b)| b.since(&a));
+    let cpu = cpu_before.zip(Sample::read(&containers)).map(|(a, b)| b.since(&a));
     if let Some(Err(err)) = results.into_iter().find(Result::is_err) {
         return Err(err.into());
     }
@@ -245,12 +245,24 @@ struct CpuTicks {
     engine: u64,
 }
 
-impl CpuTicks {
+/// What a process counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dockerd,
+    Containerd,
+    Shim,
+    Init,
+    Engine,
+}
+
+/// One read of every process that counts: pid, kind, own and reaped ticks.
+struct Sample(Vec<(String, Kind, u64, u64)>);
+
+impl Sample {
     /// Reads /proc; `None` unless dockerd and a shim of every one of `sandboxes` are here.
     fn read(sandboxes: &[Sandbox]) -> Option<Self> {
-        let (engine, _) = process_ticks("self")?;
-        let mut ticks = Self { engine, ..Self::default() };
-        let mut shims = 0;
+        let (own, reaped) = process_ticks("self")?;
+        let mut found = vec![("self".to_owned(), Kind::Engine, own, reaped)];
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
             let pid = entry.file_name().to_string_lossy().into_owned();
             if !pid.bytes().all(|b| b.is_ascii_digit()) {
@@ -259,41 +271,54 @@ impl CpuTicks {
             let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
             let program = args.first().and_then(|a| a.rsplit(|b| *b == b'/').next());
-            let (own, reaped) = process_ticks(&pid).unwrap_or_default();
-            match program.unwrap_or_default() {
-                b"dockerd" => ticks.dockerd += own + reaped,
-                b"containerd" => ticks.containerd += own + reaped,
+            let kind = match program.unwrap_or_default() {
+                b"dockerd" => Kind::Dockerd,
+                b"containerd" => Kind::Containerd,
                 name if name.starts_with(b"containerd-shim")
                     && args.windows(2).any(|w| {
                         w[0] == b"-id" && sandboxes.iter().any(|s| s.id.as_bytes() == w[1])
                     }) =>
                 {
-                    shims += 1;
+                    Kind::Shim
+                }
+                _ if sandboxes.iter().any(|s| s.pid == pid) => Kind::Init,
+                _ => continue,
+            };
+            let (own, reaped) = process_ticks(&pid).unwrap_or_default();
+            found.push((pid, kind, own, reaped));
+        }
+        let count = |kind| found.iter().filter(|(_, k, ..)| *k == kind).count();
+        (count(Kind::Dockerd) > 0 && count(Kind::Shim) == sandboxes.len()).then_some(Self(found))
+    }
+
+    /// What each kind used since `before`, over the processes present in both reads (another
+    /// test's engine that came or went in between would otherwise count).
+    fn since(&self, before: &Self) -> CpuTicks {
+        let mut ticks = CpuTicks::default();
+        for (pid, kind, own, reaped) in &self.0 {
+            let Some((_, _, own0, reaped0)) = before.0.iter().find(|(p, ..)| p == pid) else {
+                continue;
+            };
+            let (own, reaped) = (own.saturating_sub(*own0), reaped.saturating_sub(*reaped0));
+            match kind {
+                Kind::Dockerd => ticks.dockerd += own + reaped,
+                Kind::Containerd => ticks.containerd += own + reaped,
+                Kind::Shim => {
                     ticks.shims += own;
                     ticks.shims_reaped += reaped;
                 }
-                _ if sandboxes.iter().any(|s| s.pid == pid) => {
+                Kind::Init => {
                     ticks.init += own;
                     ticks.init_reaped += reaped;
                 }
-                _ => {}
+                Kind::Engine => ticks.engine += own + reaped,
             }
         }
-        (ticks.dockerd > 0 && shims == sandboxes.len()).then_some(ticks)
+        ticks
     }
+}
 
-    fn since(&self, before: &Self) -> Self {
-        Self {
-            dockerd: self.dockerd.saturating_sub(before.dockerd),
-            containerd: self.containerd.saturating_sub(before.containerd),
-            shims: self.shims.saturating_sub(before.shims),
-            shims_reaped: self.shims_reaped.saturating_sub(before.shims_reaped),
-            init: self.init.saturating_sub(before.init),
-            init_reaped: self.init_reaped.saturating_sub(before.init_reaped),
-            engine: self.engine.saturating_sub(before.engine),
-        }
-    }
-
+impl CpuTicks {
     fn per_job(&self, jobs: usize) -> String {
         let ms = |ticks: u64| ticks as f64 * 10.0 / jobs as f64;
         let total = self.dockerd
