@@ -8,7 +8,7 @@ use std::io::Write;
 
 use futures::StreamExt;
 use kws_core::{DnsLabel, OwnerId};
-use kws_runtime::exec::{ExecConfig, ExecEngine, JobEvent, Limits};
+use kws_exec::{ExecConfig, ExecEngine, JobEvent, Limits};
 
 const SNIPPET: &str =
     "import time\nfor i in range(5):\n    print('line', i)\n    time.sleep(0.1)\n";

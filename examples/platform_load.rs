@@ -123,16 +123,15 @@ async fn reconcile_at(lab: &mut lab::Lab, size: usize) -> anyhow::Result<()> {
     lab.release();
     // Its own instance range: the Docker runtime's pools hold 10.213.0.0/16 in the shared
     // allocator.
-    let mut parts = lab
-        .spec
-        .parts(|s| s.instance_range = "10.214.0.0/16".parse().expect("range"))
-        .await;
+    let mut parts =
+        lab.spec.parts(|s| s.instance_range = "10.214.0.0/16".parse().expect("range")).await;
     let image = ImageRef::parse(lab::BUSYBOX)?;
     let memory = MemoryRuntime::with_range(
         parts.allocator.clone(),
         image,
         parts.settings.instance_range,
-        24,
+        // One tenant holds every instance here: a /20 of 4,094 addresses.
+        20,
     );
     parts.runtime = kws::platform::Backend::Ready(Arc::new(memory));
     let p = Platform::new(parts);

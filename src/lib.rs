@@ -8,7 +8,8 @@
 //! | `ipam` | kws-ipam | IP allocation in constant time |
 //! | `wg` | kws-wg | WireGuard peers, devices, client configs |
 //! | `hostnet` | kws-hostnet | bridges, forwarding, NAT, isolation in nftables |
-//! | `runtime` | kws-runtime | Docker instances and the code-execution engine |
+//! | `runtime` | kws-runtime | Docker instances with limits, hardening and owner networks |
+//! | `exec` | kws-exec | the code-execution engine: sandbox pools, supervisor, queues, limits |
 //! | `proxy` | kws-proxy | nginx routes and ACME wildcard certificates |
 //! | `db` | kws-db | managed PostgreSQL databases with scoped roles |
 //! | `platform` | (here) | the crates composed into user flows, with a store of record |
@@ -16,6 +17,8 @@
 pub use kws_core as core;
 #[cfg(feature = "db")]
 pub use kws_db as db;
+#[cfg(feature = "exec")]
+pub use kws_exec as exec;
 #[cfg(feature = "hostnet")]
 pub use kws_hostnet as hostnet;
 #[cfg(feature = "ipam")]

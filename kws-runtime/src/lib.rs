@@ -1,14 +1,12 @@
 //! kws-runtime runs users' instances as hardened Docker containers with owner networks,
-//! workspaces, logs, stats and a browser IDE, behind the `Runtime` trait. Its `exec` module runs
-//! untrusted code in warm, sandboxed container pools with queues, limits and streamed events.
+//! workspaces, logs, stats and a browser IDE, behind the `Runtime` trait. (Untrusted code runs in
+//! kws-exec's sandboxes, not here.)
 
 mod error;
 mod fleet;
 mod instance;
 mod memory;
 mod spec;
-
-pub mod exec;
 
 #[cfg(feature = "docker")]
 pub mod docker;

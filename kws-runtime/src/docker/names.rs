@@ -88,13 +88,7 @@ pub(crate) fn parse_address(raw: Option<&String>) -> Option<Ipv4Addr> {
     raw.and_then(|s| s.parse().ok())
 }
 
-/// The engine's HTTP status of an error, if it is a response.
-pub(crate) fn status(err: &bollard::errors::Error) -> Option<u16> {
-    match err {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
-    }
-}
+pub(crate) use kws_docker::status;
 
 /// Wraps an engine error.
 pub(crate) fn engine(err: bollard::errors::Error) -> Error {

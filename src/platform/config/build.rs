@@ -451,12 +451,18 @@ impl PlatformConfig {
         }
         #[cfg(feature = "docker")]
         {
-            let config = kws_runtime::exec::ExecConfig {
+            let runner = if self.exec.docker_exec_runner {
+                kws_exec::JobRunner::DockerExec
+            } else {
+                kws_exec::JobRunner::Supervisor
+            };
+            let config = kws_exec::ExecConfig {
+                runner,
                 pool_size: self.exec.pool_size,
                 queue_capacity: self.exec.queue_capacity,
-                ..kws_runtime::exec::ExecConfig::default()
+                ..kws_exec::ExecConfig::default()
             };
-            match kws_runtime::exec::ExecEngine::start_local(config).await {
+            match kws_exec::ExecEngine::start_local(config).await {
                 Ok(engine) => Backend::Ready(Arc::new(engine)),
                 Err(e) => {
                     tracing::warn!(error = %e, "code execution is unavailable");

@@ -263,6 +263,9 @@ pub struct ExecConfig {
     pub pool_size: usize,
     /// `queue_capacity` (default 100).
     pub queue_capacity: usize,
+    /// `runner`: `supervisor` (default) or `docker-exec` (the fallback for an engine that
+    /// refuses what the supervisor needs); true for `docker-exec`.
+    pub docker_exec_runner: bool,
 }
 
 /// `[operations]`.
@@ -606,6 +609,8 @@ fn read_exec(root: &Table) -> Result<ExecConfig, ConfigError> {
         enabled: s.choice("backend", &["docker", "none"])?.unwrap_or("none") == "docker",
         pool_size: s.integer("pool_size", 1, 256)?.unwrap_or(5) as usize,
         queue_capacity: s.integer("queue_capacity", 1, 100_000)?.unwrap_or(100) as usize,
+        docker_exec_runner: s.choice("runner", &["supervisor", "docker-exec"])?
+            == Some("docker-exec"),
     };
     s.finish()?;
     Ok(config)
@@ -696,7 +701,12 @@ pub(super) fn embedded(docker: bool) -> PlatformConfig {
         proxy: ProxyConfig::Memory,
         tls: None,
         databases: DatabasesConfig::None,
-        exec: ExecConfig { enabled: false, pool_size: 5, queue_capacity: 100 },
+        exec: ExecConfig {
+            enabled: false,
+            pool_size: 5,
+            queue_capacity: 100,
+            docker_exec_runner: false,
+        },
         quotas: settings.default_quotas,
         operations: OperationsConfig {
             deadline: settings.operation_deadline,

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use chrono::Utc;
 use futures::StreamExt;
 use kws_core::{DnsLabel, JobId, OwnerId};
-use kws_runtime::exec::{JobEvent, JobEvents, JobSnapshot, Limits, SubmitError};
+use kws_exec::{JobEvent, JobEvents, JobSnapshot, Limits, SubmitError};
 use serde::{Deserialize, Serialize};
 
 use super::parse_name;
@@ -19,7 +19,7 @@ use crate::platform::{
 /// The code-execution engine as the Platform uses it.
 ///
 /// # Contract
-/// As `kws_runtime::exec::ExecEngine`: `submit` answers at once with a job id or a typed
+/// As `kws_exec::ExecEngine`: `submit` answers at once with a job id or a typed
 /// refusal (nothing queued then); `events` replays a job's events from the first, then follows
 /// it live, and ends after its terminal event; `user` is the rate limit's key.
 #[async_trait::async_trait]
@@ -46,7 +46,7 @@ pub trait CodeRunner: Send + Sync + Debug + 'static {
 
 #[cfg(feature = "docker")]
 #[async_trait::async_trait]
-impl CodeRunner for kws_runtime::exec::ExecEngine {
+impl CodeRunner for kws_exec::ExecEngine {
     async fn submit(
         &self,
         user: &OwnerId,
@@ -55,15 +55,15 @@ impl CodeRunner for kws_runtime::exec::ExecEngine {
         stdin: &str,
         limits: Limits,
     ) -> Result<JobId, SubmitError> {
-        kws_runtime::exec::ExecEngine::submit(self, user, language, source, stdin, limits).await
+        kws_exec::ExecEngine::submit(self, user, language, source, stdin, limits).await
     }
 
     fn events(&self, job: JobId) -> Option<JobEvents> {
-        kws_runtime::exec::ExecEngine::events(self, job)
+        kws_exec::ExecEngine::events(self, job)
     }
 
     fn result(&self, job: JobId) -> Option<JobSnapshot> {
-        kws_runtime::exec::ExecEngine::result(self, job)
+        kws_exec::ExecEngine::result(self, job)
     }
 
     fn languages(&self) -> Vec<DnsLabel> {

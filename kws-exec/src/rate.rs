@@ -7,7 +7,7 @@ use std::{
 
 use kws_core::OwnerId;
 
-use super::error::ConfigError;
+use crate::error::ConfigError;
 
 /// A token bucket's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

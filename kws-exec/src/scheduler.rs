@@ -11,7 +11,7 @@ use std::{
 use kws_core::DnsLabel;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{
+use crate::{
     engine::Shared,
     error::{QueueError, SubmitError},
     event::JobEvent,
@@ -50,13 +50,27 @@ impl PoolStatus {
 /// What wakes the scheduler.
 #[derive(Debug)]
 pub(crate) enum Message {
-    Submit { job: JobRequest, reply: oneshot::Sender<Result<(), SubmitError>> },
+    Submit {
+        job: JobRequest,
+        reply: oneshot::Sender<Result<(), SubmitError>>,
+    },
     Returned(Sandbox),
     Retired(DnsLabel),
-    Created { language: DnsLabel, made: Result<Sandbox, String> },
+    Created {
+        language: DnsLabel,
+        made: Result<Sandbox, String>,
+    },
     Refill(DnsLabel),
+    /// A supervisor's channel ended by itself (the sandbox id): retire it if it is waiting.
+    Lost {
+        language: DnsLabel,
+        id: String,
+        why: String,
+    },
     JobDone,
-    Close { reply: oneshot::Sender<()> },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +191,17 @@ impl Scheduler {
                 }
             }
             Message::Refill(language) => self.refill(language),
+            Message::Lost { language, id, why } => {
+                let Some(pool) = self.pools.get_mut(&language) else { return };
+                // A busy sandbox's worker sees the same end and retires it itself.
+                let Some(at) = pool.ready.iter().position(|s| s.id == id) else { return };
+                let Some(sandbox) = pool.ready.remove(at) else { return };
+                tracing::warn!(container = %id, "an idle exec sandbox was lost: {why}");
+                pool.status.ready -= 1;
+                pool.status.retired += 1;
+                self.retire_later(sandbox);
+                self.refill(language);
+            }
             Message::JobDone => self.running -= 1,
             Message::Close { reply } => {
                 self.closed = true;
@@ -234,8 +259,9 @@ impl Scheduler {
         pool.status.starting += 1;
         let (shared, outbox) = (self.shared.clone(), self.outbox.upgrade());
         tokio::spawn(async move {
+            let lost = Self::on_lost(outbox.as_ref(), &language);
             let made = match shared.config.languages.get(&language) {
-                Some(config) => shared.sandboxes.create(config).await,
+                Some(config) => shared.sandboxes.create(config, lost).await,
                 None => Err(format!("unknown language {language}")),
             };
             if let Some(outbox) = outbox {
@@ -244,11 +270,28 @@ impl Scheduler {
         });
     }
 
+    /// What a new sandbox's supervisor channel calls when it ends by itself: a `Lost` message
+    /// naming the sandbox (its id is known only once Docker made it, so it is sent along).
+    fn on_lost(
+        outbox: Option<&mpsc::UnboundedSender<Message>>,
+        language: &DnsLabel,
+    ) -> crate::supervised::Lost {
+        let outbox = outbox.map(mpsc::UnboundedSender::downgrade);
+        let language = language.clone();
+        Box::new(move |id, why| {
+            if let Some(outbox) = outbox.and_then(|o| o.upgrade()) {
+                let _ = outbox.send(Message::Lost { language, id, why });
+            }
+        })
+    }
+
     fn retire_later(&self, mut sandbox: Sandbox) {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             shared.sandboxes.retire(&mut sandbox).await;
-            shared.watch.forget_container(&sandbox.id);
+            if let Some(watch) = &shared.watch {
+                watch.forget_container(&sandbox.id);
+            }
         });
     }
 
@@ -302,7 +345,7 @@ impl Scheduler {
                 progressed = true;
                 let (shared, outbox) = (self.shared.clone(), self.outbox.upgrade());
                 if let Some(outbox) = outbox {
-                    tokio::spawn(super::worker::work(shared, outbox, delivery, sandbox));
+                    tokio::spawn(crate::worker::work(shared, outbox, delivery, sandbox));
                 }
             }
         }

@@ -7,43 +7,19 @@ use bollard::container::LogOutput;
 use futures::StreamExt;
 use tokio::{io::AsyncWriteExt, time::timeout_at};
 
-use super::{
+use super::{Armed, ArmedIo, EventWatch, script::source_line};
+use crate::{
     event::JobEvent,
     journal::Journal,
+    limits::OutputBudget,
     queue::JobRequest,
-    sandbox::{Armed, ArmedIo, Sandbox, Sandboxes},
-    script::source_line,
-    watcher::EventWatch,
+    sandbox::{Aftermath, Resident, Sandbox, Sandboxes},
 };
-
-/// What to do with the sandbox after the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Aftermath {
-    /// The program ended by itself: the sandbox may be reused once proven clean.
-    ProveClean,
-    /// The sandbox was killed or is in doubt: retire it.
-    Retire,
-}
 
 /// How long to wait for Docker's `oom` event after a SIGKILLed exit.
 const OOM_EVENT_WAIT: Duration = Duration::from_secs(1);
 /// How long to wait for Docker's `exec_die` event before asking Docker for the exit code.
 const EXIT_EVENT_WAIT: Duration = Duration::from_millis(250);
-
-/// Bytes a job may still print.
-#[derive(Debug)]
-struct OutputBudget {
-    left: usize,
-}
-
-impl OutputBudget {
-    /// How many of `len` new bytes fit; the budget shrinks by that much.
-    fn take(&mut self, len: usize) -> usize {
-        let fits = len.min(self.left);
-        self.left -= fits;
-        fits
-    }
-}
 
 /// The pieces a job run needs.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +33,8 @@ impl JobRun<'_> {
     /// Runs `job` in its armed `sandbox`, pushing `Started`, its output and its terminal
     /// event.
     pub(crate) async fn run(self, sandbox: &mut Sandbox, job: &JobRequest) -> Aftermath {
-        let Some(armed) = sandbox.armed.take() else {
+        let Resident::Armed(armed) = std::mem::replace(&mut sandbox.resident, Resident::Nothing)
+        else {
             return self.fail(job, "the sandbox was not armed".to_owned());
         };
         let Armed { exec, io } = armed;
@@ -174,11 +151,7 @@ impl JobRun<'_> {
 
     /// Kills the sandbox first, then records why: when the event is seen, the program is gone.
     async fn kill(self, sandbox: &mut Sandbox, job: &JobRequest, event: JobEvent) -> Aftermath {
-        if let Err(err) = self.sandboxes.kill(sandbox).await {
-            tracing::warn!(container = %sandbox.id, "killing an exec sandbox failed: {err}");
-            // Removal (which the retirement does next) stops it even so.
-            self.sandboxes.retire(sandbox).await;
-        }
+        self.sandboxes.kill_or_retire(sandbox).await;
         self.journal.push(job.id, event);
         Aftermath::Retire
     }
@@ -191,17 +164,4 @@ impl JobRun<'_> {
 
 fn failed(error: String) -> JobEvent {
     JobEvent::Failed { error }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_output_budget_cuts_at_the_limit() {
-        let mut budget = OutputBudget { left: 10 };
-        assert_eq!(budget.take(4), 4);
-        assert_eq!(budget.take(10), 6);
-        assert_eq!(budget.take(1), 0);
-    }
 }

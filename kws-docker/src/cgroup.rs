@@ -1,4 +1,4 @@
-//! Counting a sandbox's processes from the host's cgroup file system, when the engine runs on
+//! Counting a container's processes from the host's cgroup file system, when the engine runs on
 //! this host: one file read instead of Docker's `top`, which runs `ps` on every call.
 
 /// Where Docker's cgroupfs and systemd drivers put a container's `cgroup.procs`, on cgroup v1
@@ -12,9 +12,9 @@ const PROCS_FILES: [&str; 3] = [
 /// How many processes the container `id` has, read from the host's cgroup file system; `None`
 /// when no such file is here (a remote engine, another cgroup parent): ask Docker instead.
 ///
-/// The container cannot change this count's source: leaving its cgroup needs write access to
-/// the cgroup file system, which a sandbox (no capabilities, read-only mounts) does not have.
-pub(crate) fn process_count(id: &str) -> Option<usize> {
+/// A container without capabilities cannot change this count's source: leaving its cgroup needs write access to
+/// the cgroup file system, which such a container (read-only cgroup mounts) does not have.
+pub fn process_count(id: &str) -> Option<usize> {
     // A full container id is 64 hex digits; anything else never names a host path.
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;

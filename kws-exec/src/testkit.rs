@@ -3,7 +3,7 @@
 
 use kws_core::{DnsLabel, JobId, OwnerId};
 
-use super::{
+use crate::{
     error::QueueError,
     limits::Limits,
     queue::{Enqueued, JobQueue, JobRequest},

@@ -1,7 +1,7 @@
 //! `ExecEngine`: the public face of the code-execution service on Docker.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -9,26 +9,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bollard::{
-    Docker,
-    query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder},
-};
+use bollard::Docker;
 use kws_core::{DnsLabel, JobId, OwnerId};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::AbortHandle,
 };
 
-use super::{
-    config::ExecConfig,
+use crate::{
+    config::{ExecConfig, JobRunner},
+    docker_exec::EventWatch,
     error::{ConfigError, SubmitError},
     journal::{JobEvents, JobSnapshot, Journal},
     limits::Limits,
     queue::{JobQueue, JobRequest, MemoryJobQueue},
     rate::RateLimiter,
-    sandbox::{ENGINE_LABEL, Sandboxes},
+    sandbox::Sandboxes,
     scheduler::{Message, PoolStatus, Scheduler},
-    watcher::EventWatch,
 };
 
 /// An error starting or stopping the engine.
@@ -69,7 +66,8 @@ pub enum ExecError {
 pub(crate) struct Shared {
     pub(crate) config: ExecConfig,
     pub(crate) sandboxes: Sandboxes,
-    pub(crate) watch: EventWatch,
+    /// Docker's events, followed only for the `docker exec` runner.
+    pub(crate) watch: Option<EventWatch>,
     pub(crate) journal: Journal,
     pub(crate) queue: Arc<dyn JobQueue>,
     pub(crate) closed: AtomicBool,
@@ -83,9 +81,13 @@ pub(crate) struct Shared {
 ///   output, and exactly one terminal event.
 /// - Each language keeps `pool_size` warm sandboxes; at most `max_concurrent` jobs run at once;
 ///   jobs of a language start in submission order.
-/// - A job's wall time and output are enforced by killing its sandbox. A sandbox is reused only
-///   when no process of the job is left and every writable path was wiped; otherwise it is
-///   removed and the pool refills in the background.
+/// - A job's wall time and output are enforced (by its sandbox's supervisor, or by killing the
+///   sandbox with the `docker exec` runner). A sandbox is reused only when no process of the
+///   job is left and every writable path was wiped; otherwise it is removed and the pool
+///   refills in the background.
+/// - With the supervisor runner, a job's terminal event is recorded only once no process of the
+///   job is left (the supervisor reaped them, the container's cgroup holds only the
+///   supervisor); `Exited` comes when the job's main process ends, with its `wall_ms`.
 /// - `shutdown` removes every container of the engine; without it, containers stay until
 ///   someone removes them by the `kws.exec.engine` label.
 #[derive(Debug)]
@@ -94,7 +96,7 @@ pub struct ExecEngine {
     outbox: mpsc::UnboundedSender<Message>,
     status: watch::Receiver<BTreeMap<DnsLabel, PoolStatus>>,
     rate: Mutex<RateLimiter>,
-    follower: AbortHandle,
+    follower: Option<AbortHandle>,
 }
 
 /// How long `start` waits for the pools to fill.
@@ -104,12 +106,9 @@ impl ExecEngine {
     /// Connects to the Docker engine at `DOCKER_HOST` (or the default socket) and starts an
     /// engine there with the in-process job queue.
     pub async fn start_local(config: ExecConfig) -> Result<Self, ExecError> {
-        let docker = Docker::connect_with_defaults()
+        let docker = kws_docker::connect()
+            .await
             .map_err(|source| ExecError::Docker { what: "connecting".to_owned(), source })?;
-        docker.ping().await.map_err(|source| ExecError::Docker {
-            what: "pinging the engine".to_owned(),
-            source,
-        })?;
         Self::start(docker, config).await
     }
 
@@ -134,9 +133,14 @@ impl ExecEngine {
             source,
         })?;
         let arch = info.architecture.as_deref();
-        let sandboxes =
-            Sandboxes::new(docker.clone(), engine_id, config.labels.clone(), config.sandbox, arch);
-        let (watch, follower) = EventWatch::start(docker, sandboxes.engine_filter());
+        let sandboxes = Sandboxes::new(docker.clone(), engine_id, &config, arch);
+        let (watch, follower) = match config.runner {
+            JobRunner::DockerExec => {
+                let (watch, follower) = EventWatch::start(docker, sandboxes.engine_filter());
+                (Some(watch), Some(follower))
+            }
+            JobRunner::Supervisor => (None, None),
+        };
         let shared = Arc::new(Shared {
             journal: Journal::new(config.retention),
             config,
@@ -266,52 +270,33 @@ impl ExecEngine {
         };
         let _ = tokio::time::timeout(Duration::from_secs(30), settled).await;
         self.remove_all().await?;
-        self.follower.abort();
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
         Ok(())
     }
 
-    /// Removes every container carrying this engine's label, and waits until Docker lists none
-    /// (a removal already in progress answers 409 and finishes on its own).
+    /// Removes every container carrying this engine's label, and waits until Docker lists none.
     async fn remove_all(&self) -> Result<(), ExecError> {
-        let docker = &self.shared.sandboxes.docker;
-        let filters = HashMap::from([("label", vec![self.shared.sandboxes.engine_filter()])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let sandboxes = &self.shared.sandboxes;
         let limit = Duration::from_secs(30);
-        let deadline = Instant::now() + limit;
-        loop {
-            let containers =
-                docker.list_containers(Some(options.clone())).await.map_err(|source| {
-                    ExecError::Docker { what: format!("listing {ENGINE_LABEL} containers"), source }
-                })?;
-            if containers.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(ExecError::Timeout { what: "removing the sandboxes", limit });
-            }
-            for id in containers.into_iter().filter_map(|c| c.id) {
-                let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-                match docker.remove_container(&id, Some(options)).await {
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404 | 409,
-                        ..
-                    })
-                    | Ok(()) => {}
-                    Err(source) => {
-                        return Err(ExecError::Docker { what: format!("removing {id}"), source });
-                    }
+        kws_docker::remove_labelled(&sandboxes.docker, &sandboxes.engine_filter(), limit)
+            .await
+            .map_err(|err| match err {
+                kws_docker::RemoveError::Engine { what, source } => {
+                    ExecError::Docker { what, source }
                 }
-            }
-            // Only at shutdown, and only while Docker finishes removals it already started.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                _ => ExecError::Timeout { what: "removing the sandboxes", limit },
+            })
     }
 }
 
 impl Drop for ExecEngine {
     /// Stops following Docker's events. Containers stay unless `shutdown` ran.
     fn drop(&mut self) {
-        self.follower.abort();
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 use kws_core::{DnsLabel, JobId, OwnerId};
 
-use super::{error::QueueError, limits::Limits};
+use crate::{error::QueueError, limits::Limits};
 
 /// A job as it travels through the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,8 +176,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_memory_queue_meets_the_contract_directly_and_as_a_trait_object() {
-        super::super::testkit::job_queue_contract(&MemoryJobQueue::new(2), 2).await;
+        crate::testkit::job_queue_contract(&MemoryJobQueue::new(2), 2).await;
         let shared: Arc<dyn JobQueue> = Arc::new(MemoryJobQueue::new(3));
-        super::super::testkit::job_queue_contract(shared.as_ref(), 3).await;
+        crate::testkit::job_queue_contract(shared.as_ref(), 3).await;
     }
 }

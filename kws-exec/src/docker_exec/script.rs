@@ -1,6 +1,6 @@
 //! The shell the armed process runs, and the one line the job's source travels in.
 
-use super::{
+use crate::{
     language::Language,
     sandbox::{WORK_DIR, WRITABLE},
 };

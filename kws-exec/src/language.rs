@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kws_core::DnsLabel;
 
-use super::error::ConfigError;
+use crate::error::ConfigError;
 
 /// How to run one language's programs.
 ///

@@ -13,7 +13,7 @@ use futures::Stream;
 use kws_core::{JobId, OwnerId};
 use tokio::sync::watch;
 
-use super::event::JobEvent;
+use crate::event::JobEvent;
 
 /// One job's events and the count that wakes its subscribers.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::error::{ConfigError, SubmitError};
+use crate::error::{ConfigError, SubmitError};
 
 /// What one job may use. Memory, pids and disk are properties of the sandbox
 /// ([`SandboxLimits`]), the same for every job of an engine.
@@ -95,9 +95,34 @@ impl SandboxLimits {
     }
 }
 
+/// Bytes a job may still print.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+pub(crate) struct OutputBudget {
+    pub(crate) left: usize,
+}
+
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+impl OutputBudget {
+    /// How many of `len` new bytes fit; the budget shrinks by that much.
+    pub(crate) fn take(&mut self, len: usize) -> usize {
+        let fits = len.min(self.left);
+        self.left -= fits;
+        fits
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_output_budget_cuts_at_the_limit() {
+        let mut budget = OutputBudget { left: 10 };
+        assert_eq!(budget.take(4), 4);
+        assert_eq!(budget.take(10), 6);
+        assert_eq!(budget.take(1), 0);
+    }
 
     #[test]
     fn out_of_range_limits_are_refused_by_name() {

@@ -2,16 +2,38 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use super::{
+use crate::{
     error::ConfigError,
     language::Languages,
     limits::{Limits, SandboxLimits},
     rate::RateLimit,
 };
 
+/// What starts each job inside a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobRunner {
+    /// The default: a resident supervisor (`kws-exec-supervisor`, which `scripts/images` puts
+    /// in the language images at [`SUPERVISOR_PATH`](crate::SUPERVISOR_PATH)) is the sandbox's
+    /// process 1 and runs every job over the container's attached stdio. No `docker exec` per
+    /// job: a job costs little more than its interpreter's start, wall time and output caps
+    /// leave the sandbox reusable, `Exited` comes when the main process ends, and no process
+    /// of the job is left when it is recorded. The sandbox needs `CAP_KILL`, `CAP_SETUID` and
+    /// `CAP_SETGID` (the supervisor keeps them, under its own uid; jobs never get them) and the
+    /// supervisor in its image.
+    #[default]
+    Supervisor,
+    /// The fallback for an engine that refuses those settings or an image without the
+    /// supervisor: process 1 is an idle `sleep`, each job's process is started ahead by a
+    /// `docker exec` (about 45 ms of CPU per job), and a job that hits a limit or leaves a
+    /// process behind costs its sandbox.
+    DockerExec,
+}
+
 /// How an exec engine runs: its languages, pool and queue sizes, limits and labels.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
+    /// What starts each job in a sandbox.
+    pub runner: JobRunner,
     /// The languages served, each with its own pool and queue.
     pub languages: Languages,
     /// Warm containers per language (also the most jobs of one language at once).
@@ -28,19 +50,20 @@ pub struct ExecConfig {
     pub sandbox: SandboxLimits,
     /// Limits of a job that asks for none.
     pub default_limits: Limits,
-    /// Largest source accepted, in bytes (it travels as one argument: at most 96 KiB).
+    /// Largest source accepted, in bytes (at most 96 KiB).
     pub max_source_bytes: usize,
-    /// Largest stdin accepted, in bytes (it travels as one argument: at most 96 KiB).
+    /// Largest stdin accepted, in bytes (at most 96 KiB).
     pub max_stdin_bytes: usize,
     /// Labels added to every container, on top of the engine's own `kws.exec*` labels.
     pub labels: HashMap<String, String>,
 }
 
 impl Default for ExecConfig {
-    /// python3 and sh, 5 warm containers each, 100 queued jobs per language, 8 jobs at once,
+    /// The supervisor runner, python3 and sh, 5 warm containers each, 100 queued jobs per language, 8 jobs at once,
     /// 5 jobs/s per user with bursts of 20, results kept 10 minutes.
     fn default() -> Self {
         Self {
+            runner: JobRunner::default(),
             languages: Languages::default(),
             pool_size: 5,
             queue_capacity: 100,
@@ -56,9 +79,9 @@ impl Default for ExecConfig {
     }
 }
 
-/// The most bytes one argument of a process may have on Linux is 128 KiB; source and stdin
-/// stay well under it.
-const MAX_ARGUMENT_BYTES: usize = 96 * 1024;
+/// Source and stdin travel as one shell line of the armed process (`docker exec` runner) or in
+/// one frame (supervisor); both stay well under the frame's and a shell's limits.
+const MAX_INPUT_BYTES: usize = 96 * 1024;
 
 impl ExecConfig {
     /// Checks every setting.
@@ -67,8 +90,8 @@ impl ExecConfig {
             ("pool_size", self.pool_size, 1, 64, "1 to 64"),
             ("queue_capacity", self.queue_capacity, 1, 1_000_000, "1 to 1000000"),
             ("max_concurrent", self.max_concurrent, 1, 1024, "1 to 1024"),
-            ("max_source_bytes", self.max_source_bytes, 1, MAX_ARGUMENT_BYTES, "1 to 98304"),
-            ("max_stdin_bytes", self.max_stdin_bytes, 0, MAX_ARGUMENT_BYTES, "0 to 98304"),
+            ("max_source_bytes", self.max_source_bytes, 1, MAX_INPUT_BYTES, "1 to 98304"),
+            ("max_stdin_bytes", self.max_stdin_bytes, 0, MAX_INPUT_BYTES, "0 to 98304"),
         ];
         for (setting, value, min, max, expected) in counts {
             if !(min..=max).contains(&value) {

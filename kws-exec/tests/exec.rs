@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kws_runtime::exec::{JobEvent, Limits, RateLimit, SubmitError};
+use kws_exec::{JobEvent, Limits, RateLimit, SubmitError};
 use support::{engine, finish, label, run, user, wall};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,14 +269,14 @@ async fn sources_arrive_byte_for_byte_and_a_closed_output_still_yields_the_exit_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_whose_image_is_missing_fails_to_start_naming_it() {
     let Some(docker) = kws_testenv::docker().await else { return };
-    let mut missing = kws_runtime::exec::Language::sh();
+    let mut missing = kws_exec::Language::sh();
     missing.image = "kws-test/missing:1".to_owned();
-    let config = kws_runtime::exec::ExecConfig {
-        languages: kws_runtime::exec::Languages::new([missing]).expect("valid"),
+    let config = kws_exec::ExecConfig {
+        languages: kws_exec::Languages::new([missing]).expect("valid"),
         pool_size: 1,
         labels: kws_testenv::test_labels(),
-        ..kws_runtime::exec::ExecConfig::default()
+        ..kws_exec::ExecConfig::default()
     };
-    let err = kws_runtime::exec::ExecEngine::start(docker, config).await.expect_err("no image");
+    let err = kws_exec::ExecEngine::start(docker, config).await.expect_err("no image");
     assert!(err.to_string().contains("kws-test/missing:1"), "{err}");
 }
