@@ -62,8 +62,10 @@ use kws_core::DnsLabel;
 ///   released address is ready. The order is between allocations that do not overlap in time:
 ///   calls in flight at once may get their addresses in either order. A network backend may
 ///   also pass over an address that an operation in flight at that moment names (an
-///   `allocate_specific` or `release` of it, or a fast-path claim of a stale copy); it comes
-///   next once that operation has committed.
+///   `allocate_specific` or `release` of it; on PostgreSQL+Redis, an allocation that has taken
+///   its fast-path copy and not claimed it yet, or a claim of a stale copy); it comes next once
+///   that operation has committed, or, for a copy lost with a crashed process, once the fast
+///   path runs dry or is reconciled.
 /// - `allocate` answers `Exhausted` only if, at a moment during the call, no address of the
 ///   pool was free and past its quarantine. An address that a concurrent call has taken but
 ///   not committed is waited for, not counted as gone.

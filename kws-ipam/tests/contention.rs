@@ -296,7 +296,7 @@ async fn an_owner_holding_a_lease_leaves_the_fast_queue_untouched() {
 /// each other, so a transaction outside the allocator closes the cycle: it holds an
 /// uncommitted free entry of the address a release queues (the release waits for it), then
 /// deletes that address's lease, which the release holds. Its own deadlock_timeout is long, so
-/// PostgreSQL rolls the batch back, which runs again once the outsider has rolled back.
+/// PostgreSQL rolls the batch back, which runs again until the outsider has rolled back.
 async fn deadlocks_are_counted(b: &Backend) {
     let a = b.alloc.clone();
     let pool = create(&*a, spec("counted", "10.40.4.0/24")).await;
@@ -322,8 +322,11 @@ async fn deadlocks_are_counted(b: &Backend) {
     outsider.rollback().await.expect("rollback");
     let lease = release.await.expect("task").expect("release after the retry");
     assert_eq!(lease.owner.as_str(), "ox");
+    // One deadlock at least: the batch run again can lock the lease before the outsider's
+    // delete does, which closes the same cycle once more.
     let seen = b.pg.contention();
-    assert_eq!((seen.deadlocks, seen.batch_retries, seen.serialization_failures), (1, 1, 0));
+    assert!(seen.deadlocks >= 1, "{seen:?}");
+    assert_eq!((seen.batch_retries, seen.serialization_failures), (seen.deadlocks, 0));
     if let Some(r) = &b.redis {
         assert_eq!(r.contention(), seen, "PostgreSQL+Redis reports its PostgreSQL side's");
     }

@@ -10,6 +10,8 @@
 //! - `E id t result [addr]`: it returned at `t`: `G` granted `addr`, `X` Exhausted, `T` taken by
 //!   another owner, `F` released.
 //! - `K worker t`: the worker was killed with SIGKILL at `t`.
+//! - `L t`: the fast queue (PostgreSQL+Redis) was deleted at `t`, as a Redis restart without
+//!   its data does.
 //!
 //! A killed worker leaves operations without an end. The final leases (from an audit) tell
 //! what they did: an allocation whose owner holds a lease at the end got that address (at some
@@ -21,9 +23,15 @@
 //! after address X's release returned (or fresh), overtakes X when an allocation of Y starts
 //! after X was ready and ends before any grant of X starts. Allocations in flight at once, in
 //! one batch or in concurrent ones, may come out in either order, and are not counted.
-//! `excuse_killed_pops` (PostgreSQL+Redis) also lets X be overtaken while a killed worker had
-//! an allocation in flight that got nothing: it may have popped X's fast-path copy and died
-//! before its claim, which leaves X free in PostgreSQL alone until the fast path runs dry.
+//! `excuse_in_flight_pops` (PostgreSQL+Redis) also lets X be overtaken by Y while another
+//! allocation, in flight before Y's ended, may hold X's fast-path copy: it popped the copy and
+//! has not claimed it yet, so X is out of the fast queue though free in PostgreSQL. Either that
+//! allocation was still in flight when X was granted to another call (its claim then finds X
+//! gone, the PostgreSQL path of an allocation having taken it), or its worker was killed after
+//! X's release began (the copy is lost, and X waits in PostgreSQL until the fast path runs
+//! dry). Such an allocation got another address, or none. It also lets X be overtaken when the
+//! fast queue was deleted after X's release began and before Y's allocation ended: X's copy
+//! may be gone, and X waits in PostgreSQL alone until the fast path runs dry or is reconciled.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -44,7 +52,7 @@ pub(crate) struct Params {
     /// The leases at the end, owner -> address.
     pub(crate) final_leases: HashMap<String, IpAddr>,
     /// See the module doc (PostgreSQL+Redis).
-    pub(crate) excuse_killed_pops: bool,
+    pub(crate) excuse_in_flight_pops: bool,
 }
 
 /// What the checker found.
@@ -58,7 +66,7 @@ pub(crate) struct Report {
     pub(crate) false_exhausted: Vec<String>,
     /// FIFO inversions outside the batch window.
     pub(crate) inversions: Vec<String>,
-    /// Inversions excused by a killed worker's pop (`excuse_killed_pops`).
+    /// Inversions excused by a pop in flight or a lost fast queue (`excuse_in_flight_pops`).
     pub(crate) excused_inversions: usize,
     /// The most addresses that overtook one free address.
     pub(crate) deepest_inversion: usize,
@@ -94,9 +102,13 @@ struct Free {
     released: Option<Span>,
 }
 
-fn parse(log: &str, report: &mut Report) -> (HashMap<String, Op>, HashMap<String, u128>) {
+/// The operations by id, the kill time of each killed worker, and when the fast queue was lost.
+type Parsed = (HashMap<String, Op>, HashMap<String, u128>, Vec<u128>);
+
+fn parse(log: &str, report: &mut Report) -> Parsed {
     let mut ops: HashMap<String, Op> = HashMap::new();
     let mut kills = HashMap::new();
+    let mut losses = Vec::new();
     for line in log.lines() {
         let f: Vec<&str> = line.split(' ').collect();
         let t = |i: usize| f.get(i).and_then(|v| v.parse::<u128>().ok());
@@ -134,23 +146,25 @@ fn parse(log: &str, report: &mut Report) -> (HashMap<String, Op>, HashMap<String
                     kills.insert((*w).to_string(), at);
                 }
             }
+            Some("L") => losses.extend(t(1)),
             // A worker killed mid-write leaves at most a torn last line of its own.
             _ => {}
         }
     }
-    (ops, kills)
+    (ops, kills, losses)
 }
 
 /// Checks `log` (see the module doc).
 pub(crate) fn check(log: &str, p: &Params) -> Report {
     let mut report = Report::default();
-    let (ops, kills) = parse(log, &mut report);
+    let (ops, kills, losses) = parse(log, &mut report);
     report.operations = ops.len();
     // Per address: its grants (span, owner, FIFO take or not) and its releases by owner.
     let mut grants: HashMap<IpAddr, Vec<(Span, String, bool)>> = HashMap::new();
     let mut releases: HashMap<(IpAddr, String), (Span, bool)> = HashMap::new();
-    // Killed workers' allocations that got nothing: (worker start of the call, kill time).
-    let mut lost_pops: Vec<Span> = Vec::new();
+    // Every allocation for a new owner, as a possible holder of a popped copy: its call (to
+    // the kill for a killed worker's), whether it was killed, and what it got.
+    let mut pops: Vec<(Span, bool, Option<IpAddr>)> = Vec::new();
     for (id, op) in &ops {
         let done = op.end.is_some();
         if !done {
@@ -161,6 +175,11 @@ pub(crate) fn check(log: &str, p: &Params) -> Report {
         }
         let span = Span { start: op.start, end: op.end.unwrap_or(NEVER) };
         let kept = p.final_leases.get(&op.owner).copied();
+        if op.kind == 'A' {
+            let killed = kills.get(&op.worker).copied().unwrap_or(NEVER);
+            let (end, got) = if done { (span.end, op.got) } else { (killed, kept) };
+            pops.push((Span { start: op.start, end }, !done, got));
+        }
         match (op.kind, op.result) {
             ('A' | 'S', Some('G')) => match op.got {
                 Some(a) if op.kind == 'A' || Some(a) == op.addr => {
@@ -176,14 +195,11 @@ pub(crate) fn check(log: &str, p: &Params) -> Report {
                     releases.insert((a, op.owner.clone()), (span, false));
                 }
             }
-            ('A' | 'S', None) => match kept {
-                Some(a) => grants.entry(a).or_default().push((span, op.owner.clone(), false)),
-                None if op.kind == 'A' => {
-                    let killed = kills.get(&op.worker).copied().unwrap_or(NEVER);
-                    lost_pops.push(Span { start: op.start, end: killed });
+            ('A' | 'S', None) => {
+                if let Some(a) = kept {
+                    grants.entry(a).or_default().push((span, op.owner.clone(), false));
                 }
-                None => {}
-            },
+            }
             ('H', None) => {}
             ('R', None) => {
                 if let Some(a) = op.addr.filter(|a| kept != Some(*a)) {
@@ -287,8 +303,12 @@ pub(crate) fn check(log: &str, p: &Params) -> Report {
             if !older {
                 continue;
             }
-            let excused = p.excuse_killed_pops
-                && lost_pops.iter().any(|k| k.start < f.to && k.end > x_release.start);
+            let popped = pops.iter().any(|(call, killed, got)| {
+                let holds = if *killed { call.end > x_release.start } else { call.end > f.to };
+                call.start < end && *got != Some(*x) && holds
+            });
+            let lost = losses.iter().any(|l| *l > x_release.start && *l < end);
+            let excused = p.excuse_in_flight_pops && (popped || lost);
             if excused {
                 report.excused_inversions += 1;
                 continue;
@@ -319,7 +339,7 @@ mod tests {
             start_ns: 0,
             usable: vec!["10.0.0.2".parse().expect("ip"), "10.0.0.3".parse().expect("ip")],
             final_leases: HashMap::new(),
-            excuse_killed_pops: false,
+            excuse_in_flight_pops: false,
         }
     }
 
@@ -365,6 +385,30 @@ mod tests {
         );
         let r = check(&log, &params(0));
         assert!(r.inversions.is_empty() && r.problems.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn an_inversion_is_excused_only_by_a_pop_that_may_hold_the_address() {
+        // As in the inversion above, with a third allocation in flight from 90 to 140 ms: it
+        // may have popped .2's fast-path copy and lost it to the call that took .2 at 120 ms.
+        let inversion = format!(
+            "{BASE}B 0-0-3 50000000 R b 10.0.0.3\nE 0-0-3 60000000 F\n\
+             B 1-0-0 100000000 A c\nE 1-0-0 110000000 G 10.0.0.3\n\
+             B 1-0-1 120000000 A d\nE 1-0-1 130000000 G 10.0.0.2\n"
+        );
+        let mut p = params(0);
+        p.excuse_in_flight_pops = true;
+        let popper = "B 2-0-0 90000000 A e\nE 2-0-0 140000000 X\n";
+        let r = check(&format!("{inversion}{popper}"), &p);
+        assert!(r.inversions.is_empty(), "{r:?}");
+        assert_eq!(r.excused_inversions, 1);
+        // It returned before .2 was granted elsewhere: it held no copy, nothing is excused.
+        let done_early = "B 2-0-0 90000000 A e\nE 2-0-0 115000000 X\n";
+        let r = check(&format!("{inversion}{done_early}"), &p);
+        assert_eq!((r.inversions.len(), r.excused_inversions), (1, 0), "{r:?}");
+        // Nor on PostgreSQL, which has no fast path.
+        let r = check(&format!("{inversion}{popper}"), &params(0));
+        assert_eq!(r.inversions.len(), 1, "{r:?}");
     }
 
     #[test]

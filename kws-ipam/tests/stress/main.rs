@@ -226,10 +226,12 @@ async fn pg_redis_kill9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_near_exhaustion() {
-    near_exhaustion::run("postgres", "10.66.0.0/25", Duration::from_millis(100)).await;
+    // 64 tasks x 2 leases against 125 addresses, some of them in quarantine at any moment.
+    near_exhaustion::run("postgres", "10.66.0.0/25", Duration::from_millis(100), 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_redis_near_exhaustion() {
-    near_exhaustion::run("pgredis", "fd00:67::/121", Duration::ZERO).await;
+    // 64 tasks x 3 leases against 126 addresses.
+    near_exhaustion::run("pgredis", "fd00:67::/121", Duration::ZERO, 3).await;
 }
