@@ -19,6 +19,11 @@
 //! then release; "ops/s" counts both, "allocs/s" the allocations alone; latency is of allocate.
 //! A last step per backend runs allocations only (new owners, fresh addresses from the cursor of
 //! a /10, as a DHCP server's lease-rate benchmark does), where every operation is an allocation.
+//! PostgreSQL ends with a reclaim step: each caller allocates and releases, then leases with
+//! `allocate_specific` the address the next caller released last and releases it again (a user
+//! taking back an address another just gave up), so concurrent batches cross releases and
+//! specific allocations of the same addresses; latency is of allocate and allocate_specific.
+//! The deadlocks PostgreSQL counted in the runner's database are printed after the steps.
 
 use std::{
     collections::HashMap,
@@ -28,46 +33,89 @@ use std::{
 };
 
 use kws::core::DnsLabel;
-use kws::ipam::{IpAllocator, LeaseOwner, PoolSpec, PostgresAllocator, RedisAllocator};
+use kws::ipam::{Error, IpAllocator, LeaseOwner, PoolSpec, PostgresAllocator, RedisAllocator};
 
 struct Step {
+    /// Allocations made (leases granted).
     allocs: usize,
+    /// Operations run (allocations, releases, refused `allocate_specific` calls).
+    ops: usize,
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    max: Duration,
 }
 
-/// Each caller's closed loop: allocate, then (with `release`) release the address again.
+/// What each caller's closed loop does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loop {
+    /// Allocate, then release the address again.
+    Mixed,
+    /// Allocate only.
+    AllocOnly,
+    /// Allocate and release, then `allocate_specific` the address the next caller released
+    /// last and, when granted, release it.
+    Reclaim,
+}
+
+/// Each caller's closed loop (see `Loop`); latencies are of allocate and allocate_specific.
 async fn drive(
     conns: Vec<Arc<dyn IpAllocator>>,
     pool: DnsLabel,
     secs: f64,
-    release: bool,
+    what: Loop,
 ) -> anyhow::Result<Step> {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
+    let callers = conns.len();
+    let released: Arc<Vec<std::sync::Mutex<Option<std::net::IpAddr>>>> =
+        Arc::new((0..callers).map(|_| std::sync::Mutex::new(None)).collect());
     let mut handles = Vec::new();
     for (c, a) in conns.into_iter().enumerate() {
-        let pool = pool.clone();
+        let (pool, released) = (pool.clone(), released.clone());
         handles.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let (mut lat, mut allocs, mut ops) = (Vec::new(), 0usize, 0usize);
             let mut n = 0usize;
             while Instant::now() < deadline {
                 let owner = LeaseOwner::new(format!("c{c}-{n}"))?;
                 let t = Instant::now();
                 let lease = a.allocate(&pool, &owner).await?;
                 lat.push(t.elapsed());
-                if release {
+                (allocs, ops) = (allocs + 1, ops + 1);
+                if what != Loop::AllocOnly {
                     a.release(&pool, lease.addr).await?;
+                    ops += 1;
+                }
+                if what == Loop::Reclaim {
+                    let slot = |i: usize| released[i].lock().map_err(|_| anyhow::anyhow!("slot"));
+                    *slot(c)? = Some(lease.addr);
+                    let next = *slot((c + 1) % callers)?;
+                    if let Some(addr) = next {
+                        let owner = LeaseOwner::new(format!("c{c}-{n}-again"))?;
+                        let t = Instant::now();
+                        let got = a.allocate_specific(&pool, addr, &owner).await;
+                        lat.push(t.elapsed());
+                        ops += 1;
+                        match got {
+                            Ok(_) => {
+                                a.release(&pool, addr).await?;
+                                (allocs, ops) = (allocs + 1, ops + 1);
+                            }
+                            Err(Error::AlreadyAllocated { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                 }
                 n += 1;
             }
-            anyhow::Ok(lat)
+            anyhow::Ok((lat, allocs, ops))
         }));
     }
-    let mut lat = Vec::new();
+    let (mut lat, mut allocs, mut ops) = (Vec::new(), 0, 0);
     for h in handles {
-        lat.extend(h.await??);
+        let (l, a, o) = h.await??;
+        lat.extend(l);
+        (allocs, ops) = (allocs + a, ops + o);
     }
     let elapsed = start.elapsed();
     lat.sort();
@@ -75,10 +123,12 @@ async fn drive(
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied()
     };
     Ok(Step {
-        allocs: lat.len(),
+        allocs,
+        ops,
         elapsed,
         p50: pct(0.50).unwrap_or_default(),
         p99: pct(0.99).unwrap_or_default(),
+        max: lat.last().copied().unwrap_or_default(),
     })
 }
 
@@ -169,26 +219,42 @@ fn row(
     backend: &str,
     callers: usize,
     s: &Step,
-    released: bool,
     counts: (u64, u64),
     cpu: (Duration, Duration),
     beside: (&str, f64),
 ) {
-    let allocs = s.allocs as f64 / s.elapsed.as_secs_f64();
+    let secs = s.elapsed.as_secs_f64();
+    let (allocs, ops) = (s.allocs as f64 / secs, s.ops as f64 / secs);
     let per_batch = counts.1 as f64 / counts.0.max(1) as f64;
-    let per_alloc = if released { 2.0 } else { 1.0 };
-    let ops = per_alloc * s.allocs as f64;
+    let n = s.ops.max(1) as f64;
     let (what, rate) = beside;
     println!(
-        "| {backend} | {callers} | {allocs:.0} | {:.0} | {per_batch:.1} | {:.2} | {:.2} | {:.0} | {:.0} | {what} {rate:.0} | {:.2} | {:.2} |",
-        per_alloc * allocs,
+        "| {backend} | {callers} | {allocs:.0} | {ops:.0} | {per_batch:.1} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {what} {rate:.0} | {:.2} | {:.2} |",
         s.p50.as_secs_f64() * 1e3,
         s.p99.as_secs_f64() * 1e3,
-        cpu.0.as_secs_f64() * 1e6 / ops,
-        cpu.1.as_secs_f64() * 1e6 / ops,
+        s.max.as_secs_f64() * 1e3,
+        cpu.0.as_secs_f64() * 1e6 / n,
+        cpu.1.as_secs_f64() * 1e6 / n,
         allocs / rate,
-        per_alloc * allocs / rate,
+        ops / rate,
     );
+}
+
+/// A one-connection pool to `url`.
+async fn one_connection(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?)
+}
+
+/// Deadlocks PostgreSQL counted in `db`'s database so far (a backend reports its counts within
+/// a second of its last transaction, so this waits that long first).
+async fn deadlocks(db: &sqlx::PgPool) -> anyhow::Result<i64> {
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let n = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(n)
 }
 
 fn delta(after: (u64, u64), before: (u64, u64)) -> (u64, u64) {
@@ -209,21 +275,25 @@ async fn main() -> anyhow::Result<()> {
     let pg_limits = limits("KWS_IPAM_LOAD_PG_GROUP")?;
 
     println!(
-        "| backend | callers | allocs/s | ops/s | ops per batch | p50 ms | p99 ms | client CPU µs/op | server CPU µs/op | beside (same clients) | allocs / beside | ops / beside |"
+        "| backend | callers | allocs/s | ops/s | ops per batch | p50 ms | p99 ms | max ms | client CPU µs/op | server CPU µs/op | beside (same clients) | allocs / beside | ops / beside |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // The last step runs without group commit (one operation per script call), for comparison.
     let only = std::env::var("KWS_IPAM_LOAD_ONLY").unwrap_or_default();
     let alloc_only = std::env::var_os("KWS_IPAM_LOAD_ALLOC_ONLY").is_some();
-    // (callers, group-commit bounds, release after allocate)
-    let steps =
-        [(1usize, None, true), (8, None, true), (32, None, true), (32, Some((1, 32)), true)];
-    let steps = steps.into_iter().chain([(32, None, false)]);
-    for (i, (callers, fixed, release)) in steps.enumerate() {
+    // (callers, group-commit bounds, loop)
+    let steps = [
+        (1usize, None, Loop::Mixed),
+        (8, None, Loop::Mixed),
+        (32, None, Loop::Mixed),
+        (32, Some((1, 32)), Loop::Mixed),
+        (32, None, Loop::AllocOnly),
+    ];
+    for (i, (callers, fixed, what)) in steps.into_iter().enumerate() {
         if only == "postgres" {
             break;
         }
-        if alloc_only && release {
+        if alloc_only && what != Loop::AllocOnly {
             continue;
         }
         let mut a = RedisAllocator::connect(redis.url(), redis.prefix()).await?;
@@ -231,32 +301,39 @@ async fn main() -> anyhow::Result<()> {
             a = a.with_group_commit(items, in_flight);
         }
         let pool = DnsLabel::parse(&format!("load-redis-{i}"))?;
-        let net = if release { format!("10.{}.0.0/16", 100 + i) } else { "100.64.0.0/10".into() };
-        let net = net.parse()?;
-        a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
+        let net = match what {
+            Loop::AllocOnly => "100.64.0.0/10".into(),
+            _ => format!("10.{}.0.0/16", 100 + i),
+        };
+        a.create_pool(PoolSpec::new(pool.clone(), net.parse()?)).await?;
         let before = a.group_commit_counts();
         let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
         let (me, server) = (proc_cpu(std::process::id()), redis_cpu(redis.url())?);
-        let step = drive(vec![shared; callers], pool, secs, release).await?;
+        let step = drive(vec![shared; callers], pool, secs, what).await?;
         let me = proc_cpu(std::process::id()) - me;
         let server = redis_cpu(redis.url())? - server;
         let counts = delta(a.group_commit_counts(), before);
         let ping = redis_ping(redis.url(), callers, secs)?;
-        let name = match (fixed.is_some(), release) {
+        let name = match (fixed.is_some(), what) {
             (true, _) => "Redis, 1 op per call",
-            (false, false) => "Redis, allocations only",
-            (false, true) => "Redis",
+            (false, Loop::AllocOnly) => "Redis, allocations only",
+            (false, _) => "Redis",
         };
-        row(name, callers, &step, release, counts, (me, server), ("PING/s", ping));
+        row(name, callers, &step, counts, (me, server), ("PING/s", ping));
     }
-    let steps =
-        [(1usize, None, true), (8, None, true), (16, None, true), (16, Some((1, 16)), true)];
-    let steps = steps.into_iter().chain([(16, None, false)]);
-    for (i, (callers, fixed, release)) in steps.enumerate() {
+    let steps = [
+        (1usize, None, Loop::Mixed),
+        (8, None, Loop::Mixed),
+        (16, None, Loop::Mixed),
+        (16, Some((1, 16)), Loop::Mixed),
+        (16, None, Loop::AllocOnly),
+        (16, None, Loop::Reclaim),
+    ];
+    for (i, (callers, fixed, what)) in steps.into_iter().enumerate() {
         if only == "redis" {
             break;
         }
-        if alloc_only && release {
+        if alloc_only && what != Loop::AllocOnly {
             continue;
         }
         let mut a = PostgresAllocator::connect(db.url(), u32::try_from(callers)?).await?;
@@ -264,23 +341,30 @@ async fn main() -> anyhow::Result<()> {
             a = a.with_group_commit(items, in_flight);
         }
         let pool = DnsLabel::parse(&format!("load-pg-{i}"))?;
-        let net = if release { format!("10.{}.0.0/16", 110 + i) } else { "100.128.0.0/10".into() };
-        let net = net.parse()?;
-        a.create_pool(PoolSpec::new(pool.clone(), net)).await?;
+        let net = match what {
+            Loop::AllocOnly => "100.128.0.0/10".into(),
+            _ => format!("10.{}.0.0/16", 110 + i),
+        };
+        a.create_pool(PoolSpec::new(pool.clone(), net.parse()?)).await?;
         let before = a.group_commit_counts();
         let shared: Arc<dyn IpAllocator> = Arc::new(a.clone());
         let (me, server) = (proc_cpu(std::process::id()), pg_backends_cpu(a.db()).await?);
-        let step = drive(vec![shared; callers], pool, secs, release).await?;
+        let step = drive(vec![shared; callers], pool, secs, what).await?;
         let me = proc_cpu(std::process::id()) - me;
         let server = pg_cpu_since(&server, &pg_backends_cpu(a.db()).await?);
         let counts = delta(a.group_commit_counts(), before);
         let tps = pgbench(bench_db.url(), callers, secs)?;
-        let name = match (fixed.is_some(), release) {
+        let name = match (fixed.is_some(), what) {
             (true, _) => "PostgreSQL, 1 op per commit",
-            (false, false) => "PostgreSQL, allocations only",
-            (false, true) => "PostgreSQL",
+            (false, Loop::AllocOnly) => "PostgreSQL, allocations only",
+            (false, Loop::Reclaim) => "PostgreSQL, reclaim",
+            (false, Loop::Mixed) => "PostgreSQL",
         };
-        row(name, callers, &step, release, counts, (me, server), ("pgbench -N tps", tps));
+        row(name, callers, &step, counts, (me, server), ("pgbench -N tps", tps));
+    }
+    if only != "redis" {
+        let db = one_connection(db.url()).await?;
+        println!("PostgreSQL deadlocks in the runner's database: {}", deadlocks(&db).await?);
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`MemoryAllocator`] | always | FIFO free queue, cursor over the usable segments, leases indexed by address and owner; every operation done when called (a ready [`IpamFuture`], nothing boxed) |
 //! | `RedisAllocator` | `redis` | one atomic Lua script call per batch of concurrent operations (group commit), each operation with its own outcome; 128-bit host numbers as hex strings |
-//! | `PostgresAllocator` | `postgres` | one PL/pgSQL call, one transaction and one durable commit per batch of concurrent operations (group commit; a caller returns after the commit that holds its operation); `UNIQUE (pool, address)`; `SKIP LOCKED` free queue; cursor refilled 1,024 at a time in the background before a chunk runs out, one refill per process at once; a run of allocations takes its addresses in one statement per table; striped usage counters |
+//! | `PostgresAllocator` | `postgres` | one PL/pgSQL call, one transaction and one durable commit per batch of concurrent operations (group commit; a caller returns after the commit that holds its operation); `UNIQUE (pool, address)`; `SKIP LOCKED` free queue, address and owner locks taken in one global order (no deadlock between batches, counted in `contention()`); cursor refilled 1,024 at a time in the background before a chunk runs out, one refill per process at once; a run of allocations takes its addresses in one statement per table; striped usage counters |
 //! | `PgRedisAllocator` | both | PostgreSQL is the truth, Redis the fast path for the free queue; `reconcile()` rebuilds it |
 //!
 //! [`pool`] holds the pure arithmetic (host number <-> address, reservations, the cursor);
@@ -38,7 +38,7 @@ pub use memory::MemoryAllocator;
 #[cfg(all(feature = "postgres", feature = "redis"))]
 pub use pg_redis::PgRedisAllocator;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresAllocator;
+pub use postgres::{Contention, PostgresAllocator};
 #[cfg(feature = "redis")]
 pub use redis::RedisAllocator;
 pub use types::{Gateway, Lease, LeaseOwner, PoolSpec, Usage};
@@ -56,8 +56,19 @@ use kws_core::DnsLabel;
 /// - `allocate` is idempotent per owner: while an owner holds a lease in a pool, a retried call
 ///   returns that same lease.
 /// - An address is held by at most one lease at a time, across every process sharing a backend.
+/// - `allocate` for an owner that holds a lease answers that lease and takes nothing else.
 /// - Reuse is FIFO: released addresses come back oldest-released first, and not before the
-///   pool's quarantine has passed; fresh addresses come from a persisted cursor.
+///   pool's quarantine has passed; fresh addresses (from a persisted cursor) only when no
+///   released address is ready. The order is between allocations that do not overlap in time:
+///   calls in flight at once may get their addresses in either order. A network backend may
+///   also pass over an address that an operation in flight at that moment names (an
+///   `allocate_specific` or `release` of it; on PostgreSQL+Redis, an allocation that has taken
+///   its fast-path copy and not claimed it yet, or a claim of a stale copy); it comes next once
+///   that operation has committed, or, for a copy lost with a crashed process, once the fast
+///   path runs dry or is reconciled.
+/// - `allocate` answers `Exhausted` only if, at a moment during the call, no address of the
+///   pool was free and past its quarantine. An address that a concurrent call has taken but
+///   not committed is waited for, not counted as gone.
 /// - Each operation is atomic: it either happens entirely or leaves no trace.
 /// - Time per operation does not depend on the pool size or on how full it is.
 /// - Each method returns an [`IpamFuture`]: await it. A backend may do the work before the

@@ -1,13 +1,20 @@
 //! `PgRedisAllocator`: the original design made correct. PostgreSQL is the truth (leases, the
 //! free queue, the cursor); Redis holds a copy of the free queue as the fast path.
 //!
-//! - allocate: pop a candidate from Redis, then lease it in PostgreSQL with `kws_ipam.claim`,
-//!   which deletes it from the PostgreSQL free queue and inserts the lease in one transaction.
+//! - allocate: an owner that holds a lease is answered from it (one indexed read in
+//!   PostgreSQL) before anything is popped. Otherwise pop a candidate from Redis, then lease it
+//!   in PostgreSQL with a claim, which deletes it from the PostgreSQL free queue and inserts the
+//!   lease in one transaction (a batch, under the address's and the owner's locks, in the
+//!   global lock order of `PostgresAllocator`).
 //!   The lease row is the commit point: a candidate that is not free there (a stale entry, a
 //!   duplicate, an address taken by `allocate_specific`) is skipped. Each Redis entry names
 //!   the PostgreSQL queue entry it copies, so a copy left behind by an address that was taken
 //!   and released again is stale too, and reuse stays FIFO. With Redis empty, down or
-//!   flushed, allocation goes through PostgreSQL alone (`SKIP LOCKED` queue, then the cursor).
+//!   flushed, allocation goes through PostgreSQL alone (its queue, then the cursor), which
+//!   answers `Exhausted` only when no entry is ready there at all, locked or not.
+//!   A process that dies between its pop and its claim takes the popped copy with it: the
+//!   address stays free in PostgreSQL, where the PostgreSQL path (once Redis runs dry) or
+//!   `reconcile()` finds it, but until then newer addresses may be handed out before it.
 //! - release: one PostgreSQL transaction ends the lease and queues the address, then the
 //!   address is pushed to Redis. A crash between the two leaves it queued in PostgreSQL, where
 //!   the PostgreSQL path and `reconcile()` find it: nothing leaks.
@@ -20,7 +27,7 @@ use redis::{Script, aio::MultiplexedConnection};
 use sqlx::PgPool;
 
 use crate::{
-    Audit, Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage,
+    Audit, Contention, Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage,
     postgres::{Claim, PostgresAllocator},
     redis::backend as redis_backend,
 };
@@ -85,6 +92,12 @@ impl PgRedisAllocator {
     /// The PostgreSQL side.
     pub fn postgres(&self) -> &PostgresAllocator {
         &self.pg
+    }
+
+    /// The races lost so far, as [`PostgresAllocator::contention`]: PostgreSQL is where every
+    /// operation commits, so its deadlocks, rollbacks and lock waits are this allocator's.
+    pub fn contention(&self) -> Contention {
+        self.pg.contention()
     }
 
     /// The Redis key of `pool`'s fast queue: a list of `address|id|ready_ms`, `id` naming the
@@ -201,7 +214,11 @@ impl IpAllocator for PgRedisAllocator {
 
     fn allocate<'a>(&'a self, pool: &'a DnsLabel, owner: &'a LeaseOwner) -> IpamFuture<'a, Lease> {
         IpamFuture::boxed(async move {
-            self.pg.layout(pool).await?;
+            // Taking nothing for an owner that holds a lease: a popped candidate would be out
+            // of the queue until pushed back, and passed over meanwhile.
+            if let Some(lease) = self.pg.lookup_owner(pool, owner).await? {
+                return Ok(lease);
+            }
             for _ in 0..MAX_STALE {
                 // Redis failing is not an allocation failure: PostgreSQL alone can serve.
                 let Ok(Some(candidate)) = self.pop(pool).await else { break };
@@ -211,6 +228,7 @@ impl IpAllocator for PgRedisAllocator {
                         return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
                     }
                     Claim::Held(held) => {
+                        // The owner got a lease concurrently, since the look above.
                         let _ = self.push_front(pool, candidate).await;
                         return Ok(Lease { pool: pool.clone(), addr: held, owner: owner.clone() });
                     }

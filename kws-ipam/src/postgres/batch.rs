@@ -2,12 +2,12 @@
 //! call of `kws_ipam.batch`, one transaction, one durable commit; each caller gets its own
 //! operation's outcome only after that commit.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use kws_core::DnsLabel;
 use sqlx::PgPool;
 
-use super::{ATTEMPTS, is_retryable};
+use super::{ATTEMPTS, contention::Counters};
 use crate::group_commit::Flush;
 use crate::{Error, LeaseOwner};
 
@@ -38,10 +38,11 @@ pub(crate) struct Answer {
 /// A row of `kws_ipam.batch`: kind, address, text, id.
 type Row = (String, Option<IpAddr>, Option<String>, Option<i64>);
 
-/// Runs batches on a connection pool.
+/// Runs batches on a connection pool, counting the rollbacks they run again after.
 #[derive(Debug)]
 pub(crate) struct Batches {
     pub(crate) db: PgPool,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Flush for Batches {
@@ -69,7 +70,10 @@ impl Flush for Batches {
             ids.push(id);
         }
         let mut last = None;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                self.counters.count_batch_retry();
+            }
             // One statement outside an explicit transaction: one transaction, committed (and,
             // with synchronous_commit on, flushed) before the rows come back.
             let rows: Result<Vec<Row>, _> = sqlx::query_as(
@@ -95,7 +99,7 @@ impl Flush for Batches {
                     return fail_all(n, &e);
                 }
                 // A deadlock or serialization failure rolled the whole batch back: run it again.
-                Err(e) if is_retryable(&e) => last = Some(e),
+                Err(e) if self.counters.count_rollback(&e) => last = Some(e),
                 Err(e) => return fail_all(n, &e.to_string()),
             }
         }

@@ -103,14 +103,17 @@ impl PostgresAllocator {
     }
 
     /// Removes free entries (queued or fresh) of `pool` whose address is leased: an
-    /// `allocate_specific` racing a refill, a release or an allocation can leave one
-    /// (allocations consume them, a release renews them).
+    /// `allocate_specific` racing a refill can leave one (allocations consume them, a release
+    /// renews them). Entries another transaction holds are left for the next run: this waits
+    /// for no lock, so it never closes a cycle with a batch.
     /// Returns how many it removed.
     pub async fn reconcile(&self, pool: &DnsLabel) -> Result<u64, Error> {
         self.layout(pool).await?;
         let r = sqlx::query(
-            "DELETE FROM kws_ipam.free_queue f USING kws_ipam.leases l \
-             WHERE f.pool = $1 AND l.pool = $1 AND l.address = f.address",
+            "DELETE FROM kws_ipam.free_queue WHERE ctid = ANY (ARRAY( \
+             SELECT f.ctid FROM kws_ipam.free_queue f JOIN kws_ipam.leases l \
+             ON l.pool = f.pool AND l.address = f.address \
+             WHERE f.pool = $1 FOR UPDATE OF f SKIP LOCKED))",
         )
         .bind(pool.as_str())
         .execute(&self.db)

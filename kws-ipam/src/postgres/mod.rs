@@ -7,9 +7,23 @@
 //!
 //! - The lease row is the commit point: one lease per address and one per owner in a pool
 //!   (unique indexes `(address, pool)` and `(owner, pool)`).
-//! - Released addresses are taken from `free_queue` with `FOR UPDATE SKIP LOCKED`, oldest
-//!   first; then fresh ones, which wait in the same table (`ready_at = '-infinity'`), so one
-//!   `UNIQUE (pool, address)` keeps an address from being free twice.
+//! - Locks in one global order, so batches never deadlock each other: every change of an
+//!   address's lease or free entry is made under an advisory lock of the address, every change
+//!   of an owner's lease under one of the owner. A batch first runs the operations that name
+//!   an address (release, `allocate_specific`, claim) in address order, after taking all their
+//!   locks in key order; then its allocations, which only ever *try* a lock, so they wait for
+//!   nothing; then its usage stripes, in pool order. Migration
+//!   `20261202000001_kws_ipam_lock_order.sql` has the argument. Deadlocks and the waits below
+//!   are counted ([`PostgresAllocator::contention`]).
+//! - An allocation for an owner holding a lease is answered from it before anything is taken;
+//!   the others take, oldest released first, then fresh, exactly the entries they lease.
+//! - Released addresses wait in `free_queue`, fresh ones in the same table
+//!   (`ready_at = '-infinity'`), so one `UNIQUE (pool, address)` keeps an address from being
+//!   free twice. Entries are taken with `FOR UPDATE SKIP LOCKED`; one whose address lock is
+//!   held elsewhere is passed over. When nothing could be taken but ready entries exist that
+//!   other transactions hold, the batch answers `busy`: the caller waits for that entry
+//!   outside any transaction and submits again. `Exhausted` therefore means that no ready
+//!   entry existed at all, locked or not, and that the cursor was at its end.
 //! - A short transaction of its own moves fresh addresses in from the persisted cursor, 1,024
 //!   at a time (the only moment the pool row is locked), started in the background before the
 //!   chunk runs out.
@@ -28,7 +42,9 @@
 //!   The refill runs with JIT off: compiling its insert cost a third of the statement.
 
 mod batch;
+mod contention;
 mod maintenance;
+mod operations;
 mod refill;
 
 use std::{
@@ -41,8 +57,10 @@ use kws_core::DnsLabel;
 use sqlx::PgPool;
 
 use crate::group_commit::{GroupCommit, Limits};
-use crate::{Error, IpAllocator, IpamFuture, Lease, LeaseOwner, PoolSpec, Usage, pool::PoolLayout};
+use crate::{Error, PoolSpec, pool::PoolLayout};
 use batch::{Answer, Batches, Op};
+pub use contention::Contention;
+use contention::Counters;
 use refill::Refilled;
 
 /// Fresh addresses moved from the cursor into `free_queue` per refill: one refill
@@ -51,7 +69,8 @@ const CHUNK: usize = 1024;
 /// A top-up refill starts in the background when an allocation reaches the last this many
 /// addresses of the chunk this process moved last, so allocations rarely wait for a refill.
 const TOP_UP_AT: usize = 256;
-/// Attempts of an operation (or a batch) that lost a race it can retry.
+/// Attempts of an operation (a refill raced it) or of a batch (rolled back by a deadlock or a
+/// serialization failure) before it gives up.
 const ATTEMPTS: usize = 50;
 /// Operations per batch, by default.
 const BATCH_ITEMS: usize = 64;
@@ -70,6 +89,7 @@ pub struct PostgresAllocator {
     batches: GroupCommit<Batches>,
     refills: Arc<Refills>,
     vacuums: Arc<maintenance::Vacuums>,
+    counters: Arc<Counters>,
 }
 
 /// One refill at a time in this process: operations that found the queues empty together wait
@@ -81,13 +101,18 @@ struct Refills {
     /// Per pool, the host number from which an allocation starts a top-up (set by this
     /// process's last refill of the pool, taken by the top-up it starts).
     top_up_from: std::sync::Mutex<HashMap<DnsLabel, u128>>,
+    /// Pools whose cursor a refill found at its end. A cursor never moves back, so their next
+    /// refills answer `Exhausted` at once: near exhaustion every allocation that finds nothing
+    /// ready asks, and each waited for the pool row's lock (or lost its turn to the others in
+    /// this process until it gave up).
+    walked: std::sync::Mutex<std::collections::HashSet<DnsLabel>>,
 }
 
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Backend { backend: "postgres", source: Box::new(e) }
 }
 
-fn protocol(what: String) -> Error {
+pub(super) fn protocol(what: String) -> Error {
     Error::Backend { backend: "postgres", source: what.into() }
 }
 
@@ -102,10 +127,6 @@ pub(crate) async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPo
         .connect(url)
         .await
         .map_err(backend)
-}
-
-fn is_retryable(e: &sqlx::Error) -> bool {
-    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "40001" || c == "40P01")
 }
 
 /// What `claim` answered about a fast-path candidate.
@@ -131,13 +152,16 @@ impl PostgresAllocator {
         migrator.run(&db).await.map_err(backend)?;
         let conns = usize::try_from(db.options().get_max_connections()).unwrap_or(1);
         let limits = Limits::new(BATCH_ITEMS, BATCHES_IN_FLIGHT.min(conns));
-        let batches = GroupCommit::new(Batches { db: db.clone() }, limits);
+        let counters = Arc::<Counters>::default();
+        let batches = Batches { db: db.clone(), counters: counters.clone() };
+        let batches = GroupCommit::new(batches, limits);
         Ok(Self {
             db,
             layouts: Arc::default(),
             batches,
             refills: Arc::default(),
             vacuums: Arc::default(),
+            counters,
         })
     }
 
@@ -154,7 +178,8 @@ impl PostgresAllocator {
     /// coalescing off for up to `n` concurrent calls. Clones made before keep the old bounds.
     pub fn with_group_commit(mut self, max_items: usize, max_in_flight: usize) -> Self {
         let limits = Limits::new(max_items, max_in_flight);
-        self.batches = GroupCommit::new(Batches { db: self.db.clone() }, limits);
+        let batches = Batches { db: self.db.clone(), counters: self.counters.clone() };
+        self.batches = GroupCommit::new(batches, limits);
         self
     }
 
@@ -168,6 +193,15 @@ impl PostgresAllocator {
     /// operations they held.
     pub fn group_commit_counts(&self) -> (u64, u64) {
         self.batches.counts()
+    }
+
+    /// The races this instance and its clones lost so far: deadlocks and serialization
+    /// failures that rolled a batch back (each batch then runs again), and waits for locks
+    /// held by other transactions. Between allocators the deadlocks stay 0 (batches lock in
+    /// one global order, see the crate's contract of `IpAllocator`); a test or a metrics
+    /// endpoint reads them here.
+    pub fn contention(&self) -> Contention {
+        self.counters.snapshot()
     }
 
     /// The connection pool.
@@ -200,58 +234,6 @@ impl PostgresAllocator {
         self.vacuum_if_due();
         answer
     }
-
-    /// Leases `addr`, a candidate from a fast path, to `owner`: only from the free-queue entry
-    /// `id` when given (a copy of an older entry is stale).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) async fn claim(
-        &self,
-        pool: &DnsLabel,
-        (addr, id): (IpAddr, Option<i64>),
-        owner: &LeaseOwner,
-    ) -> Result<Claim, Error> {
-        for _ in 0..ATTEMPTS {
-            let op = Op::Claim { pool: pool.clone(), addr, id, owner: owner.clone() };
-            let a = self.run(op).await?;
-            match (a.kind.as_str(), a.addr) {
-                ("new", _) => return Ok(Claim::Leased),
-                ("held", Some(held)) => return Ok(Claim::Held(held)),
-                ("stale", _) => return Ok(Claim::Stale),
-                ("retry", _) => continue,
-                _ => return Err(protocol(format!("claim answered {a:?}"))),
-            }
-        }
-        Err(retries_exhausted(pool))
-    }
-
-    /// Allocates through the PostgreSQL queues, refilling from the cursor when they are empty.
-    pub(crate) async fn allocate_in_db(
-        &self,
-        pool: &DnsLabel,
-        owner: &LeaseOwner,
-    ) -> Result<Lease, Error> {
-        let layout = self.layout(pool).await?;
-        for _ in 0..ATTEMPTS {
-            let a = self.run(Op::Allocate { pool: pool.clone(), owner: owner.clone() }).await?;
-            match (a.kind.as_str(), a.addr) {
-                ("held" | "new", Some(addr)) => {
-                    if a.kind == "new" {
-                        self.top_up_if_low(&layout, addr);
-                    }
-                    return Ok(Lease { pool: pool.clone(), addr, owner: owner.clone() });
-                }
-                ("empty", _) => {
-                    if self.refill(&layout, 1).await? == Refilled::Exhausted {
-                        return Err(Error::Exhausted { pool: pool.clone() });
-                    }
-                }
-                ("nopool", _) => return Err(Error::PoolNotFound(pool.clone())),
-                ("retry", _) => {}
-                _ => return Err(protocol(format!("allocate answered {a:?}"))),
-            }
-        }
-        Err(retries_exhausted(pool))
-    }
 }
 
 impl PostgresAllocator {
@@ -260,12 +242,25 @@ impl PostgresAllocator {
     /// again (it answers `Waiting`, and retries its allocation).
     async fn refill(&self, layout: &PoolLayout, enough: usize) -> Result<Refilled, Error> {
         use std::sync::atomic::Ordering::SeqCst;
+        let walked = |refills: &Refills| {
+            refills.walked.lock().unwrap_or_else(PoisonError::into_inner).contains(layout.name())
+        };
+        if walked(&self.refills) {
+            return Ok(Refilled::Exhausted);
+        }
         let seen = self.refills.done.load(SeqCst);
         let _one = self.refills.running.lock().await;
         if self.refills.done.load(SeqCst) != seen {
             return Ok(Refilled::Waiting);
         }
+        if walked(&self.refills) {
+            return Ok(Refilled::Exhausted);
+        }
         let refilled = refill::refill(&self.db, layout, CHUNK, enough).await?;
+        if refilled == Refilled::Exhausted {
+            let mut walked = self.refills.walked.lock().unwrap_or_else(PoisonError::into_inner);
+            walked.insert(layout.name().clone());
+        }
         self.refills.done.fetch_add(1, SeqCst);
         if let Refilled::Chunk { last } = refilled {
             let from = last.saturating_sub(TOP_UP_AT as u128);
@@ -293,143 +288,5 @@ impl PostgresAllocator {
             // queues empty, which reports the error.
             let _ = this.refill(&layout, TOP_UP_AT + 1).await;
         });
-    }
-}
-
-fn retries_exhausted(pool: &DnsLabel) -> Error {
-    Error::Backend {
-        backend: "postgres",
-        source: format!("pool {pool}: gave up after {ATTEMPTS} attempts lost to races").into(),
-    }
-}
-
-impl IpAllocator for PostgresAllocator {
-    fn create_pool<'a>(&'a self, spec: PoolSpec) -> IpamFuture<'a, ()> {
-        IpamFuture::boxed(async move { refill::create_pool(&self.db, spec).await })
-    }
-
-    fn allocate<'a>(&'a self, pool: &'a DnsLabel, owner: &'a LeaseOwner) -> IpamFuture<'a, Lease> {
-        IpamFuture::boxed(async move { self.allocate_in_db(pool, owner).await })
-    }
-
-    fn allocate_specific<'a>(
-        &'a self,
-        pool: &'a DnsLabel,
-        addr: IpAddr,
-        owner: &'a LeaseOwner,
-    ) -> IpamFuture<'a, Lease> {
-        IpamFuture::boxed(async move {
-            self.layout(pool).await?.usable_host(addr)?;
-            for _ in 0..ATTEMPTS {
-                let op = Op::Specific { pool: pool.clone(), addr, owner: owner.clone() };
-                let a = self.run(op).await?;
-                let ok = || Lease { pool: pool.clone(), addr, owner: owner.clone() };
-                match (a.kind.as_str(), a.addr, a.text) {
-                    ("new", _, _) => return Ok(ok()),
-                    // The owner holds exactly this address: allocate_specific is idempotent too.
-                    ("taken", _, Some(holder)) if holder == owner.as_str() => return Ok(ok()),
-                    ("taken", _, Some(holder)) => {
-                        let holder = LeaseOwner::trusted(holder);
-                        return Err(Error::AlreadyAllocated { pool: pool.clone(), addr, holder });
-                    }
-                    ("owner", Some(held), _) => {
-                        let owner = owner.clone();
-                        return Err(Error::OwnerHasLease { pool: pool.clone(), owner, addr: held });
-                    }
-                    ("retry", _, _) => {}
-                    (kind, held, text) => {
-                        return Err(protocol(format!(
-                            "allocate_specific answered {kind} {held:?} {text:?}"
-                        )));
-                    }
-                }
-            }
-            Err(retries_exhausted(pool))
-        })
-    }
-
-    fn release<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Lease> {
-        IpamFuture::boxed(async move { Ok(self.release_entry(pool, addr).await?.0) })
-    }
-
-    fn lookup<'a>(&'a self, pool: &'a DnsLabel, addr: IpAddr) -> IpamFuture<'a, Option<Lease>> {
-        IpamFuture::boxed(async move {
-            if self.layout(pool).await?.leasable_host(addr)?.is_none() {
-                return Ok(None);
-            }
-            // The pool is a filter that no index serves, so only leases_address can answer
-            // (see migration 20261126000005_kws_ipam_lease_probes.sql).
-            let owner: Option<String> = sqlx::query_scalar(
-                "SELECT owner FROM kws_ipam.leases \
-                 WHERE pool IS NOT DISTINCT FROM $1 AND address = $2",
-            )
-            .bind(pool.as_str())
-            .bind(addr)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(backend)?;
-            Ok(owner.map(|o| Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) }))
-        })
-    }
-
-    fn lookup_owner<'a>(
-        &'a self,
-        pool: &'a DnsLabel,
-        owner: &'a LeaseOwner,
-    ) -> IpamFuture<'a, Option<Lease>> {
-        IpamFuture::boxed(async move {
-            self.layout(pool).await?;
-            // Only leases_owner can answer, as in `lookup`.
-            let addr: Option<IpAddr> = sqlx::query_scalar(
-                "SELECT address FROM kws_ipam.leases \
-                 WHERE pool IS NOT DISTINCT FROM $1 AND owner = $2",
-            )
-            .bind(pool.as_str())
-            .bind(owner.as_str())
-            .fetch_optional(&self.db)
-            .await
-            .map_err(backend)?;
-            Ok(addr.map(|addr| Lease { pool: pool.clone(), addr, owner: owner.clone() }))
-        })
-    }
-
-    fn usage<'a>(&'a self, pool: &'a DnsLabel) -> IpamFuture<'a, Usage> {
-        IpamFuture::boxed(async move {
-            let capacity = self.layout(pool).await?.capacity();
-            // The sum of the pool's 32 counter stripes, whatever its size.
-            let allocated: Option<i64> = sqlx::query_scalar(
-                "SELECT sum(allocated)::bigint FROM kws_ipam.usage_stripes WHERE pool = $1",
-            )
-            .bind(pool.as_str())
-            .fetch_one(&self.db)
-            .await
-            .map_err(backend)?;
-            let Some(allocated) = allocated else { return Err(Error::PoolNotFound(pool.clone())) };
-            let allocated = u128::try_from(allocated).unwrap_or(0);
-            Ok(Usage { capacity, allocated, free: capacity.saturating_sub(allocated) })
-        })
-    }
-}
-
-impl PostgresAllocator {
-    /// Releases `addr` (after checking it against the layout); returns the ended lease and the
-    /// id of the free-queue entry it made (`None` when the address was queued already).
-    pub(crate) async fn release_entry(
-        &self,
-        pool: &DnsLabel,
-        addr: IpAddr,
-    ) -> Result<(Lease, Option<i64>), Error> {
-        if self.layout(pool).await?.leasable_host(addr)?.is_none() {
-            return Err(Error::NotAllocated { pool: pool.clone(), addr });
-        }
-        let answer = self.run(Op::Release { pool: pool.clone(), addr }).await?;
-        match (answer.kind.as_str(), answer.text) {
-            ("released", Some(o)) => {
-                let lease = Lease { pool: pool.clone(), addr, owner: LeaseOwner::trusted(o) };
-                Ok((lease, answer.id))
-            }
-            ("notallocated", _) => Err(Error::NotAllocated { pool: pool.clone(), addr }),
-            (kind, text) => Err(protocol(format!("release answered {kind} {text:?}"))),
-        }
     }
 }

@@ -8,8 +8,13 @@
 //! - `*_kill9`: the same load while a random worker is killed with SIGKILL at 20 random
 //!   moments (and replaced); after reconcile no address is both free and leased and none is
 //!   lost.
+//! - On PostgreSQL and PostgreSQL+Redis, PostgreSQL counts no deadlock in the test's database.
+//! - `*_near_exhaustion`: a small pool kept full, with kill -9s, every call checked against
+//!   the contract (see `near_exhaustion` and `checker`).
 #![cfg(all(feature = "postgres", feature = "redis"))]
 
+mod checker;
+mod near_exhaustion;
 mod replay;
 mod worker;
 
@@ -79,8 +84,22 @@ async fn env(backend: &str, prefix: &str) -> Option<Env> {
         tasks: TASKS,
         ops: ops() / PROCESSES,
         log: dir.path().join("grants.log").display().to_string(),
+        mode: "mixed".into(),
+        hold: 0,
     };
     Some(Env { _db: db, _redis: redis, job, _dir: dir })
+}
+
+/// Deadlocks PostgreSQL counted in the database at `url` so far. A backend reports its counts
+/// within a second of its last transaction (or when it exits), so this waits that long first.
+async fn deadlocks(url: &str) -> i64 {
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url);
+    let db = db.await.expect("postgres");
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(&db)
+        .await
+        .expect("pg_stat_database")
 }
 
 async fn audit(job: &Job, alloc: &dyn IpAllocator) -> Audit {
@@ -154,6 +173,8 @@ async fn stress(backend: &str, prefix: &str, kills: usize) {
     // The counters behind usage() moved in the same transactions (script calls) as the leases.
     let usage = alloc.usage(&pool).await.expect("usage");
     assert_eq!(usage.allocated, audit.leases.len() as u128, "{backend}: usage counts the leases");
+    let deadlocks = if backend == "redis" { 0 } else { deadlocks(&job.pg_url).await };
+    assert_eq!(deadlocks, 0, "{backend}: deadlocks PostgreSQL counted in the test database");
     if kills == 0 {
         let live: HashSet<(std::net::IpAddr, String)> =
             audit.leases.iter().map(|l| (l.addr, l.owner.to_string())).collect();
@@ -201,4 +222,16 @@ async fn pg_redis_stress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_redis_kill9() {
     stress("pgredis", "10.65.0.0/16", KILLS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_near_exhaustion() {
+    // 64 tasks x 2 leases against 125 addresses, some of them in quarantine at any moment.
+    near_exhaustion::run("postgres", "10.66.0.0/25", Duration::from_millis(100), 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_redis_near_exhaustion() {
+    // 64 tasks x 3 leases against 126 addresses.
+    near_exhaustion::run("pgredis", "fd00:67::/121", Duration::ZERO, 3).await;
 }

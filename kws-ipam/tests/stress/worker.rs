@@ -25,9 +25,13 @@ pub(crate) struct Job {
     pub(crate) tasks: usize,
     pub(crate) ops: usize,
     pub(crate) log: String,
+    /// `mixed` (the stress load) or `exhaustion` (near exhaustion, see `near_exhaustion`).
+    pub(crate) mode: String,
+    /// In `exhaustion`, the most leases one task holds at once.
+    pub(crate) hold: usize,
 }
 
-const VARS: [&str; 10] = [
+const VARS: [&str; 12] = [
     "KWS_IPAM_STRESS_BACKEND",
     "KWS_IPAM_STRESS_PG_URL",
     "KWS_IPAM_STRESS_REDIS_URL",
@@ -38,6 +42,8 @@ const VARS: [&str; 10] = [
     "KWS_IPAM_STRESS_TASKS",
     "KWS_IPAM_STRESS_OPS",
     "KWS_IPAM_STRESS_LOG",
+    "KWS_IPAM_STRESS_MODE",
+    "KWS_IPAM_STRESS_HOLD",
 ];
 
 impl Job {
@@ -53,6 +59,8 @@ impl Job {
             self.tasks.to_string(),
             self.ops.to_string(),
             self.log.clone(),
+            self.mode.clone(),
+            self.hold.to_string(),
         ];
         VARS.into_iter().zip(values).collect()
     }
@@ -71,6 +79,8 @@ impl Job {
             tasks: num(&v[7]),
             ops: num(&v[8]),
             log: v[9].clone(),
+            mode: v[10].clone(),
+            hold: num(&v[11]),
         })
     }
 }
@@ -102,6 +112,9 @@ pub(crate) async fn open(job: &Job, connections: u32) -> Arc<dyn IpAllocator> {
 
 /// Runs the job to completion.
 pub(crate) async fn run(job: Job) {
+    if job.mode == "exhaustion" {
+        return crate::near_exhaustion::work(job).await;
+    }
     let alloc = open(&job, 4).await;
     let pool = DnsLabel::parse(&job.pool).expect("pool");
     let net: ipnet::IpNet = job.prefix.parse().expect("prefix");
@@ -159,7 +172,7 @@ fn grant(log: &Mutex<std::fs::File>, addr: &IpAddr, owner: &LeaseOwner, held: &m
     held.push(*addr);
 }
 
-fn line(log: &Mutex<std::fs::File>, s: &str) {
+pub(crate) fn line(log: &Mutex<std::fs::File>, s: &str) {
     let mut f = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     f.write_all(s.as_bytes()).expect("log write");
 }
