@@ -314,7 +314,7 @@ fn vpn_settings(spec: &LabSpec, settings: &PlatformSettings) -> VpnSettings {
     let endpoint = Endpoint::parse(&format!("{VPN_VETH}:{}", spec.vpn_port)).expect("endpoint");
     let key = PrivateKey::from_base64(&spec.wg_key).expect("key");
     let interface = spec.wg_interface.parse().expect("ifname");
-    let mut vpn = VpnSettings::new(interface, key, endpoint, "10.8.0.0/24".parse().expect("net"))
+    let mut vpn = VpnSettings::new(interface, key, endpoint, "10.8.0.0/20".parse().expect("net"))
         .expect("settings");
     vpn.routed_subnets = vec![ipnet::IpNet::V4(settings.instance_range)];
     vpn
