@@ -7,4 +7,5 @@ mod drift;
 mod e2e;
 mod faults;
 mod footprint;
+mod input;
 mod lab;
