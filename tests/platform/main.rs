@@ -9,3 +9,4 @@ mod faults;
 mod footprint;
 mod input;
 mod lab;
+mod lifecycle;

@@ -26,14 +26,18 @@ async fn pages_read_their_index_in_order() {
     let store = PostgresStore::connect(db.pool().await).await.expect("connect");
     let mut conn = store.pool().acquire().await.expect("a connection");
     let seed = "\
-        INSERT INTO kws_platform.tenants \
+        INSERT INTO kws_platform.tenants (id, display_name, quotas, version, created_at, \
+            updated_at) \
         SELECT 't' || i, 'T', '{}', 1, now(), now() FROM generate_series(0, 99) i; \
-        INSERT INTO kws_platform.objects \
+        INSERT INTO kws_platform.objects (id, kind, tenant, name, unique_key, cpu_millis, \
+            memory_mb, spec, status, observed_at, origin, version, created_at, updated_at) \
         SELECT gen_random_uuid(), \
                (ARRAY['instance', 'app', 'device', 'database', 'job'])[1 + (i / 100) % 5], \
                't' || (i % 100), 'o' || i, NULL, 0, 0, '{}', 'null', NULL, NULL, 1, now(), now() \
         FROM generate_series(0, 49999) i; \
-        INSERT INTO kws_platform.operations \
+        INSERT INTO kws_platform.operations (id, tenant, kind, target, idempotency_key, \
+            request_hash, request, state, steps, error, result, deadline, cancel_requested, \
+            holder, lease_until, created_at, updated_at, version) \
         SELECT gen_random_uuid(), 't' || (i % 100), 'k', 't', NULL, 'h', '{}', 'succeeded', '[]', \
                NULL, 'null', now(), false, NULL, NULL, now(), now(), 1 \
         FROM generate_series(0, 49999) i; \
