@@ -114,6 +114,21 @@ async fn until_waiting(conn: &sqlx::PgPool, n: i64, done: impl Fn() -> bool) -> 
     false
 }
 
+/// Waits (10 s at most) until `pg` has counted `n` lock waits, or `done` says the operation
+/// that should be waiting has returned; answers whether it reached `n`.
+async fn until_polled(pg: &PostgresAllocator, n: u64, done: impl Fn() -> bool) -> bool {
+    for _ in 0..1000 {
+        if pg.contention().lock_waits >= n {
+            return true;
+        }
+        if done() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// Deadlocks PostgreSQL counted in the test database so far (its statistics are flushed by
 /// each backend within a second of its transaction, so this waits that long first).
 async fn deadlocks(conn: &sqlx::PgPool) -> i64 {
@@ -167,7 +182,8 @@ async fn an_owner_holding_a_lease_takes_no_free_entry_pg_redis() {
 /// allocation meanwhile waits for that batch instead of answering `Exhausted`: when the batch
 /// rolls back, it gets the address; when the batch commits, nothing is left and it answers
 /// `Exhausted`. Before, it answered `Exhausted` at once in both cases (the entry was skipped as
-/// locked, and a skipped entry counted as none left).
+/// locked, and a skipped entry counted as none left). While it waits it holds and queues for
+/// no lock: a queued request made every other allocation pass the entry over.
 async fn held_entries_are_waited_for(b: &Backend) {
     let a = b.alloc.clone();
     let pool = create(&*a, spec("busy", "10.40.1.0/29")).await;
@@ -175,6 +191,7 @@ async fn held_entries_are_waited_for(b: &Backend) {
     let last = all[3];
     let conn = b.db.pool_with(2).await;
     must_release(&*a, &pool, last).await;
+    let mut polls = b.pg.contention().lock_waits;
     for (round, commit) in [(0, false), (1, true)] {
         b.lose_fast_queue(&pool).await;
         let mut open = conn.begin().await.expect("begin");
@@ -184,7 +201,8 @@ async fn held_entries_are_waited_for(b: &Backend) {
         let (a2, pool2) = (a.clone(), pool.clone());
         let waiting =
             tokio::spawn(async move { a2.allocate(&pool2, &owner(&format!("w{round}"))).await });
-        let waits = until_waiting(&conn, 1, || waiting.is_finished()).await;
+        let waits = until_polled(&b.pg, polls + 3, || waiting.is_finished()).await;
+        assert_eq!(lock_waiters(&conn).await, 0, "round {round}: the waiter queues for a lock");
         if commit {
             open.commit().await.expect("commit");
         } else {
@@ -192,7 +210,9 @@ async fn held_entries_are_waited_for(b: &Backend) {
         }
         let got = waiting.await.expect("task");
         assert!(waits, "round {round}: the allocation answered {got:?} without waiting");
-        assert_eq!(b.pg.contention().lock_waits, round + 1, "waits counted");
+        let polled = b.pg.contention().lock_waits;
+        assert!(polled >= polls + 3, "round {round}: waits counted ({polls} -> {polled})");
+        polls = polled;
         match (commit, got) {
             (false, Ok(lease)) => assert_eq!(lease.addr, last, "the address rolled back"),
             (true, Err(Error::Exhausted { .. })) => {}

@@ -1,10 +1,17 @@
 //! Lost races, counted: deadlocks and serialization failures that rolled a batch back, and the
 //! waits of operations for locks other transactions held. Also the waits themselves, which run
 //! outside any batch.
+//!
+//! A wait for a free entry held elsewhere (`busy`) sleeps and asks again; it takes no lock.
+//! Before, it queued for the entry's address lock and then its row: a queued or granted
+//! request makes every allocation's `pg_try_advisory_xact_lock` (which yields to queued
+//! requests too) and `SKIP LOCKED` pass the entry over, so near exhaustion the waiters for
+//! the oldest entry kept it from being taken for seconds while newer ones were handed out
+//! (CI saw 109 FIFO inversions behind one address in a 70 s stress run).
 
 use std::{
-    net::IpAddr,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
 };
 
 use kws_core::DnsLabel;
@@ -13,10 +20,17 @@ use sqlx::PgPool;
 use super::{ATTEMPTS, backend};
 use crate::Error;
 
-/// Waits one operation may make for locks held elsewhere before it gives up. Each wait ends
-/// when another transaction has finished with the address or owner, so near exhaustion an
-/// allocation may wait a few times in a row; a thousand means something is wrong.
+/// Waits one operation may make for locks held elsewhere before it gives up. Near exhaustion
+/// an allocation may wait a few times in a row; a thousand (over 30 s of pauses) means
+/// something is wrong.
 const WAITS: usize = 1000;
+
+/// The first pause of a wait for a held free entry; each next one doubles, up to
+/// [`LONGEST_PAUSE`]. The holder is a batch (a few milliseconds) or a transaction outside
+/// the allocator.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+/// The longest pause between two asks for a held free entry.
+const LONGEST_PAUSE: Duration = Duration::from_millis(32);
 
 /// The races a [`PostgresAllocator`](crate::PostgresAllocator) (with its clones) lost since it
 /// was made, from [`PostgresAllocator::contention`](crate::PostgresAllocator::contention): for
@@ -85,11 +99,13 @@ pub(super) struct Budget<'a> {
     pool: &'a DnsLabel,
     attempts: usize,
     waits: usize,
+    /// The next pause of a wait for a held free entry.
+    pause: Duration,
 }
 
 impl<'a> Budget<'a> {
     pub(super) fn new(pool: &'a DnsLabel) -> Self {
-        Self { pool, attempts: 0, waits: 0 }
+        Self { pool, attempts: 0, waits: 0, pause: FIRST_PAUSE }
     }
 
     /// One more attempt; an error once `ATTEMPTS` are spent.
@@ -101,8 +117,11 @@ impl<'a> Budget<'a> {
         Ok(())
     }
 
-    /// Waits until no other transaction holds `on` in the pool, then answers; an error once
-    /// `WAITS` are spent. Counted in `counters`.
+    /// Waits for `on`, held by another transaction, then answers; an error once `WAITS` are
+    /// spent. Counted in `counters`. An owner's lock is queued for (only allocations of that
+    /// owner yield to the queue); a held free entry is asked for again after a pause that
+    /// doubles from `FIRST_PAUSE` to `LONGEST_PAUSE`, holding nothing meanwhile (see the
+    /// module's documentation).
     pub(super) async fn wait(
         &mut self,
         db: &PgPool,
@@ -114,32 +133,29 @@ impl<'a> Budget<'a> {
             return Err(gave_up(self.pool, format!("{WAITS} waits for locks held elsewhere")));
         }
         counters.lock_waits.fetch_add(1, Relaxed);
-        // One statement outside any transaction: it holds nothing while it waits.
-        let done = match on {
-            Held::Address(addr) => {
-                sqlx::query("SELECT kws_ipam.wait_for_address($1, $2)")
-                    .bind(self.pool.as_str())
-                    .bind(addr)
-                    .execute(db)
-                    .await
+        match on {
+            Held::Entry => {
+                tokio::time::sleep(self.pause).await;
+                self.pause = (self.pause * 2).min(LONGEST_PAUSE);
+                Ok(())
             }
-            Held::Owner(owner) => {
-                sqlx::query("SELECT kws_ipam.wait_for_owner($1, $2)")
-                    .bind(self.pool.as_str())
-                    .bind(owner)
-                    .execute(db)
-                    .await
-            }
-        };
-        done.map(|_| ()).map_err(backend)
+            // One statement outside any transaction: it holds nothing else while it waits.
+            Held::Owner(owner) => sqlx::query("SELECT kws_ipam.wait_for_owner($1, $2)")
+                .bind(self.pool.as_str())
+                .bind(owner)
+                .execute(db)
+                .await
+                .map(|_| ())
+                .map_err(backend),
+        }
     }
 }
 
 /// What a batch answered was held by another transaction.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Held<'a> {
-    /// The oldest ready free entry of the pool (`busy`).
-    Address(IpAddr),
+    /// Every ready free entry of the pool that the batch could take (`busy`).
+    Entry,
     /// The lock of an owner (`wait`).
     Owner(&'a str),
 }
@@ -149,11 +165,11 @@ impl<'a> Held<'a> {
     /// owner; `None` for any other answer.
     pub(super) fn from_answer(
         kind: &str,
-        addr: Option<IpAddr>,
+        addr: Option<std::net::IpAddr>,
         text: Option<&'a str>,
     ) -> Option<Self> {
         match (kind, addr, text) {
-            ("busy", Some(addr), _) => Some(Self::Address(addr)),
+            ("busy", Some(_), _) => Some(Self::Entry),
             ("wait", _, Some(owner)) => Some(Self::Owner(owner)),
             _ => None,
         }

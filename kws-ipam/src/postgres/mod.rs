@@ -21,8 +21,9 @@
 //!   (`ready_at = '-infinity'`), so one `UNIQUE (pool, address)` keeps an address from being
 //!   free twice. Entries are taken with `FOR UPDATE SKIP LOCKED`; one whose address lock is
 //!   held elsewhere is passed over. When nothing could be taken but ready entries exist that
-//!   other transactions hold, the batch answers `busy`: the caller waits for that entry
-//!   outside any transaction and submits again. `Exhausted` therefore means that no ready
+//!   other transactions hold, the batch answers `busy`: the caller pauses, holding
+//!   nothing (a request queued for the entry's lock would make every other allocation pass
+//!   it over), and submits again. `Exhausted` therefore means that no ready
 //!   entry existed at all, locked or not, and that the cursor was at its end.
 //! - A short transaction of its own moves fresh addresses in from the persisted cursor, 1,024
 //!   at a time (the only moment the pool row is locked), started in the background before the
