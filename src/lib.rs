@@ -13,6 +13,7 @@
 //! | `proxy` | kws-proxy | nginx routes and ACME wildcard certificates |
 //! | `db` | kws-db | managed PostgreSQL databases with scoped roles |
 //! | `platform` | (here) | the crates composed into user flows, with a store of record |
+//! | `http`, `api`, `daemon` | (here, feature `server`) | `kwsd`: serving, the REST API, the daemon |
 
 pub use kws_core as core;
 #[cfg(feature = "db")]
@@ -29,5 +30,11 @@ pub use kws_proxy as proxy;
 pub use kws_runtime as runtime;
 #[cfg(feature = "wg")]
 pub use kws_wg as wg;
+#[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod daemon;
+#[cfg(feature = "server")]
+pub mod http;
 #[cfg(feature = "platform")]
 pub mod platform;

@@ -42,7 +42,7 @@ impl Role {
             "admin" => Ok(Role::Admin),
             _ => Err(Error::invalid(
                 "role",
-                format!("{:?} is not one of viewer, member, admin", raw.escape_debug()),
+                format!("{:?} is not one of viewer, member, admin", raw),
             )),
         }
     }

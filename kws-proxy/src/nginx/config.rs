@@ -33,9 +33,7 @@ impl Default for ProxyTimeouts {
     }
 }
 
-/// The default size of the route table, 32 MiB: room for about 190,000 routes (10,010 routes
-/// took 1.5 to 1.7 MB, by the length of their names). Pages nginx never writes take no memory.
-pub const DEFAULT_ROUTE_TABLE_BYTES: usize = 32 << 20;
+pub use crate::DEFAULT_ROUTE_TABLE_BYTES;
 
 /// The smallest route table nginx accepts for `lua_shared_dict`.
 const MIN_ROUTE_TABLE_BYTES: usize = 32 << 10;

@@ -127,6 +127,7 @@ impl PlatformConfig {
     }
 
     async fn connect_ipam(&self) -> Result<Arc<dyn IpAllocator>, Error> {
+        #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(unused_variables))]
         let ipam = |e: kws_ipam::Error| Error::backend("ipam", e);
         match &self.ipam {
             IpamConfig::Memory => Ok(Arc::new(MemoryAllocator::new())),
@@ -293,6 +294,7 @@ impl PlatformConfig {
         settings: &PlatformSettings,
     ) -> Result<(Arc<dyn ProxyWriter>, Option<CertReloader>), Error> {
         let policy = settings.route_policy();
+        #[cfg_attr(not(any(feature = "nginx", feature = "caddy")), allow(unused_variables))]
         let proxy_error = |e: kws_proxy::ProxyError| Error::backend("proxy", e);
         match &self.proxy {
             ProxyConfig::Memory => Ok((Arc::new(MemoryProxy::new(policy)), None)),
@@ -488,7 +490,7 @@ fn reloader<T: kws_proxy::tls::CertReload>(proxy: Arc<T>) -> Option<CertReloader
     Some(proxy)
 }
 
-#[cfg(not(feature = "acme"))]
+#[cfg(all(not(feature = "acme"), any(feature = "nginx", feature = "caddy")))]
 fn reloader<T>(_proxy: Arc<T>) -> Option<CertReloader> {
     None
 }
@@ -513,8 +515,10 @@ fn pg_options(section: &str, url: &PgUrl) -> Result<sqlx::postgres::PgConnectOpt
     Ok(options)
 }
 
+/// A pool of at most `max` connections to `url` (the config's `section`, named in errors),
+/// each checked before use; the password from its source.
 #[cfg(feature = "postgres")]
-async fn pg_pool(section: &str, url: &PgUrl, max: u32) -> Result<sqlx::PgPool, Error> {
+pub async fn pg_pool(section: &str, url: &PgUrl, max: u32) -> Result<sqlx::PgPool, Error> {
     let options = pg_options(section, url)?;
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(max)

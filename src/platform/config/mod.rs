@@ -11,6 +11,8 @@ mod reader;
 mod secret;
 mod sections;
 
+#[cfg(feature = "postgres")]
+pub use build::pg_pool;
 pub use secret::{Secret, SecretSource};
 pub use sections::{
     DatabasesConfig, DeviceBackend, ExecConfig, HostnetConfig, IpamConfig, OperationsConfig,

@@ -510,7 +510,7 @@ fn read_proxy(root: &Table) -> Result<ProxyConfig, ConfigError> {
             admin_listen: listen("admin_listen", "127.0.0.1:8099")?,
             route_table_bytes: s
                 .bytes("route_table")?
-                .map_or(kws_proxy::nginx::DEFAULT_ROUTE_TABLE_BYTES, |b| b as usize),
+                .map_or(kws_proxy::DEFAULT_ROUTE_TABLE_BYTES, |b| b as usize),
             certificate: need("certificate")?,
             certificate_key: need("certificate_key")?,
         },

@@ -32,7 +32,7 @@ pub(crate) fn check_idempotency_key(key: &str) -> Result<(), Error> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::invalid(
             "idempotency_key",
-            format!("{:?} is not 1 to 255 visible ASCII characters", key.escape_debug()),
+            format!("{:?} is not 1 to 255 visible ASCII characters", key),
         ));
     }
     Ok(())

@@ -54,7 +54,7 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == raw)
-            .ok_or_else(|| Error::invalid("kind", format!("unknown kind {:?}", raw.escape_debug())))
+            .ok_or_else(|| Error::invalid("kind", format!("unknown kind {:?}", raw)))
     }
 }
 

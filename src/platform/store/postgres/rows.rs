@@ -143,7 +143,7 @@ fn op_state(raw: &str) -> Result<OpState, Error> {
     [OpState::Pending, OpState::Running, OpState::Succeeded, OpState::Failed, OpState::Compensated]
         .into_iter()
         .find(|s| s.as_str() == raw)
-        .ok_or_else(|| corrupt("state", format!("unknown state {:?}", raw.escape_debug())))
+        .ok_or_else(|| corrupt("state", format!("unknown state {:?}", raw)))
 }
 
 pub(super) fn operation(row: &PgRow) -> Result<Operation, Error> {

@@ -1,0 +1,107 @@
+//! Extractors whose rejections are the API's JSON errors: a body, path parameters, a query,
+//! and the `Idempotency-Key` header.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
+    http::{StatusCode, request::Parts},
+};
+use kws_core::OwnerId;
+use serde::de::DeserializeOwned;
+
+use crate::http::{ApiError, ErrorCode};
+
+/// A JSON body: malformed JSON or a wrong shape is 400 `malformed_body` (naming the field
+/// serde names), a body over the limit 413, a missing `Content-Type` 415 as 400.
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(e) => Err(body_error(&e)),
+        }
+    }
+}
+
+fn body_error(e: &JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "the body is larger than this server takes",
+        );
+    }
+    let mut out = ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedBody, e.body_text());
+    if let JsonRejection::JsonDataError(data) = e {
+        // serde_path_to_error names the field first: "field: message".
+        let text = data.body_text();
+        if let Some((_, rest)) = text.split_once(": ") {
+            if let Some((field, _)) = rest.split_once(':') {
+                if !field.contains(' ') {
+                    out.field = Some(field.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `{tenant}` path parameter, checked: 400 naming `tenant` when it is not a tenant id.
+pub(crate) fn tenant_id(raw: &str) -> Result<OwnerId, ApiError> {
+    OwnerId::parse(raw).map_err(|e| ApiError::invalid("tenant", format!("invalid tenant: {e}")))
+}
+
+/// The `Idempotency-Key` header, if sent (the Platform checks its form).
+#[derive(Debug)]
+pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.headers.get("idempotency-key") {
+            None => Ok(IdempotencyKey(None)),
+            Some(v) => match v.to_str() {
+                Ok(key) => Ok(IdempotencyKey(Some(key.to_owned()))),
+                Err(_) => Err(ApiError::invalid("Idempotency-Key", "the key is not visible ASCII")),
+            },
+        }
+    }
+}
+
+/// A query string: a wrong one is 400 naming the parameter when serde does.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, e.body_text()))
+            }
+        }
+    }
+}
+
+/// Path parameters: a wrong count or shape is 400 (never a plain-text rejection).
+#[derive(Debug)]
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, e.body_text()))
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Instances: launch, read, remove, the actions (`start`, `stop`, `restart`, `redeploy`) and
+//! the long poll `wait`.
+
+use std::time::{Duration, Instant};
+
+use axum::{extract::State, http::StatusCode, response::Response};
+use kws_accounts::TokenScope;
+use serde::Deserialize;
+
+use super::{
+    extract::{Body, IdempotencyKey, Path, Query, tenant_id},
+    objects::{self, PageQuery},
+    views::{ObjectView, with_etag},
+};
+use crate::{
+    http::{ApiError, AppState, Caller, ErrorCode},
+    platform::{
+        LaunchInstance, Redeploy,
+        model::{InstanceSpec, RunState},
+        store::{Kind, PlatformStoreExt as _},
+    },
+};
+
+/// The tenant's instances, a page at a time.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<axum::Json<super::views::Listed<ObjectView>>, ApiError> {
+    objects::list(&state, &caller, &tenant, Kind::Instance, query).await
+}
+
+/// One instance.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    objects::get(&state, &caller, &tenant, Kind::Instance, &name).await
+}
+
+/// Launches an instance: 201 once it runs (or the launch was compensated: then the error).
+/// The same `Idempotency-Key` and body answer the same instance; another body 422.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    Body(request): Body<LaunchInstance>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let made = state.platform().launch_instance(&scope, &tenant, request, key.as_deref()).await?;
+    Ok(with_etag(StatusCode::CREATED, ObjectView::of(&made)))
+}
+
+/// Removes an instance and its network (its workspace as the platform's policy says): 204.
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    state.platform().remove_instance(&scope, &tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/instances/{name}/{action}`: `start`, `stop`, `restart`, or `redeploy` (body:
+/// optional `image` and `env`). 200 with the instance; an unknown action is 404.
+pub(crate) async fn act(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name, action)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let platform = state.platform();
+    let done = match action.as_str() {
+        "start" => platform.start_instance(&scope, &tenant, &name).await?,
+        "stop" => platform.stop_instance(&scope, &tenant, &name).await?,
+        "restart" => platform.restart_instance(&scope, &tenant, &name).await?,
+        "redeploy" => {
+            let change: Redeploy = if body.is_empty() {
+                Redeploy::default()
+            } else {
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedBody, e.to_string())
+                })?
+            };
+            platform.redeploy_instance(&scope, &tenant, &name, change).await?
+        }
+        other => return Err(ApiError::not_found(format!("action {other:?}"))),
+    };
+    Ok(with_etag(StatusCode::OK, ObjectView::of(&done)))
+}
+
+/// `?state=running&timeout=30`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WaitQuery {
+    state: RunState,
+    /// Seconds, 1 to the server's bound (60 by default); 30 when absent.
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+/// Long-polls until the instance is observed in `state`: 200 with it, 408 `timeout` when the
+/// timeout comes first, 503 `busy` when the server shuts down meanwhile.
+pub(crate) async fn wait(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let bound = state.settings().max_wait;
+    let timeout = Duration::from_secs(query.timeout.unwrap_or(30));
+    if timeout.is_zero() || timeout > bound {
+        return Err(ApiError::invalid("timeout", format!("timeout is 1 to {} s", bound.as_secs())));
+    }
+    let platform = state.platform();
+    let mut events = platform.events().subscribe(scope.clone(), None);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let instance = platform.store().get::<InstanceSpec>(&scope, &tenant, &name).await?;
+        if instance.status.value.as_ref().is_some_and(|s| s.state == query.state) {
+            return Ok(with_etag(StatusCode::OK, ObjectView::of(&instance)));
+        }
+        // Any event of the tenant (or a poll every second) makes it look again.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let message = format!("instance {name} was not {:?} within {timeout:?}", query.state);
+            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout, message));
+        }
+        tokio::select! {
+            _ = events.next_event() => {}
+            () = tokio::time::sleep(left.min(Duration::from_secs(1))) => {}
+            () = state.shutdown().cancelled() => {
+                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, "the server is shutting down");
+                e.retry_after = Some(Duration::from_secs(1));
+                return Err(e);
+            }
+        }
+    }
+}

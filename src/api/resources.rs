@@ -1,0 +1,183 @@
+//! VPN devices, apps, databases and operations.
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use kws_accounts::TokenScope;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    extract::{Body, IdempotencyKey, Path, Query, tenant_id},
+    objects::{self, PageQuery},
+    views::{Listed, ObjectView},
+};
+use crate::{
+    http::{ApiError, AppState, Caller},
+    platform::{AddDevice, DatabaseCreated, PublishApp, store::Kind},
+};
+
+type Page = Result<Json<Listed<ObjectView>>, ApiError>;
+
+macro_rules! reads {
+    ($list:ident, $get:ident, $kind:expr) => {
+        /// A page of the tenant's objects of this kind.
+        pub(crate) async fn $list(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path(tenant): Path<String>,
+            Query(query): Query<PageQuery>,
+        ) -> Page {
+            objects::list(&state, &caller, &tenant, $kind, query).await
+        }
+
+        /// One object of this kind, with its version as `ETag`.
+        pub(crate) async fn $get(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path((tenant, name)): Path<(String, String)>,
+        ) -> Result<Response, ApiError> {
+            objects::get(&state, &caller, &tenant, $kind, &name).await
+        }
+    };
+}
+
+reads!(list_devices, get_device, Kind::Device);
+reads!(list_apps, get_app, Kind::App);
+reads!(list_databases, get_database, Kind::Database);
+
+/// Adds a VPN device: 201 with the device and its wg-quick `config` (with the private key
+/// when kws made the pair: this answer is the only copy).
+pub(crate) async fn add_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    Body(request): Body<AddDevice>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let added = state.platform().add_device(&scope, &tenant, request, key.as_deref()).await?;
+    let body = json!({
+        "device": ObjectView::of(&added.device),
+        "config": added.config.render(),
+        "operation": added.operation,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Revokes a device (its peer leaves the interface and the firewall): 204.
+pub(crate) async fn revoke_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    state.platform().revoke_device(&scope, &tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Publishes a port of an instance at `<name>.<domain>`: 201.
+pub(crate) async fn publish_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    Body(request): Body<PublishApp>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let app = state.platform().publish_app(&scope, &tenant, request, key.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(ObjectView::of(&app))).into_response())
+}
+
+/// Unpublishes an app: 204.
+pub(crate) async fn unpublish_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    state.platform().unpublish_app(&scope, &tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewDatabase {
+    name: String,
+}
+
+fn database_body(made: &DatabaseCreated) -> serde_json::Value {
+    let credentials = made.credentials.as_ref().map(|c| {
+        json!({
+            "host": c.host, "port": c.port, "database": c.database, "role": c.role,
+            "password": c.password.expose(), "url": c.url(),
+        })
+    });
+    json!({
+        "database": ObjectView::of(&made.database),
+        "credentials": credentials,
+        "operation": made.operation,
+    })
+}
+
+/// Creates a database with its own login role: 201 with the only copy of the password.
+pub(crate) async fn create_database(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    Body(new): Body<NewDatabase>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let made = state.platform().create_database(&scope, &tenant, &new.name, key.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(database_body(&made))).into_response())
+}
+
+/// A new password for the database's role: 200 with it (the old one stops working).
+pub(crate) async fn rotate_database_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let made = state.platform().rotate_database_password(&scope, &tenant, &name).await?;
+    Ok(Json(database_body(&made)).into_response())
+}
+
+/// Drops a database and its role: 204.
+pub(crate) async fn drop_database(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    state.platform().drop_database(&scope, &tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One operation of the tenant: its state and steps. Another tenant's is 404.
+pub(crate) async fn get_operation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let id =
+        uuid::Uuid::parse_str(&id).map_err(|_| ApiError::invalid("id", "not an operation id"))?;
+    let op = state.platform().store().get_operation(&scope, id).await?;
+    if op.tenant != tenant {
+        return Err(ApiError::not_found(format!("operation {id}")));
+    }
+    Ok(Json(serde_json::to_value(op).unwrap_or_default()).into_response())
+}

@@ -1,0 +1,101 @@
+//! Signing in and out of the dashboard, and `GET /me`.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use kws_accounts::{Secret, Via};
+use serde::{Deserialize, Serialize};
+
+use super::extract::Body;
+use crate::http::{ApiError, AppState, Caller, ClientAddr, SessionCookie};
+
+/// `POST /api/v1/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    user: String,
+    password: String,
+}
+
+/// A session begun.
+#[derive(Debug, Serialize)]
+struct Session {
+    user: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Signs in: 201 with a fresh session cookie (a login never reuses a session), 401 for any
+/// wrong part, 429 with `Retry-After` once the account or the address has failed too often.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
+    Body(login): Body<Login>,
+) -> Result<Response, ApiError> {
+    let accounts = state.accounts();
+    let begun = accounts.login(&login.user, &Secret::new(login.password), from).await?;
+    let cookie = SessionCookie::new(state.settings().secure_cookies);
+    let ttl = accounts.settings().session_ttl.as_secs();
+    let body = Session { user: begun.record.user.to_string(), expires_at: begun.record.expires_at };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie.set(&begun.secret, ttl));
+    Ok(response)
+}
+
+/// Signs out: ends the session of the cookie sent and clears the cookie; 204 even when the
+/// session had ended.
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let cookie = SessionCookie::new(state.settings().secure_cookies);
+    if let Some(secret) = cookie.read(&headers) {
+        state.accounts().logout(&secret).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie.clear());
+    Ok(response)
+}
+
+#[derive(Debug, Serialize)]
+struct Me {
+    user: String,
+    operator: bool,
+    via: &'static str,
+    scopes: Vec<&'static str>,
+    tenants: Vec<Membership>,
+}
+
+#[derive(Debug, Serialize)]
+struct Membership {
+    tenant: String,
+    role: &'static str,
+}
+
+/// Who the caller is: user, operator or not, how it signed in, its tenants and roles.
+pub(crate) async fn me(caller: Caller) -> Json<serde_json::Value> {
+    let (via, scopes) = match &caller.via {
+        Via::Session { .. } => ("session", kws_accounts::TokenScopes::all()),
+        Via::Token { scopes, .. } => ("token", *scopes),
+    };
+    let tenants = caller
+        .scopes
+        .iter()
+        .filter_map(|s| match s {
+            crate::platform::Scope::Tenant { tenant, role } => {
+                Some(Membership { tenant: tenant.to_string(), role: role.as_str() })
+            }
+            crate::platform::Scope::Operator => None,
+        })
+        .collect();
+    let me = Me {
+        user: caller.user.to_string(),
+        operator: caller.is_operator(),
+        via,
+        scopes: scopes.names(),
+        tenants,
+    };
+    Json(serde_json::to_value(me).unwrap_or_default())
+}

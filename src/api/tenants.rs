@@ -1,0 +1,176 @@
+//! Tenants, their members, and users (the operator's).
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use kws_accounts::{Secret, TokenScope};
+use kws_core::OwnerId;
+use serde::Deserialize;
+
+use super::{
+    extract::{Body, Path, tenant_id},
+    views::Listed,
+};
+use crate::{
+    http::{ApiError, AppState, Caller},
+    platform::{Role, Scope, store::Quotas},
+};
+
+/// The tenants the caller sees: every one for an operator, its own for a member.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Listed<serde_json::Value>>, ApiError> {
+    caller.require(TokenScope::Read)?;
+    let store = state.platform().store();
+    let mut items = Vec::new();
+    if caller.is_operator() {
+        for t in store.list_tenants(&Scope::Operator).await? {
+            items.push(serde_json::to_value(t).unwrap_or_default());
+        }
+    } else {
+        for scope in &caller.scopes {
+            if let Some(tenant) = scope.confined_to() {
+                items.push(
+                    serde_json::to_value(store.get_tenant(scope, tenant).await?)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    Ok(Json(Listed { items, next: None }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewTenant {
+    id: String,
+    display_name: String,
+    #[serde(default)]
+    quotas: Option<Quotas>,
+}
+
+/// Makes a tenant (operator only): 201.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(new): Body<NewTenant>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(TokenScope::Write)?;
+    let scope = operator(&caller)?;
+    let id =
+        OwnerId::parse(&new.id).map_err(|e| ApiError::invalid("id", format!("invalid id: {e}")))?;
+    let made = state.platform().create_tenant(&scope, id, &new.display_name, new.quotas).await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// One tenant, with what it uses.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let store = state.platform().store();
+    let found = store.get_tenant(&scope, &tenant).await?;
+    let usage = store.usage(&scope, &tenant).await?;
+    let mut body = serde_json::to_value(found).unwrap_or_default();
+    body["usage"] = serde_json::to_value(usage).unwrap_or_default();
+    Ok(Json(body))
+}
+
+/// Deletes a tenant and everything it owns (operator only): 204.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    state.platform().delete_tenant(&scope, &tenant).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The tenant's members.
+pub(crate) async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<Listed<serde_json::Value>>, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let members = state.platform().store().members(&scope, &tenant).await?;
+    let items = members.into_iter().map(|m| serde_json::to_value(m).unwrap_or_default()).collect();
+    Ok(Json(Listed { items, next: None }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutMember {
+    role: String,
+}
+
+/// Gives `user` a role in the tenant (tenant admins): 200 with the membership.
+pub(crate) async fn put_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, user)): Path<(String, String)>,
+    Body(put): Body<PutMember>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let role = Role::parse(&put.role)?;
+    let member = state.platform().set_member(&scope, &tenant, &user, role).await?;
+    Ok(Json(member))
+}
+
+/// Removes `user` from the tenant (tenant admins): 204.
+pub(crate) async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    state.platform().remove_member(&scope, &tenant, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewUser {
+    name: String,
+    display_name: String,
+    #[serde(default)]
+    operator: bool,
+    /// Optional: a user without one cannot sign in until an operator sets one.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Makes a user (operator only): 201. A refused password leaves no user behind.
+pub(crate) async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(new): Body<NewUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(TokenScope::Write)?;
+    let scope = operator(&caller)?;
+    let platform = state.platform();
+    let user = platform.create_user(&scope, &new.name, &new.display_name, new.operator).await?;
+    if let Some(password) = new.password {
+        if let Err(e) = state.accounts().set_password(&user.name, &Secret::new(password)).await {
+            platform.store().delete_user(&scope, &user.name).await?;
+            return Err(e.into());
+        }
+    }
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// The operator scope, or 403.
+fn operator(caller: &Caller) -> Result<Scope, ApiError> {
+    if caller.is_operator() {
+        Ok(Scope::Operator)
+    } else {
+        Err(crate::platform::Error::Forbidden { need: Role::Admin }.into())
+    }
+}

@@ -1,0 +1,5 @@
+//! `kwsd`: the kws daemon. See `kws::daemon`.
+
+fn main() -> std::process::ExitCode {
+    kws::daemon::main()
+}
