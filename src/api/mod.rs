@@ -10,9 +10,12 @@
 
 mod extract;
 mod instances;
+mod jobs;
 mod objects;
 mod resources;
 mod session;
+mod sse;
+mod streams;
 mod tenants;
 mod tokens;
 mod views;
@@ -50,6 +53,11 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{t}/instances/{{name}}"), get(instances::get).delete(instances::remove))
         .route(&format!("{t}/instances/{{name}}/{{action}}"), post(instances::act))
         .route(&format!("{t}/instances/{{name}}/wait"), get(instances::wait))
+        .route(&format!("{t}/instances/{{name}}/logs"), get(streams::instance_logs))
+        .route(&format!("{t}/events"), get(streams::tenant_events))
+        .route(&format!("{t}/jobs"), get(jobs::list).post(jobs::submit))
+        .route(&format!("{t}/jobs/{{id}}"), get(jobs::get))
+        .route(&format!("{t}/jobs/{{id}}/events"), get(jobs::events))
         .route(&format!("{t}/devices"), get(resources::list_devices).post(resources::add_device))
         .route(
             &format!("{t}/devices/{{name}}"),

@@ -10,3 +10,4 @@ mod flows;
 mod input;
 mod server;
 mod sessions;
+mod sse;

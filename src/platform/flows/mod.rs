@@ -19,6 +19,7 @@ mod database;
 mod device;
 mod exec;
 mod instance;
+mod logs;
 mod tenant;
 
 pub use app::PublishApp;

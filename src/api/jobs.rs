@@ -1,0 +1,101 @@
+//! Code-execution jobs: submit (`exec` scope), read, and stream a job's events.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use futures::StreamExt as _;
+use kws_accounts::TokenScope;
+use kws_exec::JobEvent;
+use serde_json::{Value, json};
+
+use super::{
+    extract::{Body, Path, Query, tenant_id},
+    objects::{self, PageQuery},
+    sse::{self, event},
+    streams::EventsQuery,
+    views::{Listed, ObjectView},
+};
+use crate::{
+    http::{ApiError, AppState, Caller},
+    platform::{SubmitJob, store::Kind},
+};
+
+/// Submits code: 202 with the job (its `name` is its id) at once; its events stream from
+/// `…/jobs/{id}/events`. 429 with `Retry-After` when the tenant's rate is spent, 503 `busy`
+/// when the language's queue is full, 503 `unavailable` without an execution engine.
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Body(request): Body<SubmitJob>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Exec)?;
+    let by = caller.user.to_string();
+    let job = state.platform().submit_job(&scope, &tenant, request, Some(&by)).await?;
+    Ok((StatusCode::ACCEPTED, Json(ObjectView::of(&job))).into_response())
+}
+
+/// The tenant's jobs, a page at a time.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Listed<ObjectView>>, ApiError> {
+    objects::list(&state, &caller, &tenant, Kind::Job, query).await
+}
+
+/// One job.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    objects::get(&state, &caller, &tenant, Kind::Job, &id).await
+}
+
+/// `GET …/jobs/{id}/events`: the job's events from its first (numbered from 1; with
+/// `Last-Event-ID` those after it), each named as the module's table says, then `end`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, id)): Path<(String, String)>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let after = sse::resume_after(&headers, query.after()).unwrap_or(0);
+    let stream = state.platform().job_events(&scope, &tenant, &id).await?;
+    let events = stream
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .filter(move |(n, _)| std::future::ready(*n > after))
+        .map(|(n, e)| {
+            let (name, data) = job_event(&e);
+            event(name, Some(n), &data)
+        });
+    Ok(sse::stream(&state, events))
+}
+
+/// A job event's SSE name and data: `queued` `{position}`, `started`, `stdout`/`stderr`
+/// `{text}` (invalid UTF-8 replaced), `exited` `{code, wall_ms}`, `timed_out`,
+/// `output_limit_exceeded`, `killed` `{reason}`, `failed` `{reason}`.
+fn job_event(e: &JobEvent) -> (&'static str, Value) {
+    match e {
+        JobEvent::Queued { position } => ("queued", json!({"position": position})),
+        JobEvent::Started => ("started", json!({})),
+        JobEvent::Stdout(b) => ("stdout", json!({"text": String::from_utf8_lossy(b)})),
+        JobEvent::Stderr(b) => ("stderr", json!({"text": String::from_utf8_lossy(b)})),
+        JobEvent::Exited { code, wall_ms } => ("exited", json!({"code": code, "wall_ms": wall_ms})),
+        JobEvent::TimedOut => ("timed_out", json!({})),
+        JobEvent::OutputLimitExceeded => ("output_limit_exceeded", json!({})),
+        JobEvent::Killed { reason } => ("killed", json!({"reason": reason})),
+        JobEvent::Failed { error } => ("failed", json!({"reason": error})),
+        other => ("event", json!({"debug": format!("{other:?}")})),
+    }
+}

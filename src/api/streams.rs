@@ -1,0 +1,105 @@
+//! The API's streams: the tenant's platform events, an instance's logs, and (in `jobs`) a
+//! job's events.
+
+use axum::{extract::State, http::HeaderMap, response::Response};
+use futures::StreamExt as _;
+use kws_accounts::TokenScope;
+use kws_runtime::{LogOptions, LogSource};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    extract::{Path, Query, tenant_id},
+    sse::{self, event},
+};
+use crate::{
+    http::{ApiError, AppState, Caller},
+    platform::{Role, Scope, StreamGap},
+};
+
+/// `?after=N`: resume after event `N` (`Last-Event-ID` wins).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+impl EventsQuery {
+    /// `?after=`.
+    pub(crate) fn after(&self) -> Option<u64> {
+        self.after
+    }
+}
+
+/// `GET /api/v1/tenants/{tenant}/events`: the tenant's platform events, each named by its
+/// `type` and numbered by its `seq` (the `id:`); with `Last-Event-ID` (or `?after=`) the
+/// kept events after it first. Events lost to the stream (beyond the replay window) are
+/// one `gap` event. Only this tenant's events, whoever asks.
+pub(crate) async fn tenant_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    caller.scope_in(&tenant, TokenScope::Read)?;
+    let platform = state.platform();
+    platform.store().get_tenant(&Scope::Operator, &tenant).await?;
+    // The subscription sees this tenant only, even for an operator.
+    let scope = Scope::tenant(tenant, Role::Viewer);
+    let after = sse::resume_after(&headers, query.after());
+    let events = platform.events().subscribe(scope, after).map(|item| match item {
+        Ok(e) => {
+            let body = serde_json::to_value(&*e).unwrap_or_default();
+            let name = body["type"].as_str().unwrap_or("event").to_owned();
+            event(&name, Some(e.seq), &body)
+        }
+        Err(StreamGap::Missed { after, resumed_at }) => event(
+            "gap",
+            Some(resumed_at.saturating_sub(1)),
+            &json!({"after": after, "resumed_at": resumed_at}),
+        ),
+    });
+    Ok(sse::stream(&state, events))
+}
+
+/// `?follow=true&tail=100`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    tail: Option<u32>,
+}
+
+/// `GET /api/v1/tenants/{tenant}/instances/{name}/logs`: the instance's output as `log`
+/// events (`{"stream":"stdout"|"stderr","line":…}`, numbered from 1), then `end`.
+pub(crate) async fn instance_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let options = LogOptions { follow: query.follow, tail: query.tail };
+    let lines = state.platform().instance_logs(&scope, &tenant, &name, options).await?;
+    let mut n = 0u64;
+    let events = lines.map(move |line| {
+        n += 1;
+        match line {
+            Ok(line) => {
+                let stream = match line.source {
+                    LogSource::Stdout => "stdout",
+                    LogSource::Stderr => "stderr",
+                };
+                event("log", Some(n), &json!({"stream": stream, "line": line.text}))
+            }
+            Err(e) => event("error", Some(n), &json!({"message": e.to_string()})),
+        }
+    });
+    Ok(sse::stream(&state, events))
+}
