@@ -14,6 +14,7 @@
 //! | `db` | kws-db | managed PostgreSQL databases with scoped roles |
 //! | `platform` | (here) | the crates composed into user flows, with a store of record |
 //! | `http`, `api`, `daemon` | (here, feature `server`) | `kwsd`: serving, the REST API, the daemon |
+//! | `cli` | (here, feature `cli`) | `kws`, the command-line client of the API |
 
 pub use kws_core as core;
 #[cfg(feature = "db")]
@@ -32,6 +33,8 @@ pub use kws_runtime as runtime;
 pub use kws_wg as wg;
 #[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "server")]
 pub mod daemon;
 #[cfg(feature = "server")]

@@ -21,6 +21,7 @@ use crate::{
     },
 };
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/instances", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), super::objects::PageQuery), responses((status = 200, description = "A page", body = super::views::Listed<super::views::ObjectView>), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// The tenant's instances, a page at a time.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -31,6 +32,7 @@ pub(crate) async fn list(
     objects::list(&state, &caller, &tenant, Kind::Instance, query).await
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/instances/{name}", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The object", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// One instance.
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -40,6 +42,7 @@ pub(crate) async fn get(
     objects::get(&state, &caller, &tenant, Kind::Instance, &name).await
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<String>, Header, description = "The same key and body answer the same result")), request_body = crate::platform::LaunchInstance, responses((status = 201, description = "Made", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Launches an instance: 201 once it runs (or the launch was compensated: then the error).
 /// The same `Idempotency-Key` and body answer the same instance; another body 422.
 pub(crate) async fn create(
@@ -55,6 +58,7 @@ pub(crate) async fn create(
     Ok(with_etag(StatusCode::CREATED, ObjectView::of(&made)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/instances/{name}", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Removes an instance and its network (its workspace as the platform's policy says): 204.
 pub(crate) async fn remove(
     State(state): State<AppState>,
@@ -67,39 +71,87 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST …/instances/{name}/{action}`: `start`, `stop`, `restart`, or `redeploy` (body:
-/// optional `image` and `env`). 200 with the instance; an unknown action is 404.
-pub(crate) async fn act(
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/start", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+/// Starts a stopped instance: 200 with it.
+pub(crate) async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path((tenant, name, action)): Path<(String, String, String)>,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    act(&state, &caller, &tenant, &name, Action::Start).await
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/stop", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+/// Stops a running instance (its workspace stays): 200 with it.
+pub(crate) async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    act(&state, &caller, &tenant, &name, Action::Stop).await
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/restart", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+/// Restarts an instance: 200 with it.
+pub(crate) async fn restart(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    act(&state, &caller, &tenant, &name, Action::Restart).await
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/redeploy", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), request_body = Option<crate::platform::Redeploy>, responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+/// Recreates an instance from its (or a new) image and environment, keeping its identity,
+/// workspace and address: 200 with it. The body (`image`, `env`) is optional.
+pub(crate) async fn redeploy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
+    let change: Redeploy = if body.is_empty() {
+        Redeploy::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedBody, e.to_string())
+        })?
+    };
+    act(&state, &caller, &tenant, &name, Action::Redeploy(change)).await
+}
+
+enum Action {
+    Start,
+    Stop,
+    Restart,
+    Redeploy(Redeploy),
+}
+
+async fn act(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+    name: &str,
+    action: Action,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(tenant)?;
     let scope = caller.scope_in(&tenant, TokenScope::Write)?;
     let platform = state.platform();
-    let done = match action.as_str() {
-        "start" => platform.start_instance(&scope, &tenant, &name).await?,
-        "stop" => platform.stop_instance(&scope, &tenant, &name).await?,
-        "restart" => platform.restart_instance(&scope, &tenant, &name).await?,
-        "redeploy" => {
-            let change: Redeploy = if body.is_empty() {
-                Redeploy::default()
-            } else {
-                serde_json::from_slice(&body).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedBody, e.to_string())
-                })?
-            };
-            platform.redeploy_instance(&scope, &tenant, &name, change).await?
+    let done = match action {
+        Action::Start => platform.start_instance(&scope, &tenant, name).await?,
+        Action::Stop => platform.stop_instance(&scope, &tenant, name).await?,
+        Action::Restart => platform.restart_instance(&scope, &tenant, name).await?,
+        Action::Redeploy(change) => {
+            platform.redeploy_instance(&scope, &tenant, name, change).await?
         }
-        other => return Err(ApiError::not_found(format!("action {other:?}"))),
     };
     Ok(with_etag(StatusCode::OK, ObjectView::of(&done)))
 }
 
 /// `?state=running&timeout=30`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WaitQuery {
     state: RunState,
     /// Seconds, 1 to the server's bound (60 by default); 30 when absent.
@@ -107,6 +159,7 @@ pub(crate) struct WaitQuery {
     timeout: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/instances/{name}/wait", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), WaitQuery), responses((status = 200, description = "The object", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Long-polls until the instance is observed in `state`: 200 with it, 408 `timeout` when the
 /// timeout comes first, 503 `busy` when the server shuts down meanwhile.
 pub(crate) async fn wait(

@@ -23,6 +23,7 @@ use crate::{
     platform::{SubmitJob, store::Kind},
 };
 
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/jobs", tag = "jobs", params(("tenant" = String, Path, description = "The tenant's id")), request_body = crate::platform::SubmitJob, responses((status = 202, description = "Accepted", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Submits code: 202 with the job (its `name` is its id) at once; its events stream from
 /// `…/jobs/{id}/events`. 429 with `Retry-After` when the tenant's rate is spent, 503 `busy`
 /// when the language's queue is full, 503 `unavailable` without an execution engine.
@@ -39,6 +40,7 @@ pub(crate) async fn submit(
     Ok((StatusCode::ACCEPTED, Json(ObjectView::of(&job))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/jobs", tag = "jobs", params(("tenant" = String, Path, description = "The tenant's id"), super::objects::PageQuery), responses((status = 200, description = "A page", body = super::views::Listed<super::views::ObjectView>), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// The tenant's jobs, a page at a time.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -49,6 +51,7 @@ pub(crate) async fn list(
     objects::list(&state, &caller, &tenant, Kind::Job, query).await
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/jobs/{id}", tag = "jobs", params(("tenant" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The job's id")), responses((status = 200, description = "The object", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// One job.
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -58,6 +61,7 @@ pub(crate) async fn get(
     objects::get(&state, &caller, &tenant, Kind::Job, &id).await
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/jobs/{id}/events", tag = "jobs", params(("tenant" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The job's id"), super::streams::EventsQuery), responses((status = 200, description = "A stream of Server-Sent Events", content_type = "text/event-stream", body = String), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// `GET …/jobs/{id}/events`: the job's events from its first (numbered from 1; with
 /// `Last-Event-ID` those after it), each named as the module's table says, then `end`.
 pub(crate) async fn events(

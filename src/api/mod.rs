@@ -20,67 +20,101 @@ mod tenants;
 mod tokens;
 mod views;
 
+use std::sync::Arc;
+
 use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::{StatusCode, Uri},
     middleware,
-    routing::{get, post, put},
+    routing::get,
 };
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::http::{ApiError, AppState, ErrorCode, assign_request_id, guard_cross_origin};
 
+/// The OpenAPI document's frame; the paths come from the handlers' annotations as they are
+/// routed (`utoipa_axum::routes!`), so a route cannot be served without being documented.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kws API", description = "The REST API of kwsd: tenants, instances, apps, VPN devices, databases, jobs, operations, users and tokens."),
+    components(schemas(crate::http::ErrorBody, crate::http::ErrorCode)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// Declares the two ways to authenticate: a bearer token, or the session cookie.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        components.add_security_scheme("token", SecurityScheme::Http(bearer));
+        let cookie = ApiKey::Cookie(ApiKeyValue::new("__Host-kws_session"));
+        components.add_security_scheme("session", SecurityScheme::ApiKey(cookie));
+    }
+}
+
+/// Every route with its handlers, and the OpenAPI document they make.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(session::login))
+        .routes(routes!(session::logout))
+        .routes(routes!(session::me))
+        .routes(routes!(tenants::create_user))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::get, tenants::delete))
+        .routes(routes!(tenants::members))
+        .routes(routes!(tenants::put_member, tenants::remove_member))
+        .routes(routes!(instances::list, instances::create))
+        .routes(routes!(instances::get, instances::remove))
+        .routes(routes!(instances::start))
+        .routes(routes!(instances::stop))
+        .routes(routes!(instances::restart))
+        .routes(routes!(instances::redeploy))
+        .routes(routes!(instances::wait))
+        .routes(routes!(streams::instance_logs))
+        .routes(routes!(streams::tenant_events))
+        .routes(routes!(jobs::list, jobs::submit))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::events))
+        .routes(routes!(resources::list_devices, resources::add_device))
+        .routes(routes!(resources::get_device, resources::revoke_device))
+        .routes(routes!(resources::list_apps, resources::publish_app))
+        .routes(routes!(resources::get_app, resources::unpublish_app))
+        .routes(routes!(resources::list_databases, resources::create_database))
+        .routes(routes!(resources::get_database, resources::drop_database))
+        .routes(routes!(resources::rotate_database_password))
+        .routes(routes!(resources::get_operation))
+        .split_for_parts()
+}
+
+/// The API's OpenAPI 3.1 document, as `GET /api/v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
 /// The API's router over `state`, with its middleware: request ids, the cross-origin guard
-/// and the body limit.
+/// and the body limit. `GET /api/v1/openapi.json` serves the document, to anyone.
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings().max_body;
-    let t = "/api/v1/tenants/{tenant}";
-    let api = Router::new()
-        .route("/api/v1/sessions", post(session::login))
-        .route("/api/v1/sessions/current", axum::routing::delete(session::logout))
-        .route("/api/v1/me", get(session::me))
-        .route("/api/v1/users", post(tenants::create_user))
-        .route("/api/v1/users/me/tokens", get(tokens::list).post(tokens::create))
-        .route("/api/v1/users/me/tokens/{id}", axum::routing::delete(tokens::revoke))
-        .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
-        .route(t, get(tenants::get).delete(tenants::delete))
-        .route(&format!("{t}/members"), get(tenants::members))
+    let (api, doc) = routes();
+    let doc = Arc::new(doc);
+    let api = api
         .route(
-            &format!("{t}/members/{{user}}"),
-            put(tenants::put_member).delete(tenants::remove_member),
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
         )
-        .route(&format!("{t}/instances"), get(instances::list).post(instances::create))
-        .route(&format!("{t}/instances/{{name}}"), get(instances::get).delete(instances::remove))
-        .route(&format!("{t}/instances/{{name}}/{{action}}"), post(instances::act))
-        .route(&format!("{t}/instances/{{name}}/wait"), get(instances::wait))
-        .route(&format!("{t}/instances/{{name}}/logs"), get(streams::instance_logs))
-        .route(&format!("{t}/events"), get(streams::tenant_events))
-        .route(&format!("{t}/jobs"), get(jobs::list).post(jobs::submit))
-        .route(&format!("{t}/jobs/{{id}}"), get(jobs::get))
-        .route(&format!("{t}/jobs/{{id}}/events"), get(jobs::events))
-        .route(&format!("{t}/devices"), get(resources::list_devices).post(resources::add_device))
-        .route(
-            &format!("{t}/devices/{{name}}"),
-            get(resources::get_device).delete(resources::revoke_device),
-        )
-        .route(&format!("{t}/apps"), get(resources::list_apps).post(resources::publish_app))
-        .route(
-            &format!("{t}/apps/{{name}}"),
-            get(resources::get_app).delete(resources::unpublish_app),
-        )
-        .route(
-            &format!("{t}/databases"),
-            get(resources::list_databases).post(resources::create_database),
-        )
-        .route(
-            &format!("{t}/databases/{{name}}"),
-            get(resources::get_database).delete(resources::drop_database),
-        )
-        .route(
-            &format!("{t}/databases/{{name}}/rotate-password"),
-            post(resources::rotate_database_password),
-        )
-        .route(&format!("{t}/operations/{{id}}"), get(resources::get_operation))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     api.layer(middleware::from_fn_with_state(state.clone(), guard_cross_origin))

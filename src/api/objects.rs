@@ -15,8 +15,9 @@ use crate::{
 
 /// `?limit=&after=`: at most `limit` objects (1 to 1,000, 100 by default) whose names come
 /// after `after`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     #[serde(default)]
     limit: Option<usize>,

@@ -23,7 +23,8 @@ use crate::{
 type Page = Result<Json<Listed<ObjectView>>, ApiError>;
 
 macro_rules! reads {
-    ($list:ident, $get:ident, $kind:expr) => {
+    ($list:ident, $get:ident, $kind:expr, $path:literal, $item:literal, $tag:literal) => {
+        #[utoipa::path(get, path = $path, tag = $tag, params(("tenant" = String, Path, description = "The tenant's id"), super::objects::PageQuery), responses((status = 200, description = "A page", body = Listed<ObjectView>), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
         /// A page of the tenant's objects of this kind.
         pub(crate) async fn $list(
             State(state): State<AppState>,
@@ -34,6 +35,7 @@ macro_rules! reads {
             objects::list(&state, &caller, &tenant, $kind, query).await
         }
 
+        #[utoipa::path(get, path = $item, tag = $tag, params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The object", body = ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
         /// One object of this kind, with its version as `ETag`.
         pub(crate) async fn $get(
             State(state): State<AppState>,
@@ -45,10 +47,32 @@ macro_rules! reads {
     };
 }
 
-reads!(list_devices, get_device, Kind::Device);
-reads!(list_apps, get_app, Kind::App);
-reads!(list_databases, get_database, Kind::Database);
+reads!(
+    list_devices,
+    get_device,
+    Kind::Device,
+    "/api/v1/tenants/{tenant}/devices",
+    "/api/v1/tenants/{tenant}/devices/{name}",
+    "devices"
+);
+reads!(
+    list_apps,
+    get_app,
+    Kind::App,
+    "/api/v1/tenants/{tenant}/apps",
+    "/api/v1/tenants/{tenant}/apps/{name}",
+    "apps"
+);
+reads!(
+    list_databases,
+    get_database,
+    Kind::Database,
+    "/api/v1/tenants/{tenant}/databases",
+    "/api/v1/tenants/{tenant}/databases/{name}",
+    "databases"
+);
 
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/devices", tag = "devices", params(("tenant" = String, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<String>, Header, description = "The same key and body answer the same result")), request_body = crate::platform::AddDevice, responses((status = 201, description = "The device and its config, shown once", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Adds a VPN device: 201 with the device and its wg-quick `config` (with the private key
 /// when kws made the pair: this answer is the only copy).
 pub(crate) async fn add_device(
@@ -69,6 +93,7 @@ pub(crate) async fn add_device(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/devices/{name}", tag = "devices", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Revokes a device (its peer leaves the interface and the firewall): 204.
 pub(crate) async fn revoke_device(
     State(state): State<AppState>,
@@ -81,6 +106,7 @@ pub(crate) async fn revoke_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/apps", tag = "apps", params(("tenant" = String, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<String>, Header, description = "The same key and body answer the same result")), request_body = crate::platform::PublishApp, responses((status = 201, description = "Made", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Publishes a port of an instance at `<name>.<domain>`: 201.
 pub(crate) async fn publish_app(
     State(state): State<AppState>,
@@ -95,6 +121,7 @@ pub(crate) async fn publish_app(
     Ok((StatusCode::CREATED, Json(ObjectView::of(&app))).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/apps/{name}", tag = "apps", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Unpublishes an app: 204.
 pub(crate) async fn unpublish_app(
     State(state): State<AppState>,
@@ -107,7 +134,7 @@ pub(crate) async fn unpublish_app(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewDatabase {
     name: String,
@@ -127,6 +154,7 @@ fn database_body(made: &DatabaseCreated) -> serde_json::Value {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/databases", tag = "databases", params(("tenant" = String, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<String>, Header, description = "The same key and body answer the same result")), request_body = NewDatabase, responses((status = 201, description = "The database and its credentials, shown once", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Creates a database with its own login role: 201 with the only copy of the password.
 pub(crate) async fn create_database(
     State(state): State<AppState>,
@@ -141,6 +169,7 @@ pub(crate) async fn create_database(
     Ok((StatusCode::CREATED, Json(database_body(&made))).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/databases/{name}/rotate-password", tag = "databases", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The new credentials", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// A new password for the database's role: 200 with it (the old one stops working).
 pub(crate) async fn rotate_database_password(
     State(state): State<AppState>,
@@ -153,6 +182,7 @@ pub(crate) async fn rotate_database_password(
     Ok(Json(database_body(&made)).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/databases/{name}", tag = "databases", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Drops a database and its role: 204.
 pub(crate) async fn drop_database(
     State(state): State<AppState>,
@@ -165,6 +195,7 @@ pub(crate) async fn drop_database(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/operations/{id}", tag = "operations", params(("tenant" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The operation's id")), responses((status = 200, description = "The operation and its steps", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// One operation of the tenant: its state and steps. Another tenant's is 404.
 pub(crate) async fn get_operation(
     State(state): State<AppState>,

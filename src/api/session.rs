@@ -13,7 +13,7 @@ use super::extract::Body;
 use crate::http::{ApiError, AppState, Caller, ClientAddr, SessionCookie};
 
 /// `POST /api/v1/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Login {
     user: String,
@@ -27,6 +27,7 @@ struct Session {
     expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = Login, responses((status = 201, description = "Signed in; the session cookie is set", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Signs in: 201 with a fresh session cookie (a login never reuses a session), 401 for any
 /// wrong part, 429 with `Retry-After` once the account or the address has failed too often.
 pub(crate) async fn login(
@@ -44,6 +45,7 @@ pub(crate) async fn login(
     Ok(response)
 }
 
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions", responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Signs out: ends the session of the cookie sent and clears the cookie; 204 even when the
 /// session had ended.
 pub(crate) async fn logout(
@@ -74,6 +76,7 @@ struct Membership {
     role: &'static str,
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "sessions", responses((status = 200, description = "Who the caller is", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Who the caller is: user, operator or not, how it signed in, its tenants and roles.
 pub(crate) async fn me(caller: Caller) -> Json<serde_json::Value> {
     let (via, scopes) = match &caller.via {

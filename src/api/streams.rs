@@ -18,8 +18,9 @@ use crate::{
 };
 
 /// `?after=N`: resume after event `N` (`Last-Event-ID` wins).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     #[serde(default)]
     after: Option<u64>,
@@ -32,6 +33,7 @@ impl EventsQuery {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/events", tag = "events", params(("tenant" = String, Path, description = "The tenant's id"), EventsQuery), responses((status = 200, description = "A stream of Server-Sent Events", content_type = "text/event-stream", body = String), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// `GET /api/v1/tenants/{tenant}/events`: the tenant's platform events, each named by its
 /// `type` and numbered by its `seq` (the `id:`); with `Last-Event-ID` (or `?after=`) the
 /// kept events after it first. Events lost to the stream (beyond the replay window) are
@@ -66,8 +68,9 @@ pub(crate) async fn tenant_events(
 }
 
 /// `?follow=true&tail=100`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LogsQuery {
     #[serde(default)]
     follow: bool,
@@ -75,6 +78,7 @@ pub(crate) struct LogsQuery {
     tail: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/instances/{name}/logs", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), LogsQuery), responses((status = 200, description = "A stream of Server-Sent Events", content_type = "text/event-stream", body = String), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// `GET /api/v1/tenants/{tenant}/instances/{name}/logs`: the instance's output as `log`
 /// events (`{"stream":"stdout"|"stderr","line":…}`, numbered from 1), then `end`.
 pub(crate) async fn instance_logs(

@@ -14,6 +14,7 @@ use crate::{
     platform::{Role, Scope, store::Quotas},
 };
 
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", responses((status = 200, description = "The tenants the caller sees", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// The tenants the caller sees: every one for an operator, its own for a member.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -39,15 +40,17 @@ pub(crate) async fn list(
     Ok(Json(Listed { items, next: None }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTenant {
     id: String,
     display_name: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     quotas: Option<Quotas>,
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = NewTenant, responses((status = 201, description = "Made", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Makes a tenant (operator only): 201.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -62,6 +65,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(made)))
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant's id")), responses((status = 200, description = "The tenant and what it uses", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// One tenant, with what it uses.
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -78,6 +82,7 @@ pub(crate) async fn get(
     Ok(Json(body))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant's id")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Deletes a tenant and everything it owns (operator only): 204.
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -90,6 +95,7 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/members", tag = "tenants", params(("tenant" = String, Path, description = "The tenant's id")), responses((status = 200, description = "The members", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// The tenant's members.
 pub(crate) async fn members(
     State(state): State<AppState>,
@@ -103,12 +109,13 @@ pub(crate) async fn members(
     Ok(Json(Listed { items, next: None }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutMember {
     role: String,
 }
 
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/members/{user}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant's id"), ("user" = String, Path, description = "The user's login name")), request_body = PutMember, responses((status = 200, description = "The membership", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Gives `user` a role in the tenant (tenant admins): 200 with the membership.
 pub(crate) async fn put_member(
     State(state): State<AppState>,
@@ -123,6 +130,7 @@ pub(crate) async fn put_member(
     Ok(Json(member))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/members/{user}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant's id"), ("user" = String, Path, description = "The user's login name")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Removes `user` from the tenant (tenant admins): 204.
 pub(crate) async fn remove_member(
     State(state): State<AppState>,
@@ -135,7 +143,7 @@ pub(crate) async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewUser {
     name: String,
@@ -147,6 +155,7 @@ pub(crate) struct NewUser {
     password: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "Made", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Makes a user (operator only): 201. A refused password leaves no user behind.
 pub(crate) async fn create_user(
     State(state): State<AppState>,

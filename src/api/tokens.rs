@@ -14,7 +14,7 @@ use super::{
 };
 use crate::http::{ApiError, AppState, Caller};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewToken {
     name: String,
@@ -56,6 +56,7 @@ struct Created {
     token: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/users/me/tokens", tag = "tokens", request_body = NewToken, responses((status = 201, description = "The token, shown once", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Makes a token for the caller (a session, or a token with `write`); the answer is the only
 /// place the token appears.
 pub(crate) async fn create(
@@ -71,6 +72,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/me/tokens", tag = "tokens", responses((status = 200, description = "The caller's tokens, without secrets", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// The caller's tokens (never their secrets).
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -85,6 +87,7 @@ pub(crate) async fn list(
     Ok(Json(Listed { items, next: None }))
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/me/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "The token's id")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Revokes one of the caller's tokens: 204; another user's token is 404.
 pub(crate) async fn revoke(
     State(state): State<AppState>,

@@ -14,7 +14,7 @@ use crate::platform::store::{Meta, Object, ObjectRecord, Resource};
 
 /// A tenant object: its metadata, desired `spec` and observed `status` (`null` when nobody
 /// could observe it), with the time of the observation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ObjectView {
     id: Uuid,
     kind: &'static str,
@@ -24,7 +24,9 @@ pub(crate) struct ObjectView {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     deleting: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
     spec: Value,
+    #[schema(value_type = Object)]
     status: Value,
     observed_at: Option<DateTime<Utc>>,
 }
@@ -69,7 +71,7 @@ impl ObjectView {
 }
 
 /// A page of a list: the items, and the cursor of the next page (`null` on the last).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Listed<T> {
     pub(crate) items: Vec<T>,
     pub(crate) next: Option<String>,

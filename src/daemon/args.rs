@@ -24,6 +24,10 @@ pub enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "KWS_LISTEN")]
         listen: SocketAddr,
+        /// The dashboard is served over TLS (by a front end): the session cookie is
+        /// `__Host-kws_session` with `Secure`.
+        #[arg(long, env = "KWS_SECURE_COOKIES")]
+        secure_cookies: bool,
     },
     /// Applies the store's migrations and exits.
     Migrate,

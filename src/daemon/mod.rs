@@ -48,7 +48,9 @@ fn init_logs() {
 async fn run(args: Args) -> Result<(), String> {
     let config = load(args.config.as_deref())?;
     match args.command {
-        Command::Serve { listen } => serve::run(config, listen).await,
+        Command::Serve { listen, secure_cookies } => {
+            serve::run(config, listen, secure_cookies).await
+        }
         Command::Migrate => {
             let (platform, accounts) = connect(&config).await?;
             drop((platform, accounts));

@@ -57,10 +57,15 @@ fn first_admin_name() -> kws_core::DnsLabel {
 
 /// `kwsd serve`: connects, starts, prints the first operator's password once, serves on
 /// `listen` until SIGTERM or Ctrl-C, drains, and returns.
-pub(super) async fn run(config: PlatformConfig, listen: SocketAddr) -> Result<(), String> {
+pub(super) async fn run(
+    config: PlatformConfig,
+    listen: SocketAddr,
+    secure_cookies: bool,
+) -> Result<(), String> {
     let (platform, accounts) = super::connect(&config).await?;
     let background = platform.spawn_background();
-    let daemon = start(platform, accounts, HttpSettings::default()).await?;
+    let settings = HttpSettings { secure_cookies, ..HttpSettings::default() };
+    let daemon = start(platform, accounts, settings).await?;
     let listener =
         TcpListener::bind(listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

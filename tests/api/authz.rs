@@ -11,6 +11,8 @@ use crate::server::{Client, Server};
 /// What a route needs.
 #[derive(Debug, Clone, Copy)]
 enum Need {
+    /// Anyone, signed in or not.
+    Public,
     /// Any signed-in caller.
     Anyone,
     /// The operator; others 403.
@@ -132,11 +134,68 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>, Need, StatusCode)> {
             S::SERVICE_UNAVAILABLE,
         ),
         (Method::GET, t("/api/v1/tenants/acme/operations/{op}"), None, Role(VIEWER), S::OK),
+        (Method::POST, t("/api/v1/tenants/acme/instances/web/start"), None, Role(MEMBER), S::OK),
+        (Method::POST, t("/api/v1/tenants/acme/instances/web/stop"), None, Role(MEMBER), S::OK),
+        (Method::POST, t("/api/v1/tenants/acme/instances/web/redeploy"), None, Role(MEMBER), S::OK),
+        (Method::GET, t("/api/v1/tenants/acme/instances/web/logs"), None, Role(VIEWER), S::OK),
+        (Method::GET, t("/api/v1/tenants/acme/events?after=999999"), None, Role(VIEWER), S::OK),
+        (Method::DELETE, t("/api/v1/users/me/tokens/{token}"), None, Anyone, S::NO_CONTENT),
+        // Signing out needs no credential (it ends the cookie's session, if any).
+        (Method::DELETE, t("/api/v1/sessions/current"), None, Public, S::NO_CONTENT),
+        (
+            Method::POST,
+            t("/api/v1/sessions"),
+            Some(json!({"user": "nobody-{c}", "password": "wrong-password"})),
+            Public,
+            S::UNAUTHORIZED,
+        ),
+        (Method::GET, t("/api/v1/openapi.json"), None, Public, S::OK),
+        (Method::GET, t("/api/v1/tenants/acme/jobs"), None, Role(VIEWER), S::OK),
+        // Embedded parts have no execution engine: an allowed caller learns that.
+        (
+            Method::POST,
+            t("/api/v1/tenants/acme/jobs"),
+            Some(json!({"language": "python3", "source": "print(1)"})),
+            Role(MEMBER),
+            S::SERVICE_UNAVAILABLE,
+        ),
+        (
+            Method::GET,
+            t("/api/v1/tenants/acme/jobs/0190c1f00000700080000000000000aa"),
+            None,
+            Role(VIEWER),
+            S::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            t("/api/v1/tenants/acme/jobs/0190c1f00000700080000000000000aa/events"),
+            None,
+            Role(VIEWER),
+            S::NOT_FOUND,
+        ),
+        (Method::GET, t("/api/v1/tenants/acme/databases/nodb"), None, Role(VIEWER), S::NOT_FOUND),
+        (
+            Method::DELETE,
+            t("/api/v1/tenants/acme/databases/nodb"),
+            None,
+            Role(MEMBER),
+            S::SERVICE_UNAVAILABLE,
+        ),
+        (
+            Method::POST,
+            t("/api/v1/tenants/acme/databases/nodb/rotate-password"),
+            None,
+            Role(MEMBER),
+            S::SERVICE_UNAVAILABLE,
+        ),
     ]
 }
 
 /// The status `caller` (its role in `acme`, `None` for the outsider) should get.
 fn expected(need: Need, caller: &str, ok: StatusCode) -> StatusCode {
+    if matches!(need, Need::Public) {
+        return ok;
+    }
     let role = match caller {
         "anonymous" => return StatusCode::UNAUTHORIZED,
         "operator" => return ok,
@@ -146,7 +205,7 @@ fn expected(need: Need, caller: &str, ok: StatusCode) -> StatusCode {
         _ => None,
     };
     match (need, role) {
-        (Need::Anyone, _) => ok,
+        (Need::Public | Need::Anyone, _) => ok,
         (Need::Operator, _) => StatusCode::FORBIDDEN,
         (Need::OperatorTenant, _) | (Need::Role(_), None) => StatusCode::NOT_FOUND,
         (Need::Role(need), Some(have)) if have >= need => ok,
@@ -201,6 +260,18 @@ async fn every_route_answers_every_caller_as_its_role_allows() {
         let app = json!({"name": format!("ra-{c}"), "instance": "web", "port": 3000});
         op.post("/api/v1/tenants/acme/apps", app).await.expect(StatusCode::CREATED);
     }
+    // A token of each caller's own for the revoke row (anonymous: a stranger's id).
+    let mut spare = std::collections::HashMap::new();
+    for (caller, client) in &callers {
+        let id = if *caller == "anonymous" {
+            uuid::Uuid::now_v7().to_string()
+        } else {
+            let body = json!({"name": "spare", "scopes": ["read"]});
+            let made = client.post("/api/v1/users/me/tokens", body).await;
+            made.expect(StatusCode::CREATED).body["id"].as_str().expect("id").to_owned()
+        };
+        spare.insert(*caller, id);
+    }
     let ops = srv
         .state
         .platform()
@@ -213,11 +284,27 @@ async fn every_route_answers_every_caller_as_its_role_allows() {
     let mut checked = 0;
     for (method, path, body, need, ok) in routes() {
         for (caller, client) in &callers {
-            let path = path.replace("{c}", caller).replace("{op}", &op_id);
+            let path = path
+                .replace("{c}", caller)
+                .replace("{op}", &op_id)
+                .replace("{token}", &spare[caller]);
             let body = body.as_ref().map(|b| {
                 serde_json::from_str(&b.to_string().replace("{c}", caller)).expect("json")
             });
-            let got = client.send(method.clone(), &path, body).await;
+            // A stream's status comes with its headers; its body never ends.
+            let stream =
+                method == Method::GET && path.contains("/events") && !path.contains("/jobs/");
+            let got = if stream {
+                let r = client.request(method.clone(), &path).send().await.expect("send");
+                if r.status() == StatusCode::OK {
+                    let (status, headers) = (r.status(), r.headers().clone());
+                    crate::server::Answer { status, headers, body: json!(null) }
+                } else {
+                    crate::server::answer(r).await
+                }
+            } else {
+                client.send(method.clone(), &path, body).await
+            };
             let want = expected(need, caller, ok);
             checked += 1;
             if got.status != want {
@@ -232,6 +319,7 @@ async fn every_route_answers_every_caller_as_its_role_allows() {
         }
     }
     assert!(wrong.is_empty(), "{} of {checked} answers wrong:\n{}", wrong.len(), wrong.join("\n"));
+    every_documented_route_has_a_row(&srv).await;
     // Nothing the callers without the right made or removed anything.
     for c in ["anonymous", "viewer", "outsider"] {
         op.get(&format!("/api/v1/tenants/acme/instances/i-{c}"))
@@ -243,4 +331,39 @@ async fn every_route_answers_every_caller_as_its_role_allows() {
     }
     let others = op.get("/api/v1/tenants/other/instances").await.expect(StatusCode::OK);
     assert_eq!(others.body["items"], json!([]), "the outsider's tenant got nothing");
+}
+
+/// The rows cover the OpenAPI document exactly: a route added without a row fails here, and
+/// so does a row for a route the document does not have.
+async fn every_documented_route_has_a_row(srv: &Server) {
+    let doc = srv.anonymous().get("/api/v1/openapi.json").await.expect(StatusCode::OK).body;
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let matches = |template: &str, path: &str| {
+        let path = path.split('?').next().unwrap_or(path);
+        let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+    };
+    let mut covered = std::collections::BTreeSet::new();
+    for (method, path, ..) in routes() {
+        if path == "/api/v1/openapi.json" {
+            continue;
+        }
+        // The most specific template: the one with the fewest parameters.
+        let found = documented
+            .iter()
+            .filter(|(m, t)| *m == method.as_str() && matches(t, path))
+            .min_by_key(|(_, t)| t.matches('{').count());
+        let found =
+            found.unwrap_or_else(|| panic!("{method} {path} is not in the OpenAPI document"));
+        covered.insert(found.clone());
+    }
+    let missing: Vec<_> = documented.difference(&covered).collect();
+    assert!(missing.is_empty(), "documented routes without a row in the matrix: {missing:?}");
 }

@@ -6,8 +6,10 @@
 //! fails under `KWS_TEST_REQUIRE=1`.
 
 mod authz;
+mod crash;
 mod flows;
 mod input;
+mod openapi;
 mod server;
 mod sessions;
 mod sse;

@@ -19,6 +19,7 @@ pub(crate) const UNPUBLISH: &str = "unpublish_app";
 
 /// An app to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct PublishApp {
     /// Its name: a DNS label, unique over the platform (it is served at `<name>.<domain>`).
     pub name: String,

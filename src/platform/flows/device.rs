@@ -21,6 +21,7 @@ pub(crate) const REVOKE: &str = "revoke_device";
 
 /// A device to add.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AddDevice {
     /// Its name, unique in the tenant.
     pub name: String,

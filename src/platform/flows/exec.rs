@@ -73,6 +73,7 @@ impl CodeRunner for kws_exec::ExecEngine {
 
 /// Code to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SubmitJob {
     /// The language (`python3`, `sh`, ...).
     pub language: String,

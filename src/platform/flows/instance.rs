@@ -24,6 +24,7 @@ pub(crate) const REMOVE: &str = "remove_instance";
 
 /// An instance to launch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct LaunchInstance {
     /// Its name: a DNS label, unique over the platform (its IDE is at `<name>.<domain>`).
     pub name: String,
@@ -61,6 +62,7 @@ impl LaunchInstance {
 
 /// What a redeploy changes; identity, workspace and address stay.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Redeploy {
     /// A new image.
     pub image: Option<String>,

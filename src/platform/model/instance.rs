@@ -56,6 +56,7 @@ impl Resource for InstanceSpec {
 /// An instance's life state as observed (the engine's states, plus `missing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub enum RunState {
     /// Made, not started.
     Created,

@@ -1,0 +1,209 @@
+//! `kill -9` of `kwsd` during instance launches, then a restart: every launch's operation is
+//! completed or compensated, and the API shows the truth, which the Docker engine confirms
+//! (an instance the API shows runs in a container; one it does not show has none).
+//!
+//! Needs the test services (PostgreSQL and the test Docker engine with the local image
+//! `kws-test/busybox:1`, built by scripts/images); skips loudly without them and fails under
+//! `KWS_TEST_REQUIRE=1`.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bollard::query_parameters::ListContainersOptions;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::server::{Auth, Client};
+
+const IMAGE: &str = "kws-test/busybox:1";
+
+/// A `kwsd` process.
+struct Kwsd {
+    child: Child,
+    base: String,
+    password: Option<String>,
+}
+
+impl Kwsd {
+    /// Starts `kwsd serve` on `config`, on a free loopback port, and waits until it serves.
+    fn start(config: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kwsd"))
+            .args(["--config", config.to_str().expect("path"), "serve", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("kwsd");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut password = None;
+        for line in stdout.lines() {
+            let line = line.expect("line");
+            if let Some((_, pw)) = line.split_once("(shown once): ") {
+                password = Some(pw.trim().to_owned());
+            }
+            if line.starts_with("kwsd: serving") {
+                break;
+            }
+        }
+        Self { child, base: format!("http://127.0.0.1:{port}"), password }
+    }
+
+    fn kill9(mut self) {
+        // `Child::kill` is SIGKILL on Unix: no handler runs, nothing drains.
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Kwsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(db_url: &str, docker_host: &str) -> String {
+    let _ = docker_host;
+    format!(
+        r#"[platform]
+domain = "kws.test"
+tls = false
+
+[store]
+backend = "postgres"
+url = "{db_url}"
+
+[ipam]
+backend = "postgres"
+
+[vpn]
+interface = "wgcrash0"
+device = "memory"
+peers = "postgres"
+subnet = "10.77.0.0/24"
+endpoint = "vpn.kws.test:51820"
+
+[hostnet]
+backend = "plan"
+
+[runtime]
+backend = "docker"
+ide_image = "{IMAGE}"
+ide_port = 8080
+owner_range = "10.214.0.0/16"
+stop_timeout = "1s"
+instance_memory = "64MiB"
+
+[proxy]
+backend = "memory"
+
+[operations]
+lease = "2s"
+"#
+    )
+}
+
+/// The names of the containers of `tenant` the engine has, with whether they run.
+async fn containers(docker: &bollard::Docker, tenant: &str) -> HashMap<String, bool> {
+    let filters = HashMap::from([("label".to_owned(), vec![format!("kws.owner={tenant}")])]);
+    let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    let list = docker.list_containers(Some(options)).await.expect("list");
+    list.into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let name = labels.get("kws.instance")?.clone();
+            Some((name, c.state.map(|s| s.to_string()).as_deref() == Some("running")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_launches_then_a_restart_shows_the_truth() {
+    let Some(db) = kws_testenv::postgres().await else { return };
+    let Some(docker) = kws_testenv::docker().await else { return };
+    if docker.inspect_image(IMAGE).await.is_err() {
+        kws_testenv::unavailable::<()>("the image kws-test/busybox:1", "run scripts/images");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let config_path = dir.path().join("kws.toml");
+    std::fs::write(&config_path, config(db.url(), "")).expect("config");
+    let first = Kwsd::start(&config_path);
+    let password = first.password.clone().expect("a first operator on a fresh store");
+    let anonymous = Client::new(&first.base, Auth::Anonymous);
+    let cookie = anonymous.login("admin", &password).await;
+    let token = Client::new(&first.base, Auth::Cookie(cookie))
+        .make_token("crash", &["read", "write"])
+        .await;
+    let client = |base: &str| Client::new(base, Auth::Token(token.clone()));
+    let tenant = format!("crash{}", std::process::id());
+    let body = json!({"id": tenant, "display_name": "crash", "quotas": {}});
+    client(&first.base).post("/api/v1/tenants", body).await.expect(StatusCode::CREATED);
+    let mut kwsd = first;
+    let rounds = 4usize;
+    for round in 0..rounds {
+        let api = client(&kwsd.base);
+        let route = format!("/api/v1/tenants/{tenant}/instances");
+        let body = json!({"name": format!("c{round}")});
+        // The answer is lost with the process; what counts is what the restart shows.
+        let launch =
+            tokio::spawn(
+                async move { api.request(Method::POST, &route).json(&body).send().await.ok() },
+            );
+        // From just after the request to past the end of a launch.
+        tokio::time::sleep(Duration::from_millis([40, 300, 900, 3000][round])).await;
+        kwsd.kill9();
+        let _ = launch.await;
+        kwsd = Kwsd::start(&config_path);
+        assert!(kwsd.password.is_none(), "the operator exists: no new password");
+    }
+    // The restart's reaper finished or undid every launch: wait for no operation in flight.
+    let api = client(&kwsd.base);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let truth = loop {
+        let listed =
+            api.get(&format!("/api/v1/tenants/{tenant}/instances")).await.expect(StatusCode::OK);
+        let shown: HashMap<String, String> = listed.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap_or("").to_owned(),
+                    i["status"]["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let settled = shown.values().all(|s| s == "running");
+        let engine = containers(&docker, &tenant).await;
+        let agrees = shown.keys().all(|n| engine.get(n) == Some(&true))
+            && engine.keys().all(|n| shown.contains_key(n));
+        if settled && agrees {
+            break shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API and the engine disagree after 60 s: API {shown:?}, engine {engine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "after {rounds} kill -9s: {} of {rounds} launches completed ({truth:?}), the others compensated",
+        truth.len()
+    );
+    // Removing the tenant leaves nothing in the engine.
+    api.send(Method::DELETE, &format!("/api/v1/tenants/{tenant}"), None)
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    assert!(containers(&docker, &tenant).await.is_empty(), "no container left");
+}
