@@ -105,3 +105,44 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         }
     }
 }
+
+/// The `If-Match` header: the version (`"N"`, as `ETag` gives it) an update is made against.
+/// `*` or no header is `None`; a malformed value is 400 naming `If-Match`.
+#[derive(Debug)]
+pub(crate) struct IfMatch(pub(crate) Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value.to_str().unwrap_or("").trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let version =
+            text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse().ok());
+        match version {
+            Some(v) => Ok(IfMatch(Some(v))),
+            None => Err(ApiError::invalid(
+                "If-Match",
+                format!("{text:?} is not an ETag of this API (\"<version>\")"),
+            )),
+        }
+    }
+}
+
+/// A `Conflict` of an update made with `If-Match` is 412 `precondition_failed`; any other
+/// error is itself.
+pub(crate) fn precondition(e: crate::platform::Error, if_match: Option<u64>) -> ApiError {
+    if if_match.is_some() && e.kind() == crate::platform::ErrorKind::Conflict {
+        return ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            ErrorCode::PreconditionFailed,
+            e.to_string(),
+        );
+    }
+    e.into()
+}

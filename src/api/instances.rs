@@ -8,7 +8,7 @@ use kws_accounts::TokenScope;
 use serde::Deserialize;
 
 use super::{
-    extract::{Body, IdempotencyKey, Path, Query, tenant_id},
+    extract::{Body, IdempotencyKey, IfMatch, Path, Query, precondition, tenant_id},
     objects::{self, PageQuery},
     views::{ObjectView, with_etag},
 };
@@ -71,80 +71,83 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/start", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/start", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Starts a stopped instance: 200 with it.
 pub(crate) async fn start(
     State(state): State<AppState>,
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
+    IfMatch(version): IfMatch,
 ) -> Result<Response, ApiError> {
-    act(&state, &caller, &tenant, &name, Action::Start).await
+    let change = Redeploy { expected_version: version, ..Redeploy::default() };
+    act(&state, &caller, &tenant, &name, "start", change).await
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/stop", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/stop", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Stops a running instance (its workspace stays): 200 with it.
 pub(crate) async fn stop(
     State(state): State<AppState>,
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
+    IfMatch(version): IfMatch,
 ) -> Result<Response, ApiError> {
-    act(&state, &caller, &tenant, &name, Action::Stop).await
+    let change = Redeploy { expected_version: version, ..Redeploy::default() };
+    act(&state, &caller, &tenant, &name, "stop", change).await
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/restart", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/restart", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Restarts an instance: 200 with it.
 pub(crate) async fn restart(
     State(state): State<AppState>,
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
+    IfMatch(version): IfMatch,
 ) -> Result<Response, ApiError> {
-    act(&state, &caller, &tenant, &name, Action::Restart).await
+    let change = Redeploy { expected_version: version, ..Redeploy::default() };
+    act(&state, &caller, &tenant, &name, "restart", change).await
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/redeploy", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), request_body = Option<crate::platform::Redeploy>, responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/redeploy", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), request_body = Option<crate::platform::Redeploy>, responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Recreates an instance from its (or a new) image and environment, keeping its identity,
 /// workspace and address: 200 with it. The body (`image`, `env`) is optional.
 pub(crate) async fn redeploy(
     State(state): State<AppState>,
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
+    IfMatch(version): IfMatch,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let change: Redeploy = if body.is_empty() {
+    let mut change: Redeploy = if body.is_empty() {
         Redeploy::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedBody, e.to_string())
         })?
     };
-    act(&state, &caller, &tenant, &name, Action::Redeploy(change)).await
+    if change.expected_version.is_some() {
+        return Err(ApiError::invalid("expected_version", "send the version as If-Match"));
+    }
+    change.expected_version = version;
+    act(&state, &caller, &tenant, &name, "redeploy", change).await
 }
 
-enum Action {
-    Start,
-    Stop,
-    Restart,
-    Redeploy(Redeploy),
-}
-
+/// Runs `action` through the Platform; a stale `If-Match` is 412.
 async fn act(
     state: &AppState,
     caller: &Caller,
     tenant: &str,
     name: &str,
-    action: Action,
+    action: &str,
+    change: Redeploy,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(tenant)?;
     let scope = caller.scope_in(&tenant, TokenScope::Write)?;
-    let platform = state.platform();
-    let done = match action {
-        Action::Start => platform.start_instance(&scope, &tenant, name).await?,
-        Action::Stop => platform.stop_instance(&scope, &tenant, name).await?,
-        Action::Restart => platform.restart_instance(&scope, &tenant, name).await?,
-        Action::Redeploy(change) => {
-            platform.redeploy_instance(&scope, &tenant, name, change).await?
-        }
-    };
+    let version = change.expected_version;
+    let done = state
+        .platform()
+        .act_on_instance(&scope, &tenant, name, action, change)
+        .await
+        .map_err(|e| precondition(e, version))?;
     Ok(with_etag(StatusCode::OK, ObjectView::of(&done)))
 }
 

@@ -70,7 +70,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(tenants::list, tenants::create))
-        .routes(routes!(tenants::get, tenants::delete))
+        .routes(routes!(tenants::get, tenants::update, tenants::delete))
         .routes(routes!(tenants::members))
         .routes(routes!(tenants::put_member, tenants::remove_member))
         .routes(routes!(instances::list, instances::create))

@@ -1,12 +1,17 @@
 //! Tenants, their members, and users (the operator's).
 
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use kws_accounts::{Secret, TokenScope};
 use kws_core::OwnerId;
 use serde::Deserialize;
 
 use super::{
-    extract::{Body, Path, tenant_id},
+    extract::{Body, IfMatch, Path, precondition, tenant_id},
     views::Listed,
 };
 use crate::{
@@ -71,15 +76,61 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant = tenant_id(&tenant)?;
     let scope = caller.scope_in(&tenant, TokenScope::Read)?;
     let store = state.platform().store();
     let found = store.get_tenant(&scope, &tenant).await?;
     let usage = store.usage(&scope, &tenant).await?;
+    let etag = format!("\"{}\"", found.version);
     let mut body = serde_json::to_value(found).unwrap_or_default();
     body["usage"] = serde_json::to_value(usage).unwrap_or_default();
-    Ok(Json(body))
+    let mut response = Json(body).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(axum::http::header::ETAG, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantChange {
+    /// The new limits (each `null` is unlimited).
+    #[schema(value_type = Object)]
+    quotas: Quotas,
+}
+
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant's id"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), request_body = TenantChange, responses((status = 200, description = "The tenant", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+/// Sets the tenant's quotas (operator only), conditional on `If-Match` when sent: 200 with
+/// the tenant and its new version as `ETag`.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    IfMatch(version): IfMatch,
+    Body(change): Body<TenantChange>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let platform = state.platform();
+    let expected = match version {
+        Some(v) => v,
+        None => platform.store().get_tenant(&scope, &tenant).await?.version,
+    };
+    let updated = platform
+        .set_quotas(&scope, &tenant, expected, change.quotas)
+        .await
+        .map_err(|e| precondition(e, version))?;
+    Ok(tenant_answer(StatusCode::OK, updated))
+}
+
+fn tenant_answer(status: StatusCode, tenant: crate::platform::store::Tenant) -> Response {
+    let etag = format!("\"{}\"", tenant.version);
+    let mut response = (status, Json(tenant)).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(axum::http::header::ETAG, v);
+    }
+    response
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant's id")), responses((status = 204, description = "Done"), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]

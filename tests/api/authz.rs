@@ -19,6 +19,8 @@ enum Need {
     Operator,
     /// The operator, on a tenant nobody else is a member of; others 404.
     OperatorTenant,
+    /// The operator, on `acme`: its members 403, others 404.
+    OperatorIn,
     /// At least this role in `acme`; a non-member 404, a lower role 403.
     Role(u8),
 }
@@ -151,6 +153,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>, Need, StatusCode)> {
         ),
         (Method::GET, t("/api/v1/openapi.json"), None, Public, S::OK),
         (Method::GET, t("/api/v1/tenants/acme/jobs"), None, Role(VIEWER), S::OK),
+        (Method::PATCH, t("/api/v1/tenants/acme"), Some(json!({"quotas": {}})), OperatorIn, S::OK),
         // Embedded parts have no execution engine: an allowed caller learns that.
         (
             Method::POST,
@@ -206,7 +209,8 @@ fn expected(need: Need, caller: &str, ok: StatusCode) -> StatusCode {
     };
     match (need, role) {
         (Need::Public | Need::Anyone, _) => ok,
-        (Need::Operator, _) => StatusCode::FORBIDDEN,
+        (Need::Operator, _) | (Need::OperatorIn, Some(_)) => StatusCode::FORBIDDEN,
+        (Need::OperatorIn, None) => StatusCode::NOT_FOUND,
         (Need::OperatorTenant, _) | (Need::Role(_), None) => StatusCode::NOT_FOUND,
         (Need::Role(need), Some(have)) if have >= need => ok,
         (Need::Role(_), Some(_)) => StatusCode::FORBIDDEN,

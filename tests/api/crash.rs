@@ -31,6 +31,11 @@ struct Kwsd {
 impl Kwsd {
     /// Starts `kwsd serve` on `config`, on a free loopback port, and waits until it serves.
     fn start(config: &std::path::Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    /// As [`Kwsd::start`], with `env` set for the process.
+    fn start_with(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
             .local_addr()
@@ -40,6 +45,7 @@ impl Kwsd {
             .args(["--config", config.to_str().expect("path"), "serve", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -206,4 +212,34 @@ async fn kill_9_during_launches_then_a_restart_shows_the_truth() {
         .await
         .expect(StatusCode::NO_CONTENT);
     assert!(containers(&docker, &tenant).await.is_empty(), "no container left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_docker_engine_serve_runs_and_instances_answer_503() {
+    let Some(db) = kws_testenv::postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let config_path = dir.path().join("kws.toml");
+    std::fs::write(&config_path, config(db.url(), "")).expect("config");
+    let nowhere = format!("unix://{}/no-docker.sock", dir.path().display());
+    let kwsd = Kwsd::start_with(&config_path, &[("DOCKER_HOST", nowhere.as_str())]);
+    let password = kwsd.password.clone().expect("a first operator");
+    let cookie = Client::new(&kwsd.base, Auth::Anonymous).login("admin", &password).await;
+    let op = Client::new(&kwsd.base, Auth::Cookie(cookie));
+    let body = json!({"id": "nodocker", "display_name": "n", "quotas": {}});
+    op.post("/api/v1/tenants", body).await.expect(StatusCode::CREATED);
+    let a = op.post("/api/v1/tenants/nodocker/instances", json!({"name": "web"})).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{:?}",
+        a.body
+    );
+    let message = a.body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("Docker"), "names what is missing: {message}");
+    assert!(a.headers.contains_key("retry-after"));
+    // The other features work.
+    op.post("/api/v1/tenants/nodocker/devices", json!({"name": "laptop"}))
+        .await
+        .expect(StatusCode::CREATED);
+    op.get("/api/v1/tenants/nodocker/instances").await.expect(StatusCode::OK);
 }

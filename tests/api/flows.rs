@@ -146,3 +146,63 @@ async fn shutdown_answers_open_long_polls_and_drains_within_its_bound() {
         assert!(a.headers.contains_key("retry-after"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_if_match_is_412_and_changes_nothing() {
+    let Some(srv) = Server::start().await else { return };
+    srv.tenant("acme").await;
+    let (_, member) = srv.member("ann", "acme", "member").await;
+    let base = "/api/v1/tenants/acme/instances";
+    let made = member.post(base, json!({"name": "web"})).await.expect(StatusCode::CREATED);
+    let etag = made.headers["etag"].to_str().expect("text").to_owned();
+    let send = |etag: String, body: serde_json::Value| {
+        let member = member.clone();
+        async move {
+            let r = member
+                .request(Method::POST, &format!("{base}/web/redeploy"))
+                .header("if-match", etag)
+                .json(&body);
+            crate::server::answer(r.send().await.expect("send")).await
+        }
+    };
+    let first = send(etag.clone(), json!({"env": {"A": "1"}})).await.expect(StatusCode::OK);
+    let fresh = first.headers["etag"].to_str().expect("text").to_owned();
+    assert_ne!(fresh, etag);
+    // The same ETag again is stale now: 412, and the spec stays as the first change left it.
+    let stale = send(etag.clone(), json!({"env": {"A": "2"}})).await;
+    assert_eq!(
+        (stale.status, stale.code()),
+        (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+        "{:?}",
+        stale.body
+    );
+    let now = member.get(&format!("{base}/web")).await.expect(StatusCode::OK);
+    assert_eq!(now.body["spec"]["env"]["A"], "1");
+    let stop = member
+        .request(Method::POST, &format!("{base}/web/stop"))
+        .header("if-match", etag)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(stop.status(), StatusCode::PRECONDITION_FAILED);
+    let bad = send("7".into(), json!({})).await;
+    assert_eq!(
+        (bad.status, bad.body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("If-Match"))
+    );
+    send(fresh, json!({"env": {"A": "3"}})).await.expect(StatusCode::OK);
+    // A tenant's quotas, the same way.
+    let tenant = srv.operator.get("/api/v1/tenants/acme").await.expect(StatusCode::OK);
+    let etag = tenant.headers["etag"].to_str().expect("text").to_owned();
+    let patch = |etag: &str, n: u64| {
+        srv.operator
+            .request(Method::PATCH, "/api/v1/tenants/acme")
+            .header("if-match", etag)
+            .json(&json!({"quotas": {"instances": n}}))
+            .send()
+    };
+    assert_eq!(patch(&etag, 7).await.expect("send").status(), StatusCode::OK);
+    assert_eq!(patch(&etag, 8).await.expect("send").status(), StatusCode::PRECONDITION_FAILED);
+    let tenant = srv.operator.get("/api/v1/tenants/acme").await.expect(StatusCode::OK);
+    assert_eq!(tenant.body["quotas"]["instances"], 7);
+}

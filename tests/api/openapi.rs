@@ -18,7 +18,7 @@ fn the_document_matches_its_snapshot() {
     let kept = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
     assert!(
         kept == doc,
-        "the OpenAPI document changed: review it, then KWS_UPDATE_SNAPSHOTS=1 cargo test \\
+        "the OpenAPI document changed: review it, then KWS_UPDATE_SNAPSHOTS=1 cargo test \
          --all-features --test api openapi (first differing line: {:?})",
         kept.lines().zip(doc.lines()).find(|(a, b)| a != b)
     );

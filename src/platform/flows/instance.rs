@@ -68,6 +68,11 @@ pub struct Redeploy {
     pub image: Option<String>,
     /// A new environment (replacing the old one).
     pub env: Option<BTreeMap<String, String>>,
+    /// The instance's version this change was made against (`If-Match`): a change of an
+    /// instance that is at another version is `Conflict`, checked when its desired state is
+    /// written (that write is conditional on it). `None`: whatever the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
 }
 
 /// What a launch records for its steps and their undo.
@@ -307,6 +312,32 @@ impl Platform {
         self.instance_action(scope, tenant, name, "redeploy", change).await
     }
 
+    /// Runs `action` (`start`, `stop`, `restart` or `redeploy`, with `change`) on the tenant's
+    /// instance `name`, as the four methods above; `change.expected_version` makes it
+    /// conditional on the instance's version.
+    pub async fn act_on_instance(
+        &self,
+        scope: &Scope,
+        tenant: &OwnerId,
+        name: &str,
+        action: &str,
+        change: Redeploy,
+    ) -> Result<Object<InstanceSpec>, Error> {
+        if !["start", "stop", "restart", "redeploy"].contains(&action) {
+            return Err(Error::invalid(
+                "action",
+                format!("{action:?} is not start, stop, restart or redeploy"),
+            ));
+        }
+        if action != "redeploy" && (change.image.is_some() || change.env.is_some()) {
+            return Err(Error::invalid("action", format!("{action} takes no image or env")));
+        }
+        if let Some(image) = &change.image {
+            ImageRef::parse(image).map_err(|e| Error::invalid("image", e))?;
+        }
+        self.instance_action(scope, tenant, name, action, change).await
+    }
+
     async fn instance_action(
         &self,
         scope: &Scope,
@@ -319,6 +350,7 @@ impl Platform {
         let name = parse_name("name", name)?;
         self.runtime()?;
         let instance = self.store().get::<InstanceSpec>(scope, tenant, name.as_str()).await?;
+        check_version(&instance, change.expected_version)?;
         if let Some(env) = &change.env {
             let mut spec = instance.spec.clone();
             spec.env = env.clone();
@@ -352,6 +384,7 @@ impl Platform {
         let key = InstanceKey::new(tenant.clone(), InstanceId::from(name.clone()));
         run.step("desired", async {
             let mut instance = store.get::<InstanceSpec>(&op, tenant, name.as_str()).await?;
+            check_version(&instance, action.change.expected_version)?;
             let before = instance.spec.clone();
             match action.action.as_str() {
                 "stop" => instance.spec.desired = Desired::Stopped,
@@ -367,6 +400,8 @@ impl Platform {
                 _ => instance.spec.desired = Desired::Running,
             }
             if instance.spec != before {
+                // Conditional on the version read (and checked) above: a change in between
+                // is a Conflict.
                 store.update(&op, &instance).await?;
             }
             Ok(())
@@ -621,4 +656,17 @@ pub(crate) fn rerun_remove(platform: &Platform, run: Run) -> BoxFuture<'_, Resul
         run.succeed(serde_json::Value::Null).await;
         Ok(())
     })
+}
+
+/// `Conflict` when `expected` is set and `instance` is at another version.
+fn check_version(instance: &Object<InstanceSpec>, expected: Option<u64>) -> Result<(), Error> {
+    match expected {
+        Some(expected) if expected != instance.meta.version => Err(Error::Conflict {
+            kind: "instance",
+            name: format!("{}/{}", instance.meta.tenant, instance.meta.name),
+            expected,
+            actual: instance.meta.version,
+        }),
+        _ => Ok(()),
+    }
 }
