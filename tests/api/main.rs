@@ -6,7 +6,7 @@
 //! fails under `KWS_TEST_REQUIRE=1`.
 
 mod authz;
-mod crash;
+mod daemon;
 mod flows;
 mod input;
 mod openapi;

@@ -26,12 +26,35 @@ pub struct PlatformSection {
 }
 
 /// A PostgreSQL server: a URL (without its password) and where the password comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` masks a password written into the URL anyway (`postgres://user:***@host/db`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgUrl {
     /// `postgres://user@host:port/database`.
     pub url: String,
     /// `<prefix>password_env` / `<prefix>password_file`, when the URL has no password.
     pub password: Option<SecretSource>,
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgUrl")
+            .field("url", &masked_url(&self.url))
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info, if any, replaced by `***`.
+fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// `[store]`.

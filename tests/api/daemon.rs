@@ -1,6 +1,10 @@
-//! `kill -9` of `kwsd` during instance launches, then a restart: every launch's operation is
-//! completed or compensated, and the API shows the truth, which the Docker engine confirms
-//! (an instance the API shows runs in a container; one it does not show has none).
+//! `kwsd` as a process, on a config with the PostgreSQL store and the Docker engine:
+//! - `kill -9` during instance launches, then a restart: every launch's operation is completed
+//!   or compensated, and the API shows the truth, which the Docker engine confirms (an
+//!   instance the API shows runs in a container; one it does not show has none);
+//! - without a Docker engine `serve` runs, and instances answer 503 naming it;
+//! - a job's events reach 1,000 subscribers, every one of them, in order;
+//! - the admin commands, `migrate` and `check-config`.
 //!
 //! Needs the test services (PostgreSQL and the test Docker engine with the local image
 //! `kws-test/busybox:1`, built by scripts/images); skips loudly without them and fails under
@@ -112,6 +116,10 @@ instance_memory = "64MiB"
 
 [proxy]
 backend = "memory"
+
+[exec]
+backend = "docker"
+pool_size = 1
 
 [operations]
 lease = "2s"
@@ -242,4 +250,143 @@ async fn without_a_docker_engine_serve_runs_and_instances_answer_503() {
         .await
         .expect(StatusCode::CREATED);
     op.get("/api/v1/tenants/nodocker/instances").await.expect(StatusCode::OK);
+}
+
+/// Signs in as the first operator of `kwsd` and answers a client with a token of every scope.
+async fn operator(kwsd: &Kwsd) -> Client {
+    let password = kwsd.password.clone().expect("a first operator on a fresh store");
+    let cookie = Client::new(&kwsd.base, Auth::Anonymous).login("admin", &password).await;
+    let session = Client::new(&kwsd.base, Auth::Cookie(cookie));
+    let token = session.make_token("test", &["read", "write", "exec"]).await;
+    Client::new(&kwsd.base, Auth::Token(token))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_events_reach_a_thousand_subscribers_every_one_in_order() {
+    let Some(db) = kws_testenv::postgres().await else { return };
+    let Some(docker) = kws_testenv::docker().await else { return };
+    if docker.inspect_image("kws-test/busybox:1").await.is_err() {
+        kws_testenv::unavailable::<()>("the image kws-test/busybox:1", "run scripts/images");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let config_path = dir.path().join("kws.toml");
+    std::fs::write(&config_path, config(db.url(), "")).expect("config");
+    let kwsd = Kwsd::start(&config_path);
+    let op = operator(&kwsd).await;
+    let body = json!({"id": "jobs", "display_name": "jobs", "quotas": {}});
+    op.post("/api/v1/tenants", body).await.expect(StatusCode::CREATED);
+    let source = "for i in $(seq 1 20); do echo line $i; sleep 0.05; done; echo bye >&2; exit 3";
+    let job = op
+        .post("/api/v1/tenants/jobs/jobs", json!({"language": "sh", "source": source}))
+        .await
+        .expect(StatusCode::ACCEPTED);
+    let id = job.body["name"].as_str().expect("the job's id").to_owned();
+    let path = format!("/api/v1/tenants/jobs/jobs/{id}/events");
+    let subscribers = (0..1000).map(|_| {
+        let (op, path) = (op.clone(), path.clone());
+        async move {
+            let (status, _, events) = crate::sse::open(&op, &path, None).await;
+            assert_eq!(status, StatusCode::OK);
+            let events: Vec<crate::sse::Sse> = futures::StreamExt::collect(events).await;
+            events
+        }
+    });
+    let all = futures::future::join_all(subscribers).await;
+    let first = &all[0];
+    let text = |events: &[crate::sse::Sse], name: &str| -> String {
+        events
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.data["text"].as_str().unwrap_or(""))
+            .collect()
+    };
+    let expected: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(text(first, "stdout"), expected);
+    assert_eq!(text(first, "stderr"), "bye\n");
+    let exited = first.iter().find(|e| e.name == "exited").expect("exited");
+    assert_eq!(exited.data["code"], 3);
+    assert_eq!(first.last().map(|e| e.name.as_str()), Some("end"));
+    for (i, events) in all.iter().enumerate() {
+        let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+        let want: Vec<_> = first.iter().map(|e| e.id).collect();
+        assert_eq!(ids, want, "subscriber {i} got every event, in order");
+    }
+    // Resuming after the fifth event gives the rest only.
+    let (_, _, rest) = crate::sse::open(&op, &path, Some(5)).await;
+    let rest: Vec<crate::sse::Sse> = futures::StreamExt::collect(rest).await;
+    assert_eq!(rest.first().and_then(|e| e.id), Some(6));
+    assert_eq!(rest.len(), first.len() - 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_migrate_and_check_config_work_on_the_store() {
+    let Some(db) = kws_testenv::postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let config_path = dir.path().join("kws.toml");
+    std::fs::write(&config_path, config(db.url(), "")).expect("config");
+    let kwsd = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kwsd"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}/none.sock", dir.path().display()))
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("kwsd");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = kwsd(&["migrate"]);
+    assert!(ok, "{out} {err}");
+    let (ok, out, _) = kwsd(&["check-config"]);
+    assert!(ok && out.contains("Postgres"), "{out}");
+    let url = url::Url::parse(db.url()).expect("url");
+    if let Some(secret) = url.password() {
+        assert!(!out.contains(secret), "check-config printed the store's password: {out}");
+    }
+    let (ok, out, err) = kwsd(&["admin", "create-user", "ops", "--operator"]);
+    assert!(ok, "{out} {err}");
+    let password = out.rsplit("(shown once): ").next().expect("password").trim().to_owned();
+    let (ok, token, err) = kwsd(&["admin", "create-token", "ops", "--scopes", "read"]);
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("kws_"), "{token}");
+    let (ok, _, err) = kwsd(&["admin", "create-user", "ops"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = kwsd(&["admin", "create-token", "nobody"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    // The server on the same store knows them.
+    let server =
+        Kwsd::start_with(&config_path, &[("DOCKER_HOST", "unix:///nonexistent/none.sock")]);
+    let anonymous = Client::new(&server.base, Auth::Anonymous);
+    anonymous.login("ops", &password).await;
+    let reader = Client::new(&server.base, Auth::Token(token));
+    let me = reader.get("/api/v1/me").await.expect(StatusCode::OK);
+    assert_eq!(
+        (me.body["user"].as_str(), me.body["operator"].as_bool()),
+        (Some("ops"), Some(true))
+    );
+    reader
+        .post("/api/v1/tenants", json!({"id": "x", "display_name": "x"}))
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    let (ok, out, _) = kwsd(&["admin", "reset-password", "ops"]);
+    assert!(ok);
+    let fresh = out.rsplit("(shown once): ").next().expect("password").trim().to_owned();
+    let old =
+        anonymous.post("/api/v1/sessions", json!({"user": "ops", "password": password})).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    anonymous.login("ops", &fresh).await;
+    // A bad config: one error naming the section and key.
+    std::fs::write(
+        &config_path,
+        "[platform]\ndomain = \"kws.test\"\n[store]\nbackend = \"floppy\"\n",
+    )
+    .expect("config");
+    let (ok, _, err) = kwsd(&["check-config"]);
+    assert!(!ok && err.contains("[store] backend") && err.contains("floppy"), "{err}");
 }
