@@ -5,7 +5,6 @@ use axum::{
     extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
     http::{StatusCode, request::Parts},
 };
-use kws_core::OwnerId;
 use serde::de::DeserializeOwned;
 
 use crate::http::{ApiError, ErrorCode};
@@ -47,11 +46,6 @@ fn body_error(e: &JsonRejection) -> ApiError {
         }
     }
     out
-}
-
-/// The `{tenant}` path parameter, checked: 400 naming `tenant` when it is not a tenant id.
-pub(crate) fn tenant_id(raw: &str) -> Result<OwnerId, ApiError> {
-    OwnerId::parse(raw).map_err(|e| ApiError::invalid("tenant", format!("invalid tenant: {e}")))
 }
 
 /// The `Idempotency-Key` header, if sent (the Platform checks its form).

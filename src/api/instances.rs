@@ -8,7 +8,7 @@ use kws_accounts::TokenScope;
 use serde::Deserialize;
 
 use super::{
-    extract::{Body, IdempotencyKey, IfMatch, Path, Query, precondition, tenant_id},
+    extract::{Body, IdempotencyKey, IfMatch, Path, Query, precondition},
     objects::{self, PageQuery},
     views::{ObjectView, with_etag},
 };
@@ -52,8 +52,7 @@ pub(crate) async fn create(
     IdempotencyKey(key): IdempotencyKey,
     Body(request): Body<LaunchInstance>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     let made = state.platform().launch_instance(&scope, &tenant, request, key.as_deref()).await?;
     Ok(with_etag(StatusCode::CREATED, ObjectView::of(&made)))
 }
@@ -65,47 +64,46 @@ pub(crate) async fn remove(
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     state.platform().remove_instance(&scope, &tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/start", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
-/// Starts a stopped instance: 200 with it.
-pub(crate) async fn start(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((tenant, name)): Path<(String, String)>,
-    IfMatch(version): IfMatch,
-) -> Result<Response, ApiError> {
-    let change = Redeploy { expected_version: version, ..Redeploy::default() };
-    act(&state, &caller, &tenant, &name, "start", change).await
+/// An action without a body: a handler per action, documented, run through [`act`].
+macro_rules! action {
+    ($fn:ident, $action:literal, $path:literal, $doc:literal) => {
+        #[utoipa::path(post, path = $path, tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+        #[doc = $doc]
+        pub(crate) async fn $fn(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path((tenant, name)): Path<(String, String)>,
+            IfMatch(version): IfMatch,
+        ) -> Result<Response, ApiError> {
+            let change = Redeploy { expected_version: version, ..Redeploy::default() };
+            act(&state, &caller, &tenant, &name, $action, change).await
+        }
+    };
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/stop", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
-/// Stops a running instance (its workspace stays): 200 with it.
-pub(crate) async fn stop(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((tenant, name)): Path<(String, String)>,
-    IfMatch(version): IfMatch,
-) -> Result<Response, ApiError> {
-    let change = Redeploy { expected_version: version, ..Redeploy::default() };
-    act(&state, &caller, &tenant, &name, "stop", change).await
-}
-
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/restart", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
-/// Restarts an instance: 200 with it.
-pub(crate) async fn restart(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((tenant, name)): Path<(String, String)>,
-    IfMatch(version): IfMatch,
-) -> Result<Response, ApiError> {
-    let change = Redeploy { expected_version: version, ..Redeploy::default() };
-    act(&state, &caller, &tenant, &name, "restart", change).await
-}
+action!(
+    start,
+    "start",
+    "/api/v1/tenants/{tenant}/instances/{name}/start",
+    "Starts a stopped instance: 200 with it."
+);
+action!(
+    stop,
+    "stop",
+    "/api/v1/tenants/{tenant}/instances/{name}/stop",
+    "Stops a running instance (its workspace stays): 200 with it."
+);
+action!(
+    restart,
+    "restart",
+    "/api/v1/tenants/{tenant}/instances/{name}/restart",
+    "Restarts an instance: 200 with it."
+);
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/instances/{name}/redeploy", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name"), ("If-Match" = Option<String>, Header, description = "The version (ETag) the change is made against; another is 412")), request_body = Option<crate::platform::Redeploy>, responses((status = 200, description = "The instance", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Recreates an instance from its (or a new) image and environment, keeping its identity,
@@ -140,8 +138,7 @@ async fn act(
     action: &str,
     change: Redeploy,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(tenant, TokenScope::Write)?;
     let version = change.expected_version;
     let done = state
         .platform()
@@ -171,8 +168,7 @@ pub(crate) async fn wait(
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Read)?;
     let bound = state.settings().max_wait;
     let timeout = Duration::from_secs(query.timeout.unwrap_or(30));
     if timeout.is_zero() || timeout > bound {

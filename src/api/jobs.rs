@@ -12,7 +12,7 @@ use kws_exec::JobEvent;
 use serde_json::{Value, json};
 
 use super::{
-    extract::{Body, Path, Query, tenant_id},
+    extract::{Body, Path, Query},
     objects::{self, PageQuery},
     sse::{self, event},
     streams::EventsQuery,
@@ -33,8 +33,7 @@ pub(crate) async fn submit(
     Path(tenant): Path<String>,
     Body(request): Body<SubmitJob>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Exec)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Exec)?;
     let by = caller.user.to_string();
     let job = state.platform().submit_job(&scope, &tenant, request, Some(&by)).await?;
     Ok((StatusCode::ACCEPTED, Json(ObjectView::of(&job))).into_response())
@@ -71,8 +70,7 @@ pub(crate) async fn events(
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Read)?;
     let after = sse::resume_after(&headers, query.after()).unwrap_or(0);
     let stream = state.platform().job_events(&scope, &tenant, &id).await?;
     let events = stream

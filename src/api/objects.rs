@@ -4,10 +4,7 @@ use axum::{Json, response::Response};
 use kws_accounts::TokenScope;
 use serde::Deserialize;
 
-use super::{
-    extract::tenant_id,
-    views::{Listed, ObjectView, with_etag},
-};
+use super::views::{Listed, ObjectView, with_etag};
 use crate::{
     http::{ApiError, AppState, Caller},
     platform::store::{Kind, Page},
@@ -33,8 +30,7 @@ pub(crate) async fn list(
     kind: Kind,
     query: PageQuery,
 ) -> Result<Json<Listed<ObjectView>>, ApiError> {
-    let tenant = tenant_id(tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(tenant, TokenScope::Read)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=Page::MAX).contains(&limit) {
         return Err(ApiError::invalid("limit", format!("limit is 1 to {}", Page::MAX)));
@@ -61,8 +57,7 @@ pub(crate) async fn get(
     kind: Kind,
     name: &str,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(tenant, TokenScope::Read)?;
     let name = object_name(name)?;
     let record = state.platform().store().get_object(&scope, kind, &tenant, name.as_str()).await?;
     Ok(with_etag(axum::http::StatusCode::OK, ObjectView::of_record(record)))

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    extract::{Body, IdempotencyKey, Path, Query, tenant_id},
+    extract::{Body, IdempotencyKey, Path, Query},
     objects::{self, PageQuery},
     views::{Listed, ObjectView},
 };
@@ -82,8 +82,7 @@ pub(crate) async fn add_device(
     IdempotencyKey(key): IdempotencyKey,
     Body(request): Body<AddDevice>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     let added = state.platform().add_device(&scope, &tenant, request, key.as_deref()).await?;
     let body = json!({
         "device": ObjectView::of(&added.device),
@@ -100,8 +99,7 @@ pub(crate) async fn revoke_device(
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     state.platform().revoke_device(&scope, &tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -115,8 +113,7 @@ pub(crate) async fn publish_app(
     IdempotencyKey(key): IdempotencyKey,
     Body(request): Body<PublishApp>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     let app = state.platform().publish_app(&scope, &tenant, request, key.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(ObjectView::of(&app))).into_response())
 }
@@ -128,8 +125,7 @@ pub(crate) async fn unpublish_app(
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     state.platform().unpublish_app(&scope, &tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -163,8 +159,7 @@ pub(crate) async fn create_database(
     IdempotencyKey(key): IdempotencyKey,
     Body(new): Body<NewDatabase>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     let made = state.platform().create_database(&scope, &tenant, &new.name, key.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(database_body(&made))).into_response())
 }
@@ -176,8 +171,7 @@ pub(crate) async fn rotate_database_password(
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     let made = state.platform().rotate_database_password(&scope, &tenant, &name).await?;
     Ok(Json(database_body(&made)).into_response())
 }
@@ -189,8 +183,7 @@ pub(crate) async fn drop_database(
     caller: Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     state.platform().drop_database(&scope, &tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -202,8 +195,7 @@ pub(crate) async fn get_operation(
     caller: Caller,
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Read)?;
     let id =
         uuid::Uuid::parse_str(&id).map_err(|_| ApiError::invalid("id", "not an operation id"))?;
     let op = state.platform().store().get_operation(&scope, id).await?;

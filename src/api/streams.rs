@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    extract::{Path, Query, tenant_id},
+    extract::{Path, Query},
     sse::{self, event},
 };
 use crate::{
@@ -45,8 +45,7 @@ pub(crate) async fn tenant_events(
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, _) = caller.in_tenant(&tenant, TokenScope::Read)?;
     let platform = state.platform();
     platform.store().get_tenant(&Scope::Operator, &tenant).await?;
     // The subscription sees this tenant only, even for an operator.
@@ -87,8 +86,7 @@ pub(crate) async fn instance_logs(
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Read)?;
     let options = LogOptions { follow: query.follow, tail: query.tail };
     let lines = state.platform().instance_logs(&scope, &tenant, &name, options).await?;
     let mut n = 0u64;

@@ -11,7 +11,7 @@ use kws_core::OwnerId;
 use serde::Deserialize;
 
 use super::{
-    extract::{Body, IfMatch, Path, precondition, tenant_id},
+    extract::{Body, IfMatch, Path, precondition},
     views::Listed,
 };
 use crate::{
@@ -77,8 +77,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Read)?;
     let store = state.platform().store();
     let found = store.get_tenant(&scope, &tenant).await?;
     let usage = store.usage(&scope, &tenant).await?;
@@ -110,8 +109,7 @@ pub(crate) async fn update(
     IfMatch(version): IfMatch,
     Body(change): Body<TenantChange>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     let platform = state.platform();
     let expected = match version {
         Some(v) => v,
@@ -140,8 +138,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     state.platform().delete_tenant(&scope, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -153,8 +150,7 @@ pub(crate) async fn members(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Json<Listed<serde_json::Value>>, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Read)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Read)?;
     let members = state.platform().store().members(&scope, &tenant).await?;
     let items = members.into_iter().map(|m| serde_json::to_value(m).unwrap_or_default()).collect();
     Ok(Json(Listed { items, next: None }))
@@ -174,8 +170,7 @@ pub(crate) async fn put_member(
     Path((tenant, user)): Path<(String, String)>,
     Body(put): Body<PutMember>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     let role = Role::parse(&put.role)?;
     let member = state.platform().set_member(&scope, &tenant, &user, role).await?;
     Ok(Json(member))
@@ -188,8 +183,7 @@ pub(crate) async fn remove_member(
     caller: Caller,
     Path((tenant, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    let scope = caller.scope_in(&tenant, TokenScope::Write)?;
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     state.platform().remove_member(&scope, &tenant, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

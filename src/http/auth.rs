@@ -53,6 +53,15 @@ impl Caller {
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant}")))
     }
 
+    /// The tenant a `{tenant}` path parameter names, and the scope to act on it with (see
+    /// [`Caller::scope_in`]): 400 naming `tenant` when it is not a tenant id.
+    pub fn in_tenant(&self, raw: &str, need: TokenScope) -> Result<(OwnerId, Scope), ApiError> {
+        let tenant = OwnerId::parse(raw)
+            .map_err(|e| ApiError::invalid("tenant", format!("invalid tenant: {e}")))?;
+        let scope = self.scope_in(&tenant, need)?;
+        Ok((tenant, scope))
+    }
+
     /// The user's role in `tenant` (`None` when not a member; operators are admins).
     pub fn role_in(&self, tenant: &OwnerId) -> Option<Role> {
         if self.is_operator() {

@@ -306,10 +306,7 @@ impl Platform {
         name: &str,
         change: Redeploy,
     ) -> Result<Object<InstanceSpec>, Error> {
-        if let Some(image) = &change.image {
-            ImageRef::parse(image).map_err(|e| Error::invalid("image", e))?;
-        }
-        self.instance_action(scope, tenant, name, "redeploy", change).await
+        self.act_on_instance(scope, tenant, name, "redeploy", change).await
     }
 
     /// Runs `action` (`start`, `stop`, `restart` or `redeploy`, with `change`) on the tenant's
