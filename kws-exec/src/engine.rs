@@ -254,6 +254,12 @@ impl ExecEngine {
     /// Stops the engine: queued jobs fail, running ones are killed, and every container of the
     /// engine is removed.
     pub async fn shutdown(self) -> Result<(), ExecError> {
+        self.close().await
+    }
+
+    /// [`ExecEngine::shutdown`] through a shared reference (an engine behind an `Arc`): the
+    /// engine takes no job after it; calling it again removes nothing more.
+    pub async fn close(&self) -> Result<(), ExecError> {
         self.shared.closed.store(true, Ordering::SeqCst);
         let (reply, done) = oneshot::channel();
         if self.outbox.send(Message::Close { reply }).is_ok() {

@@ -84,6 +84,9 @@ pub(super) async fn run(
         .await
         .map_err(|e| format!("serve: {e}"))?;
     background.stop().await;
+    if let Err(e) = state.platform().shutdown().await {
+        tracing::warn!(error = %e, "the Platform's engines did not stop cleanly");
+    }
     match drained {
         Drained::Clean => tracing::info!("stopped"),
         Drained::Cut => tracing::warn!("stopped; requests were cut at the drain bound"),

@@ -75,15 +75,37 @@ impl Kwsd {
     }
 }
 
-impl Drop for Kwsd {
-    fn drop(&mut self) {
+impl Kwsd {
+    /// SIGTERM, then waits for the exit (SIGKILL after 20 s); answers whether it exited 0.
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        false
     }
 }
 
-fn config(db_url: &str, docker_host: &str) -> String {
-    let _ = docker_host;
+impl Drop for Kwsd {
+    /// A graceful stop, so that the process removes what it made (its exec sandboxes).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// A config on the test database and the test Docker engine, with code execution when
+/// `exec` (the crash test leaves it out: a killed process cannot remove its sandboxes).
+fn config(db_url: &str, exec: bool) -> String {
+    let exec = if exec { "[exec]\nbackend = \"docker\"\npool_size = 1\n" } else { "" };
     format!(
         r#"[platform]
 domain = "kws.test"
@@ -117,10 +139,7 @@ instance_memory = "64MiB"
 [proxy]
 backend = "memory"
 
-[exec]
-backend = "docker"
-pool_size = 1
-
+{exec}
 [operations]
 lease = "2s"
 "#
@@ -151,7 +170,7 @@ async fn kill_9_during_launches_then_a_restart_shows_the_truth() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let config_path = dir.path().join("kws.toml");
-    std::fs::write(&config_path, config(db.url(), "")).expect("config");
+    std::fs::write(&config_path, config(db.url(), false)).expect("config");
     let first = Kwsd::start(&config_path);
     let password = first.password.clone().expect("a first operator on a fresh store");
     let anonymous = Client::new(&first.base, Auth::Anonymous);
@@ -227,7 +246,7 @@ async fn without_a_docker_engine_serve_runs_and_instances_answer_503() {
     let Some(db) = kws_testenv::postgres().await else { return };
     let dir = tempfile::tempdir().expect("tmp");
     let config_path = dir.path().join("kws.toml");
-    std::fs::write(&config_path, config(db.url(), "")).expect("config");
+    std::fs::write(&config_path, config(db.url(), false)).expect("config");
     let nowhere = format!("unix://{}/no-docker.sock", dir.path().display());
     let kwsd = Kwsd::start_with(&config_path, &[("DOCKER_HOST", nowhere.as_str())]);
     let password = kwsd.password.clone().expect("a first operator");
@@ -271,8 +290,9 @@ async fn a_jobs_events_reach_a_thousand_subscribers_every_one_in_order() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let config_path = dir.path().join("kws.toml");
-    std::fs::write(&config_path, config(db.url(), "")).expect("config");
-    let kwsd = Kwsd::start(&config_path);
+    std::fs::write(&config_path, config(db.url(), true)).expect("config");
+    let before = sandboxes(&docker).await;
+    let mut kwsd = Kwsd::start(&config_path);
     let op = operator(&kwsd).await;
     let body = json!({"id": "jobs", "display_name": "jobs", "quotas": {}});
     op.post("/api/v1/tenants", body).await.expect(StatusCode::CREATED);
@@ -317,6 +337,18 @@ async fn a_jobs_events_reach_a_thousand_subscribers_every_one_in_order() {
     let rest: Vec<crate::sse::Sse> = futures::StreamExt::collect(rest).await;
     assert_eq!(rest.first().and_then(|e| e.id), Some(6));
     assert_eq!(rest.len(), first.len() - 5);
+    // SIGTERM: kwsd exits 0 and its engine's sandboxes are gone.
+    assert!(kwsd.terminate(), "kwsd exited 0 on SIGTERM");
+    let left: Vec<_> = sandboxes(&docker).await.difference(&before).cloned().collect();
+    assert!(left.is_empty(), "sandboxes left after a clean stop: {left:?}");
+}
+
+/// The exec sandboxes the engine has now, by name.
+async fn sandboxes(docker: &bollard::Docker) -> std::collections::BTreeSet<String> {
+    let filters = HashMap::from([("label".to_owned(), vec!["kws.exec=1".to_owned()])]);
+    let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    let list = docker.list_containers(Some(options)).await.expect("list");
+    list.into_iter().flat_map(|c| c.names.unwrap_or_default()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +356,7 @@ async fn admin_commands_migrate_and_check_config_work_on_the_store() {
     let Some(db) = kws_testenv::postgres().await else { return };
     let dir = tempfile::tempdir().expect("tmp");
     let config_path = dir.path().join("kws.toml");
-    std::fs::write(&config_path, config(db.url(), "")).expect("config");
+    std::fs::write(&config_path, config(db.url(), false)).expect("config");
     let kwsd = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_kwsd"))
             .arg("--config")

@@ -42,6 +42,12 @@ pub trait CodeRunner: Send + Sync + Debug + 'static {
 
     /// The languages it runs.
     fn languages(&self) -> Vec<DnsLabel>;
+
+    /// Stops taking jobs, ends those queued or running, and removes what the runner made (its
+    /// sandboxes). The Platform calls it at [`Platform::shutdown`].
+    async fn shutdown(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 #[cfg(feature = "docker")]
@@ -69,6 +75,10 @@ impl CodeRunner for kws_exec::ExecEngine {
     fn languages(&self) -> Vec<DnsLabel> {
         self.pools().into_keys().collect()
     }
+
+    async fn shutdown(&self) -> Result<(), Error> {
+        self.close().await.map_err(|e| Error::backend("exec", e))
+    }
 }
 
 /// Code to run.
@@ -89,6 +99,16 @@ pub struct SubmitJob {
 }
 
 impl Platform {
+    /// Stops what the Platform runs beside its store for the process: the code-execution
+    /// engine (its sandboxes are removed). Instances, routes and peers stay: they outlive the
+    /// process by design. Call it once, after the last request.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        match self.exec() {
+            Ok(exec) => exec.shutdown().await,
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Submits code for `tenant` (member role) and returns the job's id at once. Refused with
     /// `Invalid` (language, source, stdin or a limit), `RateLimited` (the tenant's token
     /// bucket is empty), `Busy` (the language's queue is full) or `Unavailable`; nothing is
