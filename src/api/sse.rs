@@ -24,7 +24,12 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// An event named `name` whose data is `data` as JSON, numbered `id` when given.
 pub(crate) fn event(name: &str, id: Option<u64>, data: &impl Serialize) -> Event {
     let text = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
-    let event = Event::default().event(name).data(text);
+    raw_event(name, id, &text)
+}
+
+/// An event named `name` whose data is `json`, already serialized.
+pub(crate) fn raw_event(name: &str, id: Option<u64>, json: &str) -> Event {
+    let event = Event::default().event(name).data(json);
     match id {
         Some(id) => event.id(id.to_string()),
         None => event,

@@ -52,11 +52,8 @@ pub(crate) async fn tenant_events(
     let scope = Scope::tenant(tenant, Role::Viewer);
     let after = sse::resume_after(&headers, query.after());
     let events = platform.events().subscribe(scope, after).map(|item| match item {
-        Ok(e) => {
-            let body = serde_json::to_value(&*e).unwrap_or_default();
-            let name = body["type"].as_str().unwrap_or("event").to_owned();
-            event(&name, Some(e.seq), &body)
-        }
+        // The event's JSON is made once and shared; each stream only frames it.
+        Ok(e) => sse::raw_event(e.kind(), Some(e.seq), e.json()),
         Err(StreamGap::Missed { after, resumed_at }) => event(
             "gap",
             Some(resumed_at.saturating_sub(1)),

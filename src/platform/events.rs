@@ -23,7 +23,7 @@ use crate::platform::{
 };
 
 /// One event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PlatformEvent {
     /// Its number: strictly increasing over every event of this Platform.
     pub seq: u64,
@@ -34,6 +34,40 @@ pub struct PlatformEvent {
     /// What happened.
     #[serde(flatten)]
     pub body: EventBody,
+    /// The event as JSON, made once on first use and shared by every subscriber (a fan-out to
+    /// a thousand streams serializes it once, not a thousand times).
+    #[serde(skip)]
+    json: std::sync::OnceLock<String>,
+}
+
+/// Equal when the events are: the cached JSON does not count.
+impl PartialEq for PlatformEvent {
+    fn eq(&self, other: &Self) -> bool {
+        (self.seq, &self.tenant, self.at, &self.body)
+            == (other.seq, &other.tenant, other.at, &other.body)
+    }
+}
+
+impl PlatformEvent {
+    /// An event numbered `seq` of `tenant`, at `at`.
+    pub fn new(seq: u64, tenant: OwnerId, at: DateTime<Utc>, body: EventBody) -> Self {
+        Self { seq, tenant, at, body, json: std::sync::OnceLock::new() }
+    }
+
+    /// The event as JSON (its fields, `body` flattened with its `type`), serialized once.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| serde_json::to_string(self).unwrap_or_else(|_| "null".into()))
+    }
+
+    /// The name of the body's kind, as its `type` field spells it.
+    pub fn kind(&self) -> &'static str {
+        match self.body {
+            EventBody::Operation { .. } => "operation",
+            EventBody::Object { .. } => "object",
+            EventBody::Device { .. } => "device",
+            EventBody::Job { .. } => "job",
+        }
+    }
 }
 
 /// What happened.
@@ -136,7 +170,7 @@ impl EventBus {
         let mut ring = self.ring();
         let seq = ring.next;
         ring.next += 1;
-        let event = Arc::new(PlatformEvent { seq, tenant: tenant.clone(), at: Utc::now(), body });
+        let event = Arc::new(PlatformEvent::new(seq, tenant.clone(), Utc::now(), body));
         if ring.events.len() == ring.capacity {
             ring.events.pop_front();
         }

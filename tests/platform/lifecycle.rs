@@ -55,7 +55,7 @@ async fn actions_keep_identity_workspace_and_address() {
     assert!(after.started_at > before, "restarted");
 
     let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
-    let change = Redeploy { image: None, env: Some(env) };
+    let change = Redeploy { env: Some(env), ..Redeploy::default() };
     let redeployed = p.redeploy_instance(&op, &alice, &name, change).await.expect("redeploy");
     assert_eq!(redeployed.meta.id, made.meta.id, "the same instance");
     assert_eq!(redeployed.spec.address, made.spec.address, "the same address");
@@ -69,7 +69,8 @@ async fn actions_keep_identity_workspace_and_address() {
     let (ok, page) = lab.https_get(&name, "/");
     assert!(ok && page.contains("kws IDE stand-in"), "the IDE route still serves: {page}");
     // A bad image fails the redeploy and leaves the instance running as it was.
-    let bad = Redeploy { image: Some("kws-test/no-such-image:0".to_owned()), env: None };
+    let bad =
+        Redeploy { image: Some("kws-test/no-such-image:0".to_owned()), ..Redeploy::default() };
     assert!(p.redeploy_instance(&op, &alice, &name, bad).await.is_err());
     assert_eq!(state(p, &alice, &name).await, RunState::Running);
     assert_eq!(
