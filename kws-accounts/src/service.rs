@@ -56,6 +56,24 @@ pub enum Via {
     },
 }
 
+impl Via {
+    /// What a caller proved this way may do: a token's scopes, or every scope for a session.
+    pub fn scopes(&self) -> TokenScopes {
+        match self {
+            Via::Session { .. } => TokenScopes::all(),
+            Via::Token { scopes, .. } => *scopes,
+        }
+    }
+
+    /// `session` or `token`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Via::Session { .. } => "session",
+            Via::Token { .. } => "token",
+        }
+    }
+}
+
 /// A caller whose credentials were checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
@@ -68,10 +86,7 @@ pub struct Authenticated {
 impl Authenticated {
     /// What the caller may do: a token's scopes, or every scope for a session.
     pub fn scopes(&self) -> TokenScopes {
-        match &self.via {
-            Via::Session { .. } => TokenScopes::all(),
-            Via::Token { scopes, .. } => *scopes,
-        }
+        self.via.scopes()
     }
 }
 

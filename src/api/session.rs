@@ -6,7 +6,7 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use kws_accounts::{Secret, Via};
+use kws_accounts::Secret;
 use serde::{Deserialize, Serialize};
 
 use super::extract::Body;
@@ -62,7 +62,7 @@ pub(crate) async fn logout(
 }
 
 #[derive(Debug, Serialize)]
-struct Me {
+pub(crate) struct Me {
     user: String,
     operator: bool,
     via: &'static str,
@@ -78,11 +78,7 @@ struct Membership {
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", responses((status = 200, description = "Who the caller is", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Who the caller is: user, operator or not, how it signed in, its tenants and roles.
-pub(crate) async fn me(caller: Caller) -> Json<serde_json::Value> {
-    let (via, scopes) = match &caller.via {
-        Via::Session { .. } => ("session", kws_accounts::TokenScopes::all()),
-        Via::Token { scopes, .. } => ("token", *scopes),
-    };
+pub(crate) async fn me(caller: Caller) -> Json<Me> {
     let tenants = caller
         .scopes
         .iter()
@@ -96,9 +92,9 @@ pub(crate) async fn me(caller: Caller) -> Json<serde_json::Value> {
     let me = Me {
         user: caller.user.to_string(),
         operator: caller.is_operator(),
-        via,
-        scopes: scopes.names(),
+        via: caller.via.name(),
+        scopes: caller.via.scopes().names(),
         tenants,
     };
-    Json(serde_json::to_value(me).unwrap_or_default())
+    Json(me)
 }

@@ -26,7 +26,7 @@ pub(crate) struct NewToken {
 }
 
 #[derive(Debug, Serialize)]
-struct TokenView {
+pub(crate) struct TokenView {
     id: Uuid,
     name: String,
     scopes: Vec<&'static str>,
@@ -77,13 +77,10 @@ pub(crate) async fn create(
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Listed<serde_json::Value>>, ApiError> {
+) -> Result<Json<Listed<TokenView>>, ApiError> {
     caller.require(TokenScope::Read)?;
     let tokens = state.accounts().tokens(&caller.user).await?;
-    let items = tokens
-        .iter()
-        .map(|t| serde_json::to_value(TokenView::from(t)).unwrap_or_default())
-        .collect();
+    let items = tokens.iter().map(TokenView::from).collect();
     Ok(Json(Listed { items, next: None }))
 }
 

@@ -276,13 +276,7 @@ async fn every_route_answers_every_caller_as_its_role_allows() {
         };
         spare.insert(*caller, id);
     }
-    let ops = srv
-        .state
-        .platform()
-        .store()
-        .list_operations(&kws::platform::Scope::Operator, None, None, 1)
-        .await
-        .expect("ops");
+    let ops = srv.operations().await;
     let op_id = ops[0].id.to_string();
     let mut wrong = Vec::new();
     let mut checked = 0;

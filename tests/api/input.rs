@@ -41,14 +41,7 @@ async fn hostile_values_are_400_naming_the_field_and_make_nothing() {
     op.post("/api/v1/tenants/acme/instances", json!({"name": "web", "app_ports": [3000]}))
         .await
         .expect(StatusCode::CREATED);
-    let before = srv
-        .state
-        .platform()
-        .store()
-        .list_operations(&kws::platform::Scope::Operator, None, None, 1000)
-        .await
-        .expect("ops")
-        .len();
+    let before = srv.operations().await.len();
     let mut wrong = Vec::new();
     let mut check = |what: String, a: crate::server::Answer, field: &str| {
         let ok = a.status == StatusCode::BAD_REQUEST
@@ -130,14 +123,7 @@ async fn hostile_values_are_400_naming_the_field_and_make_nothing() {
         let want: Vec<Value> = if kind == "instances" { vec![json!("web")] } else { vec![] };
         assert_eq!(names, want, "{kind}");
     }
-    let after = srv
-        .state
-        .platform()
-        .store()
-        .list_operations(&kws::platform::Scope::Operator, None, None, 1000)
-        .await
-        .expect("ops")
-        .len();
+    let after = srv.operations().await.len();
     assert_eq!(after, before, "no operation recorded");
 }
 

@@ -148,6 +148,13 @@ impl Server {
         (session, Client::new(&self.base, Auth::Token(token)))
     }
 
+    /// Every operation the Platform recorded, newest first (1,000 at most).
+    pub(crate) async fn operations(&self) -> Vec<kws::platform::store::Operation> {
+        let scope = kws::platform::Scope::Operator;
+        let store = self.state.platform().store();
+        store.list_operations(&scope, None, None, 1000).await.expect("operations")
+    }
+
     /// Shuts down and answers how the drain went.
     pub(crate) async fn stop(mut self) -> Drained {
         if let Some(stop) = self.stop.take() {
