@@ -13,7 +13,7 @@
 //! | `proxy` | kws-proxy | nginx routes and ACME wildcard certificates |
 //! | `db` | kws-db | managed PostgreSQL databases with scoped roles |
 //! | `platform` | (here) | the crates composed into user flows, with a store of record |
-//! | `http`, `api`, `daemon` | (here, feature `server`) | `kwsd`: serving, the REST API, the daemon |
+//! | `http`, `api`, `web`, `daemon` | (here, feature `server`) | `kwsd`: serving, the REST API, the dashboard, the daemon |
 //! | `cli` | (here, feature `cli`) | `kws`, the command-line client of the API |
 
 pub use kws_core as core;
@@ -41,3 +41,5 @@ pub mod daemon;
 pub mod http;
 #[cfg(feature = "platform")]
 pub mod platform;
+#[cfg(feature = "server")]
+pub mod web;

@@ -14,12 +14,14 @@ use serde_json::{Value, json};
 use super::{
     extract::{Body, Path, Query},
     objects::{self, PageQuery},
-    sse::{self, event},
     streams::EventsQuery,
     views::{Listed, ObjectView},
 };
 use crate::{
-    http::{ApiError, AppState, Caller},
+    http::{
+        ApiError, AppState, Caller,
+        sse::{self, event},
+    },
     platform::{SubmitJob, store::Kind},
 };
 

@@ -14,7 +14,6 @@ mod jobs;
 mod objects;
 mod resources;
 mod session;
-mod sse;
 mod streams;
 mod tenants;
 mod tokens;
@@ -81,6 +80,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(instances::redeploy))
         .routes(routes!(instances::wait))
         .routes(routes!(streams::instance_logs))
+        .routes(routes!(streams::instance_stats))
         .routes(routes!(streams::tenant_events))
         .routes(routes!(jobs::list, jobs::submit))
         .routes(routes!(jobs::get))
@@ -104,30 +104,38 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The API's router over `state`, with its middleware: request ids, the cross-origin guard
 /// and the body limit. `GET /api/v1/openapi.json` serves the document, to anyone.
 pub fn router(state: AppState) -> Router {
+    layered(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(assign_request_id))
+}
+
+/// The API's routes with the cross-origin guard and the body limit, but no fallback and no
+/// request ids: for an application that serves the API beside other routes (the daemon's,
+/// [`crate::web::app`]) and assigns request ids once, around everything.
+pub(crate) fn layered(state: AppState) -> Router {
     let max_body = state.settings().max_body;
     let (api, doc) = routes();
     let doc = Arc::new(doc);
-    let api = api
-        .route(
-            "/api/v1/openapi.json",
-            get(move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+    let api = api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    );
     api.layer(middleware::from_fn_with_state(state.clone(), guard_cross_origin))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn(assign_request_id))
         .with_state(state)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
+/// The API's answer to a path it does not serve: 404 `not_found`.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("route {}", uri.path()))
 }
 
-async fn method_not_allowed() -> ApiError {
+/// The API's answer to a method a path does not take: 405 `method_not_allowed`.
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,

@@ -8,12 +8,12 @@ use kws_runtime::{LogOptions, LogSource};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    extract::{Path, Query},
-    sse::{self, event},
-};
+use super::extract::{Path, Query};
 use crate::{
-    http::{ApiError, AppState, Caller},
+    http::{
+        ApiError, AppState, Caller,
+        sse::{self, event},
+    },
     platform::{Role, Scope, StreamGap},
 };
 
@@ -101,4 +101,16 @@ pub(crate) async fn instance_logs(
         }
     });
     Ok(sse::stream(&state, events))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/instances/{name}/stats", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "A sample of the instance's use of resources: cpu_percent (100 per CPU), memory_bytes, memory_limit_bytes, rx_bytes, tx_bytes, pids", body = serde_json::Value), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+/// `GET /api/v1/tenants/{tenant}/instances/{name}/stats`: what the instance uses now; 503
+/// while it has no container.
+pub(crate) async fn instance_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<axum::Json<kws_runtime::InstanceStats>, ApiError> {
+    let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Read)?;
+    Ok(axum::Json(state.platform().instance_stats(&scope, &tenant, &name).await?))
 }

@@ -76,10 +76,10 @@ pub(super) async fn run(
             first.password.expose()
         );
     }
-    println!("kwsd: serving http://{addr}/api/v1");
+    println!("kwsd: serving the dashboard at http://{addr}/ and the API at http://{addr}/api/v1");
     let state = daemon.state.clone();
     let drain = state.settings().drain;
-    let router = crate::api::router(state.clone());
+    let router = crate::web::app(state.clone());
     let drained = serve(listener, router, signal(), state.shutdown().clone(), drain)
         .await
         .map_err(|e| format!("serve: {e}"))?;

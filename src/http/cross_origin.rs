@@ -9,7 +9,7 @@
 
 use axum::{
     extract::{Request, State},
-    http::{Method, StatusCode, header},
+    http::{HeaderMap, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -28,15 +28,15 @@ pub async fn guard_cross_origin(
     if safe || cookie.read(request.headers()).is_none() {
         return next.run(request).await;
     }
-    if let Some(why) = cross_origin(&request) {
+    if let Some(why) = cross_origin_reason(request.headers()) {
         return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::CrossOrigin, why).into_response();
     }
     next.run(request).await
 }
 
-/// Why `request` is cross-origin, or `None` when it comes from the server's own origin.
-fn cross_origin(request: &Request) -> Option<String> {
-    let headers = request.headers();
+/// Why a request with `headers` is cross-origin, or `None` when it comes from the server's
+/// own origin (or from no browser: neither `Sec-Fetch-Site` nor `Origin`).
+pub fn cross_origin_reason(headers: &HeaderMap) -> Option<String> {
     if let Some(site) = headers.get("sec-fetch-site") {
         return match site.to_str() {
             Ok("same-origin" | "none") => None,

@@ -140,6 +140,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>, Need, StatusCode)> {
         (Method::POST, t("/api/v1/tenants/acme/instances/web/stop"), None, Role(MEMBER), S::OK),
         (Method::POST, t("/api/v1/tenants/acme/instances/web/redeploy"), None, Role(MEMBER), S::OK),
         (Method::GET, t("/api/v1/tenants/acme/instances/web/logs"), None, Role(VIEWER), S::OK),
+        (Method::GET, t("/api/v1/tenants/acme/instances/web/stats"), None, Role(VIEWER), S::OK),
         (Method::GET, t("/api/v1/tenants/acme/events?after=999999"), None, Role(VIEWER), S::OK),
         (Method::DELETE, t("/api/v1/users/me/tokens/{token}"), None, Anyone, S::NO_CONTENT),
         // Signing out needs no credential (it ends the cookie's session, if any).

@@ -7,6 +7,7 @@
 
 mod authz;
 mod daemon;
+mod dashboard;
 mod flows;
 mod input;
 mod openapi;

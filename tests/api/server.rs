@@ -97,7 +97,7 @@ impl Server {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let state = started.state.clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = kws::api::router(state.clone());
+        let router = kws::web::app(state.clone());
         let task = tokio::spawn(serve(
             listener,
             router,

@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt as _};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::AppState;
+use super::AppState;
 
 /// How often an idle stream sends a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
