@@ -4,10 +4,27 @@
 "use strict";
 
 (function () {
+  // Every stream the page opened. A page leaving for the back/forward cache closes them (a
+  // kept page would hold its connections: browsers allow six per server over HTTP/1.1, so a
+  // few visited pages would leave none for the next); one shown again from that cache
+  // reloads, as its rows are stale.
+  var sources = [];
+  function open(url) {
+    var source = new EventSource(url);
+    sources.push(source);
+    return source;
+  }
+  window.addEventListener("pagehide", function () {
+    sources.forEach(function (s) { s.close(); });
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) window.location.reload();
+  });
+
   // Rows over SSE: `swap` replaces the element with the id (or adds it to its list),
   // `remove` drops it, `reload` (a gap in the stream) reloads the page.
   function live(url) {
-    var source = new EventSource(url);
+    var source = open(url);
     source.addEventListener("swap", function (e) {
       var row = JSON.parse(e.data);
       var fresh = parse(row.html);
@@ -43,10 +60,19 @@
     return t.content.firstElementChild;
   }
 
-  // Text streams: an instance's log lines, a job's output.
+  // Text streams: an instance's log lines, a job's output. A stream marked data-replace
+  // starts with the same tail the page shows, so its first event after each (re)connection
+  // replaces the page's lines: no line written meanwhile is lost or shown twice.
   function follow(pre) {
-    var source = new EventSource(pre.getAttribute("data-follow"));
+    var source = open(pre.getAttribute("data-follow"));
+    var replace = pre.hasAttribute("data-replace");
+    var fresh = false;
+    source.addEventListener("open", function () { fresh = replace; });
     function add(text, cls) {
+      if (fresh) {
+        pre.textContent = "";
+        fresh = false;
+      }
       var span = document.createElement("span");
       if (cls) span.className = cls;
       span.textContent = text;
@@ -120,10 +146,12 @@
       fetch(form.action, {
         method: "POST",
         credentials: "same-origin",
+        // The answer is a redirect to the page the form is on: not worth loading again.
+        redirect: "manual",
         headers: { "Content-Type": "application/x-www-form-urlencoded" },
         body: new URLSearchParams(new FormData(form)).toString(),
       }).then(function (r) {
-        if (!r.ok) {
+        if (!r.ok && r.type !== "opaqueredirect") {
           // Show the error page's message where the user is.
           return r.text().then(function (html) {
             var doc = new DOMParser().parseFromString(html, "text/html");
@@ -131,7 +159,7 @@
             alertBox(msg ? msg.textContent : "The action failed (" + r.status + ").");
           });
         }
-      }).catch(function () { alertBox("The server could not be reached."); })
+      }).catch(function (e) { alertBox("The server could not be reached (" + e.message + ")."); })
         .finally(function () { if (button) button.disabled = false; });
     });
   }

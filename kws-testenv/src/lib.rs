@@ -14,6 +14,7 @@
 
 #[cfg(feature = "docker")]
 mod docker;
+mod forward;
 mod netns;
 #[cfg(feature = "docker")]
 mod netns_docker;
@@ -27,6 +28,7 @@ mod wg_quick;
 
 #[cfg(feature = "docker")]
 pub use docker::{TEST_LABEL, docker, test_labels};
+pub use forward::forward;
 pub use netns::Netns;
 #[cfg(feature = "docker")]
 pub use netns_docker::NetnsDocker;

@@ -41,8 +41,10 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
         path = %request.uri().path()
     );
     let started = std::time::Instant::now();
+    let mut pending = Unanswered { span: span.clone(), started, answered: false };
     let run = tracing::Instrument::instrument(next.run(request), span.clone());
     let mut response = CURRENT.scope(id.clone(), run).await;
+    pending.answered = true;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
@@ -54,4 +56,21 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(HEADER, v);
     }
     response
+}
+
+/// Logs a request whose client went away before the answer (the server then drops the
+/// handler's future where it stood).
+struct Unanswered {
+    span: tracing::Span,
+    started: std::time::Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.answered {
+            let ms = self.started.elapsed().as_millis() as u64;
+            self.span.in_scope(|| tracing::info!(ms, "cancelled: the client went away"));
+        }
+    }
 }

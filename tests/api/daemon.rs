@@ -25,21 +25,29 @@ use crate::server::{Auth, Client};
 
 const IMAGE: &str = "kws-test/busybox:1";
 
+/// Held by each test whose `kwsd` uses the test Docker engine, so they run one at a time: a
+/// Platform owns its engine (its reconcile removes every kws-labelled container it has no
+/// record of, and its exec pool's sandboxes are counted by the job test).
+pub(crate) async fn engine_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ENGINE.lock().await
+}
+
 /// A `kwsd` process.
-struct Kwsd {
+pub(crate) struct Kwsd {
     child: Child,
-    base: String,
-    password: Option<String>,
+    pub(crate) base: String,
+    pub(crate) password: Option<String>,
 }
 
 impl Kwsd {
     /// Starts `kwsd serve` on `config`, on a free loopback port, and waits until it serves.
-    fn start(config: &std::path::Path) -> Self {
+    pub(crate) fn start(config: &std::path::Path) -> Self {
         Self::start_with(config, &[])
     }
 
     /// As [`Kwsd::start`], with `env` set for the process.
-    fn start_with(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
             .local_addr()
@@ -106,6 +114,29 @@ impl Drop for Kwsd {
 /// `exec` (the crash test leaves it out: a killed process cannot remove its sandboxes).
 fn config(db_url: &str, exec: bool) -> String {
     let exec = if exec { "[exec]\nbackend = \"docker\"\npool_size = 1\n" } else { "" };
+    let sections = format!("[proxy]\nbackend = \"memory\"\n\n{exec}");
+    docker_config(
+        db_url,
+        Network { interface: "wgcrash0", vpn: "10.77.0.0/24", owners: "10.214.0.0/16" },
+        &sections,
+    )
+}
+
+/// The addresses a test's `kwsd` takes, apart from other tests' (which may run beside it).
+pub(crate) struct Network {
+    /// The VPN interface's name.
+    pub(crate) interface: &'static str,
+    /// The VPN's subnet.
+    pub(crate) vpn: &'static str,
+    /// The instances' range.
+    pub(crate) owners: &'static str,
+}
+
+/// A config with the store, the allocator and the peers on the test database, instances on the
+/// test Docker engine (the busybox image as the IDE), a memory VPN interface and the plan
+/// host network, on `net`; `sections` adds the rest (`[proxy]`, `[exec]`, `[databases]`).
+pub(crate) fn docker_config(db_url: &str, net: Network, sections: &str) -> String {
+    let Network { interface, vpn, owners } = net;
     format!(
         r#"[platform]
 domain = "kws.test"
@@ -119,10 +150,10 @@ url = "{db_url}"
 backend = "postgres"
 
 [vpn]
-interface = "wgcrash0"
+interface = "{interface}"
 device = "memory"
 peers = "postgres"
-subnet = "10.77.0.0/24"
+subnet = "{vpn}"
 endpoint = "vpn.kws.test:51820"
 
 [hostnet]
@@ -132,14 +163,11 @@ backend = "plan"
 backend = "docker"
 ide_image = "{IMAGE}"
 ide_port = 8080
-owner_range = "10.214.0.0/16"
+owner_range = "{owners}"
 stop_timeout = "1s"
 instance_memory = "64MiB"
 
-[proxy]
-backend = "memory"
-
-{exec}
+{sections}
 [operations]
 lease = "2s"
 "#
@@ -162,6 +190,7 @@ async fn containers(docker: &bollard::Docker, tenant: &str) -> HashMap<String, b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_launches_then_a_restart_shows_the_truth() {
+    let _engine = engine_lock().await;
     let Some(db) = kws_testenv::postgres().await else { return };
     let Some(docker) = kws_testenv::docker().await else { return };
     if docker.inspect_image(IMAGE).await.is_err() {
@@ -282,6 +311,7 @@ async fn operator(kwsd: &Kwsd) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_events_reach_a_thousand_subscribers_every_one_in_order() {
+    let _engine = engine_lock().await;
     let Some(db) = kws_testenv::postgres().await else { return };
     let Some(docker) = kws_testenv::docker().await else { return };
     if docker.inspect_image("kws-test/busybox:1").await.is_err() {

@@ -6,6 +6,7 @@
 //! fails under `KWS_TEST_REQUIRE=1`.
 
 mod authz;
+mod browser;
 mod daemon;
 mod dashboard;
 mod flows;

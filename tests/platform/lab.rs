@@ -415,42 +415,6 @@ impl LabSpec {
     }
 }
 
-/// Forwards every connection `listener` accepts to `target`, reached from the namespace named
-/// `target_ns` (the machine's own when `None`). A socket keeps the namespace it was made in, so
-/// the listener may live in one namespace and the connections go out from another.
-fn forward(
-    listener: std::net::TcpListener,
-    target: SocketAddr,
-    target_ns: Option<String>,
-) -> tokio::task::JoinHandle<()> {
-    listener.set_nonblocking(true).expect("nonblocking");
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let target_ns = target_ns.clone();
-            tokio::spawn(async move {
-                let connect = move || std::net::TcpStream::connect(target);
-                let outbound = match target_ns {
-                    Some(ns) => {
-                        tokio::task::spawn_blocking(move || {
-                            kws_testenv::Netns::enter_named(&ns, connect)
-                        })
-                        .await
-                    }
-                    None => tokio::task::spawn_blocking(connect).await,
-                };
-                let Ok(Ok(outbound)) = outbound else { return };
-                if outbound.set_nonblocking(true).is_err() {
-                    return;
-                }
-                if let Ok(mut outbound) = tokio::net::TcpStream::from_std(outbound) {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    })
-}
-
 /// A listener on `DB_ADDR` inside the namespace, forwarded to the test PostgreSQL server on
 /// the machine's loopback.
 fn forward_postgres(ns: &kws_testenv::Netns, db: &TestDb) -> (tokio::task::JoinHandle<()>, u16) {
@@ -461,7 +425,7 @@ fn forward_postgres(ns: &kws_testenv::Netns, db: &TestDb) -> (tokio::task::JoinH
         url.host_str().and_then(|h| h.parse::<Ipv4Addr>().ok()).unwrap_or(Ipv4Addr::LOCALHOST),
         url.port().unwrap_or(5432),
     ));
-    (forward(listener, target, None), port)
+    (kws_testenv::forward(listener, target, None), port)
 }
 
 /// nginx's admin server listens on the namespace's loopback; kws (here, and in a child
@@ -469,5 +433,5 @@ fn forward_postgres(ns: &kws_testenv::Netns, db: &TestDb) -> (tokio::task::JoinH
 fn forward_nginx_admin(ns: &kws_testenv::Netns, admin: SocketAddr) -> tokio::task::JoinHandle<()> {
     let listener =
         std::net::TcpListener::bind(admin).expect("bind the admin forwarder on loopback");
-    forward(listener, admin, Some(ns.name().to_owned()))
+    kws_testenv::forward(listener, admin, Some(ns.name().to_owned()))
 }

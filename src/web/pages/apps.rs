@@ -51,7 +51,7 @@ pub(crate) async fn list(
         .list_all::<AppSpec>(&scope, Some(&tenant))
         .await?
         .iter()
-        .map(|o| AppRow::of(o, &domain))
+        .map(|o| AppRow::of(o, state.platform().settings()))
         .collect();
     let instances = store
         .list_all::<InstanceSpec>(&scope, Some(&tenant))

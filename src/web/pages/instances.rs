@@ -105,6 +105,8 @@ struct InstancePage {
     stats_now: String,
     logs: Vec<String>,
     logs_unavailable: Option<String>,
+    /// How many past lines the page shows (and the live stream starts with).
+    tail: u32,
 }
 
 /// How many past lines the page shows.
@@ -150,6 +152,7 @@ pub(crate) async fn detail(
         stats_now,
         logs,
         logs_unavailable,
+        tail: LOG_TAIL,
     };
     html(&page)
 }

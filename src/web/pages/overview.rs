@@ -49,6 +49,21 @@ pub(crate) async fn home(
     }
 }
 
+/// How many objects of each kind the overview lists (the sections' own pages list them all):
+/// the overview weighs the same however many a tenant has.
+const SHOWN: usize = 10;
+
+/// One kind's rows on the overview: the first [`SHOWN`], and how many more there are.
+pub(crate) struct Section {
+    rows: Vec<String>,
+    more: usize,
+}
+
+fn section<T: Template>(rows: &[T]) -> Result<Section, WebError> {
+    let shown = rows.len().min(SHOWN);
+    Ok(Section { rows: render_all(&rows[..shown])?, more: rows.len() - shown })
+}
+
 /// One line of the quota table.
 pub(crate) struct QuotaLine {
     label: &'static str,
@@ -63,10 +78,10 @@ struct Overview {
     tenant: String,
     display_name: String,
     quotas: Vec<QuotaLine>,
-    instances: Vec<String>,
-    devices: Vec<String>,
-    apps: Vec<String>,
-    databases: Vec<String>,
+    instances: Section,
+    devices: Section,
+    apps: Section,
+    databases: Section,
 }
 
 fn line(label: &'static str, used: u64, limit: Option<u64>, unit: &str) -> QuotaLine {
@@ -89,7 +104,6 @@ pub(crate) async fn page(
     let usage = store.usage(&scope, &tenant).await?;
     let q = record.quotas;
     let t = Some(&tenant);
-    let domain = state.platform().settings().domain.to_string();
     let instances: Vec<_> =
         store.list_all::<InstanceSpec>(&scope, t).await?.iter().map(InstanceRow::of).collect();
     let devices: Vec<_> =
@@ -98,7 +112,7 @@ pub(crate) async fn page(
         .list_all::<AppSpec>(&scope, t)
         .await?
         .iter()
-        .map(|o| AppRow::of(o, &domain))
+        .map(|o| AppRow::of(o, state.platform().settings()))
         .collect();
     let databases: Vec<_> =
         store.list_all::<DatabaseSpec>(&scope, t).await?.iter().map(DatabaseRow::of).collect();
@@ -114,10 +128,10 @@ pub(crate) async fn page(
             line("Apps", usage.apps, q.apps, ""),
             line("Databases", usage.databases, q.databases, ""),
         ],
-        instances: render_all(&instances)?,
-        devices: render_all(&devices)?,
-        apps: render_all(&apps)?,
-        databases: render_all(&databases)?,
+        instances: section(&instances)?,
+        devices: section(&devices)?,
+        apps: section(&apps)?,
+        databases: section(&databases)?,
     };
     html(&page)
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::super::view::{bytes, when};
 use crate::platform::{
-    Platform, Scope,
+    Platform, PlatformSettings, Scope,
     model::{
         AppSpec, CertificateState, DatabaseSpec, Desired, DeviceSpec, InstanceSpec, JobSpec,
         RunState,
@@ -108,7 +108,8 @@ pub(crate) struct AppRow {
 }
 
 impl AppRow {
-    pub(crate) fn of(o: &Object<AppSpec>, domain: &str) -> Self {
+    /// The row of `o`, its URL on the platform's domain and scheme (`settings.tls`).
+    pub(crate) fn of(o: &Object<AppSpec>, settings: &PlatformSettings) -> Self {
         let status = o.status.value.as_ref();
         let certificate = match status.map(|s| &s.certificate) {
             None => "unknown".into(),
@@ -121,7 +122,12 @@ impl AppRow {
         Self {
             tenant: o.meta.tenant.to_string(),
             name: o.meta.name.to_string(),
-            url: format!("https://{}.{domain}/", o.meta.name),
+            url: format!(
+                "{}://{}.{}/",
+                if settings.tls { "https" } else { "http" },
+                o.meta.name,
+                settings.domain
+            ),
             target: format!("{}:{}", o.spec.instance, o.spec.port),
             routed: match status.map(|s| s.routed) {
                 Some(true) => "routed",
@@ -280,13 +286,10 @@ pub(crate) async fn render_object(
         Kind::Device => {
             store.find::<DeviceSpec>(scope, tenant, name).await?.map(|o| DeviceRow::of(&o).render())
         }
-        Kind::App => {
-            let domain = platform.settings().domain.to_string();
-            store
-                .find::<AppSpec>(scope, tenant, name)
-                .await?
-                .map(|o| AppRow::of(&o, &domain).render())
-        }
+        Kind::App => store
+            .find::<AppSpec>(scope, tenant, name)
+            .await?
+            .map(|o| AppRow::of(&o, platform.settings()).render()),
         Kind::Database => store
             .find::<DatabaseSpec>(scope, tenant, name)
             .await?
