@@ -56,6 +56,7 @@ fn routes() -> Router<AppState> {
         .route("/admin", get(admin::page))
         .route("/admin/tenants", post(admin::create_tenant))
         .route("/admin/users", post(admin::create_user))
+        .route("/admin/users/{user}/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/admin/tenants/{tenant}/quotas", post(admin::set_quotas))
         .route("/admin/tenants/{tenant}/members", post(admin::set_member))
 }

@@ -416,3 +416,60 @@ async fn the_live_stream_sends_rendered_rows() {
     let row_html = row["html"].as_str().expect("html").trim().to_owned();
     assert!(list.text.contains(&row_html), "the page renders the same row as the stream");
 }
+
+#[tokio::test]
+async fn the_admin_page_shows_users_roles_tokens_and_the_host() {
+    let Some(server) = Server::start().await else { return };
+    server.tenant("acme").await;
+    let (_, alice_token) = server.member("alice", "acme", "member").await;
+    let body = json!({"name": "root", "display_name": "Root", "password": "root-password-123", "operator": true});
+    server
+        .operator
+        .send(Method::POST, "/api/v1/users", Some(body))
+        .await
+        .expect(StatusCode::CREATED);
+    let mut root = Browser::new(&server);
+    root.sign_in("root", "root-password-123").await;
+    let page = root.get("/admin").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let roles = page.texts("#user-alice td:nth-child(2)");
+    assert_eq!(roles, ["member in acme"]);
+    let tokens = page.texts("#user-alice ul.tokens li");
+    assert_eq!(tokens.len(), 1, "alice's one token: {tokens:?}");
+    let facts = page.texts("dl.facts dt");
+    let interface =
+        facts.contains(&"Listen port".to_owned()) && facts.contains(&"Peers".to_owned());
+    assert!(interface, "the WireGuard interface: {facts:?}");
+    let pools = page.texts("h3 + table tbody th");
+    assert!(pools.iter().any(|p| p.starts_with("vpn")), "the VPN pools: {pools:?}");
+
+    // Revoking alice's token from the page: it no longer signs in.
+    let revoke = Selector::parse("#user-alice form").expect("selector");
+    let action =
+        page.doc().select(&revoke).next().and_then(|f| f.attr("action").map(str::to_owned));
+    let action = action.expect("a revoke form");
+    assert_eq!(alice_token.get("/api/v1/me").await.status, StatusCode::OK);
+    assert_eq!(root.post(&action, &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(alice_token.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    let page = root.get("/admin").await;
+    assert!(page.texts("#user-alice ul.tokens li")[0].contains("revoked"));
+
+    // Quotas from the form, at the version shown; a stale form is refused.
+    let version = Selector::parse("#tenant-acme input[name=version]").expect("selector");
+    let version =
+        page.doc().select(&version).next().and_then(|e| e.attr("value").map(str::to_owned));
+    let version = version.expect("a version");
+    let form = [
+        ("version", version.as_str()),
+        ("instances", "3"),
+        ("cpu_millis", ""),
+        ("memory_mb", ""),
+        ("devices", ""),
+        ("apps", ""),
+        ("databases", ""),
+    ];
+    assert_eq!(root.post("/admin/tenants/acme/quotas", &form).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(root.post("/admin/tenants/acme/quotas", &form).await.status, StatusCode::CONFLICT);
+    let alice_overview = root.get("/t/acme").await;
+    assert_eq!(alice_overview.texts(".quota tbody tr:first-child td"), ["0", "3"]);
+}

@@ -40,8 +40,13 @@ pub trait CodeRunner: Send + Sync + Debug + 'static {
     /// A job's events so far.
     fn result(&self, job: JobId) -> Option<JobSnapshot>;
 
+    /// Each language's pool of warm sandboxes, now.
+    fn pools(&self) -> std::collections::BTreeMap<DnsLabel, kws_exec::PoolStatus>;
+
     /// The languages it runs.
-    fn languages(&self) -> Vec<DnsLabel>;
+    fn languages(&self) -> Vec<DnsLabel> {
+        self.pools().into_keys().collect()
+    }
 
     /// Stops taking jobs, ends those queued or running, and removes what the runner made (its
     /// sandboxes). The Platform calls it at [`Platform::shutdown`].
@@ -72,8 +77,8 @@ impl CodeRunner for kws_exec::ExecEngine {
         kws_exec::ExecEngine::result(self, job)
     }
 
-    fn languages(&self) -> Vec<DnsLabel> {
-        self.pools().into_keys().collect()
+    fn pools(&self) -> std::collections::BTreeMap<DnsLabel, kws_exec::PoolStatus> {
+        kws_exec::ExecEngine::pools(self)
     }
 
     async fn shutdown(&self) -> Result<(), Error> {

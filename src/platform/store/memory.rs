@@ -206,6 +206,15 @@ impl PlatformStore for MemoryStore {
             .ok_or_else(|| Error::not_found("user", name))
     }
 
+    async fn list_users(&self, scope: &Scope) -> Result<Vec<User>, Error> {
+        let state = self.state();
+        let visible = |name: &DnsLabel| match scope.confined_to() {
+            None => true,
+            Some(tenant) => state.members.contains_key(&(tenant.clone(), name.clone())),
+        };
+        Ok(state.users.values().filter(|u| visible(&u.name)).cloned().collect())
+    }
+
     async fn delete_user(&self, scope: &Scope, name: &DnsLabel) -> Result<(), Error> {
         scope.require_operator()?;
         let mut state = self.state();

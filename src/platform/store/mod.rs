@@ -106,6 +106,10 @@ pub trait PlatformStore: Send + Sync + Debug + 'static {
     /// A user (operator only; a tenant scope sees the users of its members).
     async fn get_user(&self, scope: &Scope, name: &DnsLabel) -> Result<User, Error>;
 
+    /// Every user the scope sees, by name: all of them for the operator, the users of its
+    /// members for a tenant scope.
+    async fn list_users(&self, scope: &Scope) -> Result<Vec<User>, Error>;
+
     /// Deletes a user and its memberships (operator only).
     async fn delete_user(&self, scope: &Scope, name: &DnsLabel) -> Result<(), Error>;
 

@@ -13,7 +13,7 @@ use super::{
     super::{
         error::WebError,
         forms::{Form, Viewer, optional_number},
-        view::{Frame, html, when},
+        view::{Frame, bytes, html, when},
     },
     see,
 };
@@ -53,13 +53,41 @@ pub(crate) struct ReconcileView {
     facts: Vec<(&'static str, String)>,
 }
 
+/// A user: who, its roles, its tokens.
+pub(crate) struct UserView {
+    name: String,
+    display_name: String,
+    operator: bool,
+    roles: Vec<String>,
+    tokens: Vec<TokenView>,
+}
+
+/// One API token of a user.
+pub(crate) struct TokenView {
+    id: String,
+    name: String,
+    scopes: String,
+    expires: String,
+    revoked: bool,
+}
+
+/// One line of a host-status table.
+pub(crate) struct Line {
+    what: String,
+    state: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin.html")]
 struct AdminPage {
     frame: Frame,
     reconcile: Option<ReconcileView>,
     exec: String,
+    pools: Vec<Line>,
+    addresses: Vec<Line>,
+    interface: Vec<Line>,
     tenants: Vec<TenantView>,
+    users: Vec<UserView>,
 }
 
 fn operator(viewer: &Viewer) -> Result<Scope, WebError> {
@@ -115,15 +143,132 @@ pub(crate) async fn page(
             ("Peers taken off the interface", r.interface_removed.len().to_string()),
         ],
     });
-    let exec = match platform.exec() {
+    let (exec, pools) = match platform.exec() {
         Ok(exec) => {
-            let languages: Vec<_> = exec.languages().iter().map(ToString::to_string).collect();
-            format!("Languages: {}.", languages.join(", "))
+            let pools = exec
+                .pools()
+                .into_iter()
+                .map(|(language, p)| Line {
+                    what: language.to_string(),
+                    state: format!(
+                        "{} ready of {}, {} busy, {} starting, {} queued; {} reused, {} retired",
+                        p.ready, p.target, p.busy, p.starting, p.queued, p.reused, p.retired
+                    ),
+                })
+                .collect();
+            ("Sandboxes in warm pools, one per language.".to_owned(), pools)
         }
-        Err(e) => e.to_string(),
+        Err(e) => (e.to_string(), Vec::new()),
     };
-    let page = AdminPage { frame: Frame::signed_in(&viewer, "Admin"), reconcile, exec, tenants };
+    let page = AdminPage {
+        frame: Frame::signed_in(&viewer, "Admin"),
+        reconcile,
+        exec,
+        pools,
+        addresses: addresses(platform).await,
+        interface: interface(platform).await,
+        tenants,
+        users: users(&state, &scope).await?,
+    };
     html(&page)
+}
+
+/// The VPN's address pools: how much of each is leased.
+async fn addresses(platform: &crate::platform::Platform) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for spec in platform.vpn().settings().pool_specs() {
+        let state = match platform.allocator().usage(&spec.name).await {
+            Ok(u) => format!(
+                "{} of {} leased ({} free), {}",
+                u.allocated, u.capacity, u.free, spec.prefix
+            ),
+            Err(e) => format!("unknown: {e}"),
+        };
+        lines.push(Line { what: spec.name.to_string(), state });
+    }
+    lines
+}
+
+/// The WireGuard interface as the kernel (or wireguard-go) reports it.
+async fn interface(platform: &crate::platform::Platform) -> Vec<Line> {
+    let device = platform.vpn().device();
+    let name = device.interface().to_string();
+    match device.get().await {
+        Ok(d) => {
+            let shaken = d.peers.iter().filter(|p| p.last_handshake.is_some()).count();
+            let (rx, tx) =
+                d.peers.iter().fold((0, 0), |(r, t), p| (r + p.rx_bytes, t + p.tx_bytes));
+            vec![
+                Line { what: "Interface".into(), state: name },
+                Line {
+                    what: "Public key".into(),
+                    state: d.public_key.map_or_else(|| "none yet".into(), |k| k.to_string()),
+                },
+                Line { what: "Listen port".into(), state: d.listen_port.to_string() },
+                Line {
+                    what: "Peers".into(),
+                    state: format!("{} ({shaken} with a handshake)", d.peers.len()),
+                },
+                Line {
+                    what: "Traffic".into(),
+                    state: format!("{} in, {} out", bytes(rx), bytes(tx)),
+                },
+            ]
+        }
+        Err(e) => {
+            vec![Line { what: format!("Interface {name}"), state: format!("unreadable: {e}") }]
+        }
+    }
+}
+
+/// Every user, with its roles and API tokens.
+async fn users(state: &AppState, scope: &Scope) -> Result<Vec<UserView>, WebError> {
+    let store = state.platform().store();
+    let mut out = Vec::new();
+    for user in store.list_users(scope).await? {
+        let roles = store
+            .memberships(scope, &user.name)
+            .await?
+            .into_iter()
+            .map(|m| format!("{} in {}", m.role.as_str(), m.tenant))
+            .collect();
+        let tokens = state
+            .accounts()
+            .tokens(&user.name)
+            .await?
+            .into_iter()
+            .map(|t| TokenView {
+                id: t.id.to_string(),
+                name: t.name,
+                scopes: t.scopes.names().join(", "),
+                expires: t.expires_at.map_or_else(|| "never".into(), |at| when(Some(at))),
+                revoked: t.revoked_at.is_some(),
+            })
+            .collect();
+        out.push(UserView {
+            name: user.name.to_string(),
+            display_name: user.display_name,
+            operator: user.operator,
+            roles,
+            tokens,
+        });
+    }
+    Ok(out)
+}
+
+/// `POST /admin/users/{user}/tokens/{id}/revoke`: the token stops working at once.
+pub(crate) async fn revoke_token(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((user, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    operator(&viewer)?;
+    let user = kws_core::DnsLabel::parse(&user)
+        .map_err(|e| WebError(ApiError::invalid("user", format!("invalid user: {e}"))))?;
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| WebError(ApiError::invalid("id", "not a token id")))?;
+    state.accounts().revoke_token(&user, id).await?;
+    Ok(see("/admin"))
 }
 
 /// `POST /admin/tenants/{tenant}/quotas`: every quota field (empty: unlimited), at the

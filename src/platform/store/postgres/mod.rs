@@ -169,6 +169,10 @@ impl PlatformStore for PostgresStore {
         tenants::get_user(&self.pool, scope, name).await
     }
 
+    async fn list_users(&self, scope: &Scope) -> Result<Vec<User>, Error> {
+        tenants::list_users(&self.pool, scope).await
+    }
+
     async fn delete_user(&self, scope: &Scope, name: &DnsLabel) -> Result<(), Error> {
         tenants::delete_user(&self.pool, scope, name).await
     }

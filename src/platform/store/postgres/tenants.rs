@@ -209,6 +209,21 @@ pub(super) async fn get_user(pool: &PgPool, scope: &Scope, name: &DnsLabel) -> R
     row.as_ref().map(rows::user).transpose()?.ok_or_else(|| Error::not_found("user", name))
 }
 
+pub(super) async fn list_users(pool: &PgPool, scope: &Scope) -> Result<Vec<User>, Error> {
+    // A tenant scope sees the users of its members only, as in `get_user`.
+    let sql = format!(
+        "SELECT {USER} FROM kws_platform.users u WHERE $1::text IS NULL OR \
+         EXISTS (SELECT 1 FROM kws_platform.members m WHERE m.tenant = $1 AND m.user_name = u.name) \
+         ORDER BY u.name COLLATE \"C\""
+    );
+    let rows = sqlx::query(&sql)
+        .bind(scope.confined_to().map(OwnerId::as_str))
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter().map(rows::user).collect()
+}
+
 pub(super) async fn delete_user(
     pool: &PgPool,
     scope: &Scope,

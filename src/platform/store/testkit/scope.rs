@@ -124,6 +124,12 @@ pub async fn a_tenant_scope_sees_only_its_tenant(store: &dyn PlatformStore) {
     assert_eq!(tenants, [&a], "memberships through a tenant scope: its own tenant only");
     store.get_user(&mine, &shared).await.expect("a tenant scope sees the users of its members");
     not_found(store.get_user(&mine, &only_b).await, "user", "get_user of another tenant's user");
+    let listed = store.list_users(&mine).await.expect("list_users");
+    assert!(listed.iter().any(|u| u.name == shared), "list_users of a tenant scope: its members");
+    assert!(!listed.iter().any(|u| u.name == only_b), "list_users showed another tenant's user");
+    let all = store.list_users(&op).await.expect("list_users");
+    assert!(all.iter().any(|u| u.name == only_b), "the operator lists every user");
+    assert!(all.windows(2).all(|w| w[0].name.as_str() < w[1].name.as_str()), "by name");
 }
 
 /// A tenant scope cannot create or delete tenants or users (`Forbidden`, nothing changes);
