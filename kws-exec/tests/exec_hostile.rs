@@ -73,8 +73,10 @@ async fn a_fork_bomb_hits_the_pids_limit_and_the_host_keeps_working(runner: JobR
     assert_eq!(job.outcome(), &JobEvent::TimedOut, "{:?}", job.events.last());
     assert_ended_in_time(&job, LIMIT);
     next_job_is_clean(&engine, "python3", runner).await;
-    // (Its shells' "can't fork" complaints would otherwise reach the output cap first.)
-    let sh_bomb = "b() { b | b & }; b 2>/dev/null; sleep 100";
+    // (Its shells' "can't fork" complaints would otherwise reach the output cap first. The
+    // job's own shell then becomes `sleep` with `exec`: a fork for it would race the bomb for
+    // the last pids, and losing that race ends the shell early with "can't fork".)
+    let sh_bomb = "b() { b | b & }; b 2>/dev/null; exec sleep 100";
     let job = run(&engine, "sh", sh_bomb, "", wall(LIMIT)).await;
     assert_eq!(job.outcome(), &JobEvent::TimedOut, "{:?}", job.events.last());
     assert_ended_in_time(&job, LIMIT);
