@@ -23,15 +23,23 @@ pub async fn guard_cross_origin(
     request: Request,
     next: Next,
 ) -> Response {
+    match refused(&state, &request) {
+        Some(e) => e.into_response(),
+        None => next.run(request).await,
+    }
+}
+
+/// The 403 `cross_origin` a cross-origin unsafe request carrying the session cookie gets, or
+/// `None` when it may go on (what [`guard_cross_origin`] checks; the dashboard renders the
+/// same refusal as a page).
+pub fn refused(state: &AppState, request: &Request) -> Option<ApiError> {
     let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let cookie = SessionCookie::new(state.settings().secure_cookies);
     if safe || cookie.read(request.headers()).is_none() {
-        return next.run(request).await;
+        return None;
     }
-    if let Some(why) = cross_origin_reason(request.headers()) {
-        return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::CrossOrigin, why).into_response();
-    }
-    next.run(request).await
+    let why = cross_origin_reason(request.headers())?;
+    Some(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::CrossOrigin, why))
 }
 
 /// Why a request with `headers` is cross-origin, or `None` when it comes from the server's

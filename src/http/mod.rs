@@ -15,7 +15,7 @@ mod state;
 
 pub use auth::{Caller, ClientAddr};
 pub use cookie::SessionCookie;
-pub use cross_origin::{cross_origin_reason, guard_cross_origin};
+pub use cross_origin::{cross_origin_reason, guard_cross_origin, refused as refused_cross_origin};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, status_of};
 pub(crate) use request_id::current as current_request_id;
 pub use request_id::{RequestId, assign_request_id};

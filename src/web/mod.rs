@@ -26,7 +26,7 @@ use axum::{
     routing::{get, post},
 };
 
-use crate::http::{ApiError, AppState, ErrorCode, assign_request_id, guard_cross_origin};
+use crate::http::{ApiError, AppState, ErrorCode, assign_request_id};
 
 pub use assets::asset_url;
 
@@ -68,7 +68,7 @@ fn routes() -> Router<AppState> {
 pub fn app(state: AppState) -> Router {
     let max_body = state.settings().max_body;
     let web = routes()
-        .layer(middleware::from_fn_with_state(state.clone(), guard_cross_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), guard_forms))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state.clone());
     web.merge(crate::api::layered(state))
@@ -76,6 +76,19 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(headers::security_headers))
         .layer(middleware::from_fn(assign_request_id))
+}
+
+/// The API's cross-origin guard ([`crate::http::guard_cross_origin`]), its refusal rendered as
+/// the error page.
+async fn guard_forms(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match crate::http::refused_cross_origin(&state, &request) {
+        Some(e) => error::WebError(e).into_response(),
+        None => next.run(request).await,
+    }
 }
 
 fn is_api(uri: &Uri) -> bool {

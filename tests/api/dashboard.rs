@@ -283,6 +283,8 @@ async fn a_form_from_another_origin_is_refused() {
     let forged =
         alice.send(Method::POST, "/t/acme/instances", &[("name", "forged")], "cross-site").await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let said = forged.texts("[role=alert]");
+    assert!(said[0].contains("cross-site"), "the refusal is the error page: {said:?}");
     let sibling =
         alice.send(Method::POST, "/t/acme/instances", &[("name", "forged")], "same-site").await;
     assert_eq!(
