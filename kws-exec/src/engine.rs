@@ -22,10 +22,11 @@ use crate::{
     error::{ConfigError, SubmitError},
     journal::{JobEvents, JobSnapshot, Journal},
     limits::Limits,
+    pool::PoolStatus,
     queue::{JobQueue, JobRequest, MemoryJobQueue},
     rate::RateLimiter,
     sandbox::Sandboxes,
-    scheduler::{Message, PoolStatus, Scheduler},
+    scheduler::{Message, Scheduler},
 };
 
 /// An error starting or stopping the engine.

@@ -43,6 +43,7 @@ mod rate;
 mod docker_exec;
 #[cfg(feature = "docker")]
 mod engine;
+mod pool;
 #[cfg(feature = "docker")]
 mod sandbox;
 #[cfg(feature = "docker")]
@@ -65,9 +66,8 @@ pub use event::JobEvent;
 pub use journal::{JobEvents, JobSnapshot};
 pub use language::{Language, Languages};
 pub use limits::{Limits, SandboxLimits};
+pub use pool::PoolStatus;
 pub use queue::{Delivery, Enqueued, JobQueue, JobRequest, MemoryJobQueue};
 pub use rate::RateLimit;
 #[cfg(feature = "docker")]
 pub use sandbox::{ENGINE_LABEL, EXEC_LABEL, LANGUAGE_LABEL, SUPERVISOR_PATH};
-#[cfg(feature = "docker")]
-pub use scheduler::PoolStatus;

@@ -324,6 +324,9 @@ async fn values_render_as_text() {
     let page = alice.get("/t/%3Cscript%3E").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(!page.text.contains("<script>"), "an id in the URL is escaped too");
+    let bad = alice.get("/t/acme/operations?before=%3Cb%3E").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.texts("[role=alert]"), ["before is not an operation id"], "the page names it");
     let missing = alice.get("/nothing/<b>here").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(!missing.text.contains("<b>"));

@@ -14,17 +14,13 @@ use super::{
         forms::{Form, Viewer},
         view::{Frame, html},
     },
-    back, render_all,
+    back, rendered_rows,
     rows::AppRow,
     see,
 };
 use crate::{
     http::{ApiError, AppState},
-    platform::{
-        PublishApp,
-        model::{AppSpec, InstanceSpec},
-        store::PlatformStoreExt as _,
-    },
+    platform::{PublishApp, model::InstanceSpec, store::PlatformStoreExt as _},
 };
 
 #[derive(Template)]
@@ -47,12 +43,9 @@ pub(crate) async fn list(
     let (tenant, scope) = viewer.reads(&tenant)?;
     let store = state.platform().store();
     let domain = state.platform().settings().domain.to_string();
-    let rows: Vec<_> = store
-        .list_all::<AppSpec>(&scope, Some(&tenant))
-        .await?
-        .iter()
-        .map(|o| AppRow::of(o, state.platform().settings()))
-        .collect();
+    let settings = state.platform().settings();
+    let rows =
+        rendered_rows(state.platform(), &scope, &tenant, |o| AppRow::of(o, settings)).await?;
     let instances = store
         .list_all::<InstanceSpec>(&scope, Some(&tenant))
         .await?
@@ -63,7 +56,7 @@ pub(crate) async fn list(
         frame: Frame::tenant(&viewer, &tenant, "/apps", "Apps"),
         tenant: tenant.to_string(),
         domain,
-        rows: render_all(&rows)?,
+        rows,
         instances,
         idempotency_key: uuid::Uuid::now_v7().to_string(),
     };

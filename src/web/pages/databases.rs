@@ -4,7 +4,6 @@
 use askama::Template;
 use axum::{
     extract::{Path, State},
-    http::{HeaderValue, header},
     response::Response,
 };
 use serde::Deserialize;
@@ -15,13 +14,13 @@ use super::{
         forms::{Form, Viewer},
         view::{Frame, html},
     },
-    back, render_all,
+    back, no_store, rendered_rows,
     rows::DatabaseRow,
     see,
 };
 use crate::{
     http::AppState,
-    platform::{DatabaseCreated, Scope, model::DatabaseSpec, store::PlatformStoreExt as _},
+    platform::{DatabaseCreated, Scope},
 };
 
 /// Credentials made now: what the page shows once.
@@ -66,25 +65,14 @@ async fn page(
     credentials: Option<Shown>,
 ) -> Result<Response, WebError> {
     let secret = credentials.is_some();
-    let rows: Vec<_> = state
-        .platform()
-        .store()
-        .list_all::<DatabaseSpec>(scope, Some(tenant))
-        .await?
-        .iter()
-        .map(DatabaseRow::of)
-        .collect();
     let page = DatabasesPage {
         frame: Frame::tenant(viewer, tenant, "/databases", "Databases"),
         tenant: tenant.to_string(),
-        rows: render_all(&rows)?,
+        rows: rendered_rows(state.platform(), scope, tenant, DatabaseRow::of).await?,
         credentials,
     };
-    let mut response = html(&page)?;
-    if secret {
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    Ok(response)
+    let response = html(&page)?;
+    Ok(if secret { no_store(response) } else { response })
 }
 
 /// `GET /t/{tenant}/databases`.

@@ -15,13 +15,13 @@ use super::{
         forms::{Form, Viewer, optional},
         view::{Frame, html},
     },
-    back, render_all,
+    back, no_store, rendered_rows,
     rows::DeviceRow,
     see,
 };
 use crate::{
     http::{ApiError, AppState},
-    platform::{AddDevice, model::DeviceSpec, store::PlatformStoreExt as _},
+    platform::AddDevice,
 };
 
 /// A device just added: what the page shows once.
@@ -47,18 +47,10 @@ async fn page(
     scope: &crate::platform::Scope,
     added: Option<Added>,
 ) -> Result<Response, WebError> {
-    let rows: Vec<_> = state
-        .platform()
-        .store()
-        .list_all::<DeviceSpec>(scope, Some(tenant))
-        .await?
-        .iter()
-        .map(DeviceRow::of)
-        .collect();
     let page = DevicesPage {
         frame: Frame::tenant(viewer, tenant, "/devices", "VPN devices"),
         tenant: tenant.to_string(),
-        rows: render_all(&rows)?,
+        rows: rendered_rows(state.platform(), scope, tenant, DeviceRow::of).await?,
         added,
     };
     html(&page)
@@ -107,13 +99,8 @@ pub(crate) async fn add(
     let made = state.platform().add_device(&scope, &tenant, request, None).await?;
     let config = made.config.render();
     let added = Added { name: made.device.meta.name.to_string(), qr_svg: qr_svg(&config)?, config };
-    let mut response = page(&state, &viewer, &tenant, &scope, Some(added)).await?;
-    // The answer holds a private key: no cache may keep it.
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    // The answer holds a private key.
+    Ok(no_store(page(&state, &viewer, &tenant, &scope, Some(added)).await?))
 }
 
 /// `POST /t/{tenant}/devices/{name}/revoke`.

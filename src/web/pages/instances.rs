@@ -18,7 +18,7 @@ use super::{
         forms::{Form, Viewer, optional, optional_number},
         view::{Frame, bytes, html},
     },
-    back, render_all,
+    back, rendered_rows,
     rows::InstanceRow,
     see,
 };
@@ -49,18 +49,12 @@ pub(crate) async fn list(
 ) -> Result<Response, WebError> {
     let (tenant, scope) = viewer.reads(&tenant)?;
     let platform = state.platform();
-    let rows: Vec<_> = platform
-        .store()
-        .list_all::<InstanceSpec>(&scope, Some(&tenant))
-        .await?
-        .iter()
-        .map(InstanceRow::of)
-        .collect();
+    let rows = rendered_rows(platform, &scope, &tenant, InstanceRow::of).await?;
     let defaults = platform.settings().instance_defaults;
     let page = InstancesPage {
         frame: Frame::tenant(&viewer, &tenant, "/instances", "Instances"),
         tenant: tenant.to_string(),
-        rows: render_all(&rows)?,
+        rows,
         default_cpu: defaults.cpu_millis,
         default_memory: defaults.memory_mb,
     };

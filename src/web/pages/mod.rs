@@ -12,15 +12,41 @@ pub(crate) mod overview;
 pub(crate) mod rows;
 
 use askama::Template;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::{
+    http::{HeaderValue, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use kws_core::OwnerId;
 
 use super::error::WebError;
+use crate::platform::{
+    Platform, Scope,
+    store::{Object, PlatformStoreExt as _, Resource},
+};
 
 /// Rows rendered to their HTML, for a list page.
 pub(crate) fn render_all<T: Template>(rows: &[T]) -> Result<Vec<String>, WebError> {
     rows.iter()
         .map(|r| r.render().map_err(|e| WebError(crate::http::ApiError::internal(e))))
         .collect()
+}
+
+/// Every object of `S`'s kind in `tenant` that `scope` sees, each as the row `row` makes of
+/// it, rendered.
+pub(crate) async fn rendered_rows<S: Resource, R: Template>(
+    platform: &Platform,
+    scope: &Scope,
+    tenant: &OwnerId,
+    row: impl Fn(&Object<S>) -> R,
+) -> Result<Vec<String>, WebError> {
+    let objects = platform.store().list_all::<S>(scope, Some(tenant)).await?;
+    render_all(&objects.iter().map(row).collect::<Vec<_>>())
+}
+
+/// `response`, which holds a secret shown once, marked so that no cache keeps it.
+pub(crate) fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The page a form was posted from (its `Referer`, when that is this server), else

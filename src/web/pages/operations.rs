@@ -35,7 +35,7 @@ struct OperationsPage {
 #[derive(Debug, Deserialize)]
 pub(crate) struct Before {
     #[serde(default)]
-    before: Option<Uuid>,
+    before: Option<String>,
 }
 
 /// `GET /t/{tenant}/operations`.
@@ -46,11 +46,14 @@ pub(crate) async fn list(
     Query(before): Query<Before>,
 ) -> Result<Response, WebError> {
     let (tenant, scope) = viewer.reads(&tenant)?;
-    let ops = state
-        .platform()
-        .store()
-        .list_operations(&scope, Some(&tenant), before.before, PAGE)
-        .await?;
+    let before = match before.before.as_deref().filter(|b| !b.is_empty()) {
+        None => None,
+        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| {
+            WebError(crate::http::ApiError::invalid("before", "before is not an operation id"))
+        })?),
+    };
+    let store = state.platform().store();
+    let ops = store.list_operations(&scope, Some(&tenant), before, PAGE).await?;
     let older = (ops.len() == PAGE).then(|| ops.last().map(|o| o.id)).flatten();
     let rows: Vec<_> = ops.iter().map(OperationRow::of).collect();
     let page = OperationsPage {
