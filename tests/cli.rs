@@ -1,7 +1,9 @@
 //! The `kws` binary against a real `kwsd` on loopback (the API tests' server: the Platform on
 //! its embedded parts, with the PostgreSQL store and accounts): signing in and out, instances,
 //! devices, apps, and the errors of the features the embedded server lacks; and `kws run` and
-//! `kws instances logs` against a stub of the streams (see `cli/stub.rs`).
+//! `kws instances logs` against a stub of the streams (see `cli/stub.rs`), which breaks a stream
+//! on purpose to test the resume. The same two commands run on real jobs and a real container
+//! against `kwsd` on Docker in `tests/api/cli.rs`.
 //!
 //! Each run of `kws` gets its own `HOME` and `XDG_CONFIG_HOME` in a temporary directory.
 //! Needs `KWS_TEST_POSTGRES_URL`; skips loudly without it and fails under `KWS_TEST_REQUIRE=1`.

@@ -1,14 +1,18 @@
 //! Instances: launch, read, remove, the actions (`start`, `stop`, `restart`, `redeploy`) and
 //! the long poll `wait`.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use axum::{extract::State, http::StatusCode, response::Response};
+use axum::{Extension, extract::State, http::StatusCode, response::Response};
 use kws_accounts::TokenScope;
 use serde::Deserialize;
 
 use super::{
     extract::{Body, IdempotencyKey, IfMatch, Path, Query, precondition},
+    listing::ViewCache,
     objects::{self, PageQuery},
     views::{ObjectView, with_etag},
 };
@@ -28,8 +32,9 @@ pub(crate) async fn list(
     caller: Caller,
     Path(tenant): Path<String>,
     Query(query): Query<PageQuery>,
-) -> Result<axum::Json<super::views::Listed<ObjectView>>, ApiError> {
-    objects::list(&state, &caller, &tenant, Kind::Instance, query).await
+    Extension(views): Extension<Arc<ViewCache>>,
+) -> Result<Response, ApiError> {
+    objects::list(&state, &views, &caller, &tenant, Kind::Instance, query).await
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/instances/{name}", tag = "instances", params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The object", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]

@@ -1,7 +1,9 @@
 //! Code-execution jobs: submit (`exec` scope), read, and stream a job's events.
 
+use std::sync::Arc;
+
 use axum::{
-    Json,
+    Extension, Json,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -12,10 +14,11 @@ use kws_exec::JobEvent;
 use serde_json::{Value, json};
 
 use super::{
-    extract::{Body, Path, Query},
+    extract::{Body, IdempotencyKey, Path, Query},
+    listing::ViewCache,
     objects::{self, PageQuery},
     streams::EventsQuery,
-    views::{Listed, ObjectView},
+    views::ObjectView,
 };
 use crate::{
     http::{
@@ -25,19 +28,23 @@ use crate::{
     platform::{SubmitJob, store::Kind},
 };
 
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/jobs", tag = "jobs", params(("tenant" = String, Path, description = "The tenant's id")), request_body = crate::platform::SubmitJob, responses((status = 202, description = "Accepted", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/jobs", tag = "jobs", params(("tenant" = String, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<String>, Header, description = "The same key and body answer the same job; nothing runs again")), request_body = crate::platform::SubmitJob, responses((status = 202, description = "Accepted", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]
 /// Submits code: 202 with the job (its `name` is its id) at once; its events stream from
 /// `…/jobs/{id}/events`. 429 with `Retry-After` when the tenant's rate is spent, 503 `busy`
-/// when the language's queue is full, 503 `unavailable` without an execution engine.
+/// when the language's queue is full, 503 `unavailable` without an execution engine. With an
+/// `Idempotency-Key`, the same key and body answer the first submit's job (202, nothing runs
+/// again); the key with another body is 422.
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
     Body(request): Body<SubmitJob>,
 ) -> Result<Response, ApiError> {
     let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Exec)?;
     let by = caller.user.to_string();
-    let job = state.platform().submit_job(&scope, &tenant, request, Some(&by)).await?;
+    let job =
+        state.platform().submit_job(&scope, &tenant, request, Some(&by), key.as_deref()).await?;
     Ok((StatusCode::ACCEPTED, Json(ObjectView::of(&job))).into_response())
 }
 
@@ -48,8 +55,9 @@ pub(crate) async fn list(
     caller: Caller,
     Path(tenant): Path<String>,
     Query(query): Query<PageQuery>,
-) -> Result<Json<Listed<ObjectView>>, ApiError> {
-    objects::list(&state, &caller, &tenant, Kind::Job, query).await
+    Extension(views): Extension<Arc<ViewCache>>,
+) -> Result<Response, ApiError> {
+    objects::list(&state, &views, &caller, &tenant, Kind::Job, query).await
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/jobs/{id}", tag = "jobs", params(("tenant" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The job's id")), responses((status = 200, description = "The object", body = super::views::ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]

@@ -11,6 +11,7 @@
 mod extract;
 mod instances;
 mod jobs;
+mod listing;
 mod objects;
 mod resources;
 mod session;
@@ -22,7 +23,7 @@ mod views;
 use std::sync::Arc;
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::DefaultBodyLimit,
     http::{StatusCode, Uri},
     middleware,
@@ -126,6 +127,7 @@ pub(crate) fn layered(state: AppState) -> Router {
     );
     api.layer(middleware::from_fn_with_state(state.clone(), guard_cross_origin))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(Extension(Arc::new(listing::ViewCache::default())))
         .with_state(state)
 }
 

@@ -1,10 +1,13 @@
 //! Reads shared by every kind of tenant object: a page of a tenant's objects, one by name.
 
-use axum::{Json, response::Response};
+use axum::response::Response;
 use kws_accounts::TokenScope;
 use serde::Deserialize;
 
-use super::views::{Listed, ObjectView, with_etag};
+use super::{
+    listing::ViewCache,
+    views::{ObjectView, with_etag},
+};
 use crate::{
     http::{ApiError, AppState, Caller},
     platform::store::{Kind, Page},
@@ -22,14 +25,16 @@ pub(crate) struct PageQuery {
     after: Option<String>,
 }
 
-/// A page of the tenant's objects of `kind`, by name; `next` is the cursor of the next page.
+/// A page of the tenant's objects of `kind`, by name, as [`super::views::Listed`] of their
+/// views (kept in `views` between requests); `next` is the cursor of the next page.
 pub(crate) async fn list(
     state: &AppState,
+    views: &ViewCache,
     caller: &Caller,
     tenant: &str,
     kind: Kind,
     query: PageQuery,
-) -> Result<Json<Listed<ObjectView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (tenant, scope) = caller.in_tenant(tenant, TokenScope::Read)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=Page::MAX).contains(&limit) {
@@ -37,10 +42,8 @@ pub(crate) async fn list(
     }
     let page = Page { after: query.after.map(|a| (tenant.clone(), a)), limit };
     let records = state.platform().store().list_objects(&scope, kind, Some(&tenant), &page).await?;
-    let next =
-        (records.len() == limit).then(|| records.last().map(|r| r.meta.name.to_string())).flatten();
-    let items = records.into_iter().map(ObjectView::of_record).collect();
-    Ok(Json(Listed { items, next }))
+    let next = (records.len() == limit).then(|| records.last().map(|r| r.meta.name.as_str()));
+    views.page(&records, next.flatten())
 }
 
 /// The `{name}` path parameter, checked: 400 naming `name` when it is no object name.

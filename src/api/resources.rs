@@ -1,7 +1,9 @@
 //! VPN devices, apps, databases and operations.
 
+use std::sync::Arc;
+
 use axum::{
-    Json,
+    Extension, Json,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -12,6 +14,7 @@ use serde_json::json;
 
 use super::{
     extract::{Body, IdempotencyKey, Path, Query},
+    listing::ViewCache,
     objects::{self, PageQuery},
     views::{Listed, ObjectView},
 };
@@ -19,8 +22,6 @@ use crate::{
     http::{ApiError, AppState, Caller},
     platform::{AddDevice, DatabaseCreated, PublishApp, store::Kind},
 };
-
-type Page = Result<Json<Listed<ObjectView>>, ApiError>;
 
 macro_rules! reads {
     ($list:ident, $get:ident, $kind:expr, $path:literal, $item:literal, $tag:literal) => {
@@ -31,8 +32,9 @@ macro_rules! reads {
             caller: Caller,
             Path(tenant): Path<String>,
             Query(query): Query<PageQuery>,
-        ) -> Page {
-            objects::list(&state, &caller, &tenant, $kind, query).await
+            Extension(views): Extension<Arc<ViewCache>>,
+        ) -> Result<Response, ApiError> {
+            objects::list(&state, &views, &caller, &tenant, $kind, query).await
         }
 
         #[utoipa::path(get, path = $item, tag = $tag, params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The object's name")), responses((status = 200, description = "The object", body = ObjectView), (status = "4XX", description = "An error", body = crate::http::ErrorBody), (status = "5XX", description = "An error", body = crate::http::ErrorBody)))]

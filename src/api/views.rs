@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::platform::store::{Meta, Object, ObjectRecord, Resource};
+use crate::platform::store::{Doc, Meta, Object, ObjectRecord, Resource};
 
 /// A tenant object: its metadata, desired `spec` and observed `status` (`null` when nobody
 /// could observe it), with the time of the observation.
@@ -25,14 +25,14 @@ pub(crate) struct ObjectView {
     updated_at: DateTime<Utc>,
     deleting: Option<DateTime<Utc>>,
     #[schema(value_type = Object)]
-    spec: Value,
+    spec: Doc,
     #[schema(value_type = Object)]
-    status: Value,
+    status: Doc,
     observed_at: Option<DateTime<Utc>>,
 }
 
 impl ObjectView {
-    fn new(meta: &Meta, spec: Value, status: Value, at: Option<DateTime<Utc>>) -> Self {
+    fn new(meta: &Meta, spec: Doc, status: Doc, at: Option<DateTime<Utc>>) -> Self {
         Self {
             id: meta.id,
             kind: meta.kind.as_str(),
@@ -61,7 +61,7 @@ impl ObjectView {
             .value
             .as_ref()
             .map_or(Value::Null, |s| serde_json::to_value(s).unwrap_or(Value::Null));
-        Self::new(&o.meta, spec, status, o.status.at)
+        Self::new(&o.meta, spec.into(), status.into(), o.status.at)
     }
 
     /// The version, for `ETag`.

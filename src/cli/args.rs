@@ -203,4 +203,8 @@ pub(crate) struct Run {
     /// A file whose contents are the program's standard input.
     #[arg(long, value_name = "FILE")]
     pub(crate) stdin_file: Option<PathBuf>,
+    /// Its wall-time limit in milliseconds (default: the server's); past it the job is
+    /// stopped and `kws` exits 124.
+    #[arg(long, value_name = "MS")]
+    pub(crate) wall_time_ms: Option<u64>,
 }

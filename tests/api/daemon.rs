@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::server::{Auth, Client};
 
-const IMAGE: &str = "kws-test/busybox:1";
+pub(crate) const IMAGE: &str = "kws-test/busybox:1";
 
 /// Held by each test whose `kwsd` uses the test Docker engine, so they run one at a time: a
 /// Platform owns its engine (its reconcile removes every kws-labelled container it has no
@@ -301,7 +301,7 @@ async fn without_a_docker_engine_serve_runs_and_instances_answer_503() {
 }
 
 /// Signs in as the first operator of `kwsd` and answers a client with a token of every scope.
-async fn operator(kwsd: &Kwsd) -> Client {
+pub(crate) async fn operator(kwsd: &Kwsd) -> Client {
     let password = kwsd.password.clone().expect("a first operator on a fresh store");
     let cookie = Client::new(&kwsd.base, Auth::Anonymous).login("admin", &password).await;
     let session = Client::new(&kwsd.base, Auth::Cookie(cookie));
@@ -327,11 +327,27 @@ async fn a_jobs_events_reach_a_thousand_subscribers_every_one_in_order() {
     let body = json!({"id": "jobs", "display_name": "jobs", "quotas": {}});
     op.post("/api/v1/tenants", body).await.expect(StatusCode::CREATED);
     let source = "for i in $(seq 1 20); do echo line $i; sleep 0.05; done; echo bye >&2; exit 3";
-    let job = op
-        .post("/api/v1/tenants/jobs/jobs", json!({"language": "sh", "source": source}))
-        .await
-        .expect(StatusCode::ACCEPTED);
+    let submit = |body: serde_json::Value| {
+        let op = op.clone();
+        async move {
+            let r = op
+                .request(Method::POST, "/api/v1/tenants/jobs/jobs")
+                .header("idempotency-key", "job-1")
+                .json(&body);
+            crate::server::answer(r.send().await.expect("send")).await
+        }
+    };
+    let job =
+        submit(json!({"language": "sh", "source": source})).await.expect(StatusCode::ACCEPTED);
     let id = job.body["name"].as_str().expect("the job's id").to_owned();
+    // The key again: the same job; the key with other code: 422, and nothing runs.
+    let again = submit(json!({"language": "sh", "source": source})).await;
+    assert_eq!(again.expect(StatusCode::ACCEPTED).body["name"], id.as_str());
+    let other = submit(json!({"language": "sh", "source": "echo other"})).await;
+    assert_eq!(
+        (other.status, other.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_mismatch")
+    );
     let path = format!("/api/v1/tenants/jobs/jobs/{id}/events");
     let subscribers = (0..1000).map(|_| {
         let (op, path) = (op.clone(), path.clone());

@@ -60,6 +60,49 @@ async fn an_instance_goes_through_its_life_over_http() {
     member.get(&format!("{base}?limit=0")).await.expect(StatusCode::BAD_REQUEST);
 }
 
+/// The items of a list page by name.
+async fn listed(client: &crate::server::Client, path: &str) -> Vec<serde_json::Value> {
+    let page = client.get(path).await.expect(StatusCode::OK);
+    page.body["items"].as_array().expect("items").clone()
+}
+
+/// Lists are answered from views kept between requests (src/api/listing.rs): every change of
+/// an object's spec, status or life shows in the next list, and a listed item is the object as
+/// `GET` answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_shows_every_change_at_once() {
+    let Some(srv) = Server::start().await else { return };
+    srv.tenant("acme").await;
+    let (_, member) = srv.member("ann", "acme", "member").await;
+    let base = "/api/v1/tenants/acme/instances";
+    for name in ["db", "web"] {
+        member.post(base, json!({"name": name})).await.expect(StatusCode::CREATED);
+    }
+    let agree = |items: Vec<serde_json::Value>| {
+        let member = member.clone();
+        async move {
+            for item in &items {
+                let name = item["name"].as_str().expect("name");
+                let got = member.get(&format!("{base}/{name}")).await.expect(StatusCode::OK);
+                assert_eq!(item, &got.body, "the listed {name} is the object");
+            }
+            items
+        }
+    };
+    let first = agree(listed(&member, base).await).await;
+    assert_eq!(agree(listed(&member, base).await).await, first, "nothing changed");
+    member.post(&format!("{base}/web/stop"), json!({})).await.expect(StatusCode::OK);
+    let stopped = agree(listed(&member, base).await).await;
+    assert!(stopped[1]["version"].as_u64() > first[1]["version"].as_u64(), "{stopped:?}");
+    member.get(&format!("{base}/web/wait?state=exited&timeout=5")).await.expect(StatusCode::OK);
+    let exited = agree(listed(&member, base).await).await;
+    assert_eq!(exited[1]["status"]["state"], "exited", "{exited:?}");
+    member.send(Method::DELETE, &format!("{base}/db"), None).await.expect(StatusCode::NO_CONTENT);
+    let left = agree(listed(&member, base).await).await;
+    let names: Vec<_> = left.iter().map(|i| i["name"].clone()).collect();
+    assert_eq!(names, [json!("web")]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_idempotency_key_sent_fifty_times_at_once_makes_one_instance() {
     let Some(srv) = Server::start().await else { return };

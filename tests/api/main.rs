@@ -7,6 +7,7 @@
 
 mod authz;
 mod browser;
+mod cli;
 mod daemon;
 mod dashboard;
 mod flows;

@@ -133,8 +133,11 @@ async fn jobs_stream_their_output_under_the_tenants_rate_limit() {
         wall_time_ms: None,
         output_bytes: None,
     };
-    let submitted =
-        p.submit_job(&member, &alice, job("echo hi; exit 3"), Some("alice")).await.expect("submit");
+    let key = Some("run-1");
+    let submitted = p
+        .submit_job(&member, &alice, job("echo hi; exit 3"), Some("alice"), key)
+        .await
+        .expect("submit");
     let id = submitted.meta.name.to_string();
     let mut events = p.job_events(&member, &alice, &id).await.expect("events");
     let mut out = Vec::new();
@@ -164,6 +167,15 @@ async fn jobs_stream_their_output_under_the_tenants_rate_limit() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The key again: the same job, nothing run again (and the bucket not charged: the two
+    // below still fit); the key with other code is refused.
+    let again = p
+        .submit_job(&member, &alice, job("echo hi; exit 3"), Some("alice"), key)
+        .await
+        .expect("again");
+    assert_eq!(again.meta.name.as_str(), id);
+    let other = p.submit_job(&member, &alice, job("echo bye"), Some("alice"), key).await.map(drop);
+    assert_eq!(other.expect_err("another body").kind(), ErrorKind::IdempotencyMismatch);
     // Another tenant's job is not found; the bucket of 3 allows two more, then refuses.
     let bob_scope = Scope::tenant(bob.clone(), Role::Admin);
     let hidden = p.job_events(&bob_scope, &alice, &id).await.map(drop);
@@ -171,14 +183,14 @@ async fn jobs_stream_their_output_under_the_tenants_rate_limit() {
     let hidden = p.job_events(&bob_scope, &bob, &id).await.map(drop);
     assert_eq!(hidden.expect_err("bob's own tenant").kind(), ErrorKind::NotFound);
     for _ in 0..2 {
-        p.submit_job(&member, &alice, job("true"), None).await.expect("within the bucket");
+        p.submit_job(&member, &alice, job("true"), None, None).await.expect("within the bucket");
     }
-    let limited = p.submit_job(&member, &alice, job("true"), None).await.map(drop);
+    let limited = p.submit_job(&member, &alice, job("true"), None, None).await.map(drop);
     assert_eq!(limited.expect_err("over the bucket").kind(), ErrorKind::RateLimited);
-    let others = p.submit_job(&bob_scope, &bob, job("true"), None).await;
+    let others = p.submit_job(&bob_scope, &bob, job("true"), None, None).await;
     assert!(others.is_ok(), "bob has a bucket of his own");
     let unknown = p
-        .submit_job(&member, &alice, SubmitJob { language: "cobol".into(), ..job("x") }, None)
+        .submit_job(&member, &alice, SubmitJob { language: "cobol".into(), ..job("x") }, None, None)
         .await
         .map(drop);
     assert_eq!(unknown.expect_err("language").kind(), ErrorKind::Invalid);

@@ -26,6 +26,9 @@ pub(crate) async fn run(ctx: &Context, args: Run) -> Result<ExitCode, CliError> 
     if let Some(input) = &args.stdin_file {
         body["stdin"] = json!(read(input)?);
     }
+    if let Some(ms) = args.wall_time_ms {
+        body["wall_time_ms"] = json!(ms);
+    }
     // A job is not idempotent: it is submitted once, never resent.
     let job = ctx.client.post(&ctx.path("jobs")?, &body).await?;
     let id = job["name"]

@@ -9,12 +9,26 @@ use kws_core::{DnsLabel, JobId, OwnerId};
 use kws_exec::{JobEvent, JobEvents, JobSnapshot, Limits, SubmitError};
 use serde::{Deserialize, Serialize};
 
-use super::parse_name;
+use futures::future::BoxFuture;
+
+use super::{ended_error, parse_name, undoable};
 use crate::platform::{
     Error, EventBody, Platform, Role, Scope,
     model::{JobSpec, JobStatus},
-    store::{Claims, Object, PlatformStoreExt},
+    ops::{Begin, Run, begin, request_hash},
+    store::{Claims, Kind, Object, OpState, Operation, Page, PlatformStoreExt},
 };
+
+/// The operation of a submit with an idempotency key.
+pub(crate) const SUBMIT: &str = "submit_job";
+
+/// A job as the flow takes it.
+struct NewJob<'a> {
+    tenant: &'a OwnerId,
+    language: DnsLabel,
+    request: &'a SubmitJob,
+    submitted_by: Option<&'a str>,
+}
 
 /// The code-execution engine as the Platform uses it.
 ///
@@ -115,20 +129,63 @@ impl Platform {
     }
 
     /// Submits code for `tenant` (member role) and returns the job's id at once. Refused with
-    /// `Invalid` (language, source, stdin or a limit), `RateLimited` (the tenant's token
-    /// bucket is empty), `Busy` (the language's queue is full) or `Unavailable`; nothing is
-    /// queued or recorded then.
+    /// `Invalid` (language, source, stdin, a limit or the key), `RateLimited` (the tenant's
+    /// token bucket is empty), `Busy` (the language's queue is full) or `Unavailable`; nothing
+    /// is queued or recorded then.
+    ///
+    /// With an `idempotency_key` the submit is an operation: the same key and request answer
+    /// the job the first submit made (nothing runs again, and the rate limit is not charged),
+    /// the same key with another request is `IdempotencyMismatch`. The request is compared by
+    /// digests of its source and stdin, which the operation keeps instead of the code.
     pub async fn submit_job(
         &self,
         scope: &Scope,
         tenant: &OwnerId,
         request: SubmitJob,
         submitted_by: Option<&str>,
+        idempotency_key: Option<&str>,
     ) -> Result<Object<JobSpec>, Error> {
         scope.require(tenant, Role::Member)?;
         let language = parse_name("language", &request.language)?;
-        let exec = self.exec()?.clone();
+        self.exec()?;
         self.store().get_tenant(scope, tenant).await?;
+        let job = NewJob { tenant, language, request: &request, submitted_by };
+        let Some(key) = idempotency_key else { return self.start_job(&job, None).await };
+        let asked = serde_json::json!({
+            "language": job.language,
+            "source_sha256": request_hash(&serde_json::json!(request.source)),
+            "stdin_sha256": request_hash(&serde_json::json!(request.stdin)),
+            "wall_time_ms": request.wall_time_ms,
+            "output_bytes": request.output_bytes,
+        });
+        let begun = begin(self, scope, tenant, SUBMIT, "job", Some(key), &asked, &asked).await?;
+        let run = match begun {
+            Begin::New(run) => run,
+            Begin::Existing(op) if op.state == OpState::Succeeded => {
+                let name = op.result.get("job").and_then(serde_json::Value::as_str);
+                let name = name.ok_or_else(|| {
+                    Error::backend("operation", format!("operation {} recorded no job", op.id))
+                })?;
+                return self.store().get::<JobSpec>(scope, tenant, name).await;
+            }
+            Begin::Existing(op) => return Err(ended_error(&op)),
+        };
+        let body = async {
+            let object = self.start_job(&job, Some(&run)).await?;
+            let result = serde_json::json!({ "job": object.meta.name });
+            Ok((object, result))
+        };
+        undoable(&run, undo_submit, body).await
+    }
+
+    /// Hands `job` to the engine, then records it (as a step of `run` when there is one) and
+    /// follows it. A refusal of the engine makes nothing.
+    async fn start_job(
+        &self,
+        job: &NewJob<'_>,
+        run: Option<&Run>,
+    ) -> Result<Object<JobSpec>, Error> {
+        let NewJob { tenant, language, request, submitted_by } = job;
         let defaults = Limits::default();
         let limits = Limits {
             wall_time: request
@@ -136,11 +193,12 @@ impl Platform {
                 .map_or(defaults.wall_time, std::time::Duration::from_millis),
             output_bytes: request.output_bytes.unwrap_or(defaults.output_bytes),
         };
-        let job = exec
-            .submit(tenant, &language, &request.source, &request.stdin, limits)
+        let id = self
+            .exec()?
+            .submit(tenant, language, &request.source, &request.stdin, limits)
             .await
             .map_err(submit_error)?;
-        let name = DnsLabel::parse(&job.to_string()).map_err(|e| Error::backend("exec", e))?;
+        let name = DnsLabel::parse(&id.to_string()).map_err(|e| Error::backend("exec", e))?;
         let spec = JobSpec {
             language: language.to_string(),
             source_bytes: request.source.len(),
@@ -148,10 +206,14 @@ impl Platform {
             submitted_by: submitted_by.map(str::to_owned),
         };
         let store = self.store();
-        let object = store
-            .create(&Scope::Operator, tenant, &name, None, Claims::default(), &spec, None)
-            .await?;
-        self.follow_job(tenant.clone(), job, name);
+        let origin = run.map(Run::id);
+        let record =
+            store.create(&Scope::Operator, tenant, &name, None, Claims::default(), &spec, origin);
+        let object = match run {
+            Some(run) => run.step("record", record).await?,
+            None => record.await?,
+        };
+        self.follow_job((*tenant).clone(), id, name);
         Ok(object)
     }
 
@@ -238,4 +300,35 @@ fn submit_error(e: SubmitError) -> Error {
         },
         e => Error::backend("exec", e),
     }
+}
+
+/// Undoes a keyed submit: removes the job's record when this operation made it. The engine
+/// forgets a job whose process is gone; one still running ends at its wall time, unrecorded.
+pub(crate) fn undo_submit<'a>(
+    platform: &'a Platform,
+    op: &'a Operation,
+    step: &'a str,
+) -> BoxFuture<'a, Result<(), Error>> {
+    Box::pin(async move {
+        if step != "record" {
+            return Ok(());
+        }
+        // The record's name is the engine's job id, which only the record keeps: look for the
+        // tenant's job this operation made.
+        let store = platform.store();
+        let mut page = Page::first(Page::MAX);
+        loop {
+            let records =
+                store.list_objects(&Scope::Operator, Kind::Job, Some(&op.tenant), &page).await?;
+            if let Some(own) = records.iter().find(|r| r.origin == Some(op.id)) {
+                return platform.remove_own::<JobSpec>(op, own.meta.name.as_str()).await;
+            }
+            match records.last() {
+                Some(last) if records.len() == Page::MAX => {
+                    page.after = Some((op.tenant.clone(), last.meta.name.to_string()));
+                }
+                _ => return Ok(()),
+            }
+        }
+    })
 }

@@ -13,6 +13,7 @@
 //! | create a database | record, database | undone |
 //! | rotate, drop a database | database, record | finished |
 //! | delete a tenant | apps, instances, devices, databases, jobs, firewall, tenant | finished |
+//! | submit a job with an idempotency key (without one it is no operation) | record | undone |
 
 mod app;
 mod database;
@@ -50,6 +51,7 @@ pub(crate) fn recovery_of(kind: &str) -> Option<Recovery> {
         database::CREATE => Recovery::Compensate(database::undo_create),
         database::CHANGE => Recovery::Finish(database::rerun_change),
         tenant::DELETE => Recovery::Finish(tenant::rerun_delete),
+        exec::SUBMIT => Recovery::Compensate(exec::undo_submit),
         _ => return None,
     })
 }

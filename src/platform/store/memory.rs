@@ -12,7 +12,7 @@ use kws_core::{DnsLabel, OwnerId};
 use uuid::Uuid;
 
 use super::{
-    Begun, Claims, Json, Kind, Member, Meta, NewObject, NewOperation, ObjectRecord, OpState,
+    Begun, Claims, Doc, Json, Kind, Member, Meta, NewObject, NewOperation, ObjectRecord, OpState,
     Operation, Page, PlatformStore, Quotas, Tenant, TenantUsage, User, capped_lease,
     check_grown_claims, claims_grow, listed_tenant_visible, object_exists, object_not_found,
     unique_taken,
@@ -298,8 +298,8 @@ impl PlatformStore for MemoryStore {
             },
             unique: new.unique,
             claims: new.claims,
-            spec: new.spec,
-            status: Json::Null,
+            spec: new.spec.into(),
+            status: Doc::null(),
             observed_at: None,
             origin: new.origin,
         };
@@ -380,7 +380,7 @@ impl PlatformStore for MemoryStore {
         }
         let record =
             state.objects.get_mut(&key).ok_or_else(|| object_not_found(kind, tenant, name))?;
-        record.spec = spec;
+        record.spec = spec.into();
         record.claims = claims;
         record.meta.version += 1;
         record.meta.updated_at = Utc::now();
@@ -404,7 +404,7 @@ impl PlatformStore for MemoryStore {
         if record.observed_at.is_some_and(|at| at > observed_at) {
             return Ok(false);
         }
-        record.status = status;
+        record.status = status.into();
         record.observed_at = Some(observed_at);
         Ok(true)
     }

@@ -18,7 +18,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use record::{
-    Begun, Claims, Json, Kind, Member, Meta, NewObject, NewOperation, ObjectRecord, OpState,
+    Begun, Claims, Doc, Json, Kind, Member, Meta, NewObject, NewOperation, ObjectRecord, OpState,
     Operation, Page, Quotas, Step, StepState, Tenant, TenantUsage, User,
 };
 pub use typed::{Object, Observed, PlatformStoreExt, Resource};

@@ -8,6 +8,8 @@
 //! with a status refresh, and an older observation never overwrites a newer one). A status that
 //! nobody could observe is `null`: unknown, never a guess.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use kws_core::{DnsLabel, OwnerId};
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,56 @@ use crate::platform::{Error, scope::Role};
 
 /// A value as the store keeps it.
 pub type Json = serde_json::Value;
+
+/// A JSON document of a record (its `spec` or `status`), shared: cloning a record copies a
+/// pointer, not a tree, and a reader can tell by [`Doc::same`] that a document is the one it
+/// saw before (the store replaces a document on every write, never changes it in place).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Doc(Arc<Json>);
+
+impl Doc {
+    /// `null`: nothing observed.
+    pub fn null() -> Self {
+        Self::default()
+    }
+
+    /// Whether `self` and `other` are the same document (not merely equal ones).
+    pub fn same(&self, other: &Doc) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl From<Json> for Doc {
+    fn from(value: Json) -> Self {
+        Self(Arc::new(value))
+    }
+}
+
+impl std::ops::Deref for Doc {
+    type Target = Json;
+
+    fn deref(&self) -> &Json {
+        &self.0
+    }
+}
+
+impl PartialEq<Json> for Doc {
+    fn eq(&self, other: &Json) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl Serialize for Doc {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Json::deserialize(deserializer).map(Doc::from)
+    }
+}
 
 /// The kinds of tenant objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -260,9 +312,9 @@ pub struct ObjectRecord {
     /// What it counts against the tenant's quota.
     pub claims: Claims,
     /// The desired state.
-    pub spec: Json,
+    pub spec: Doc,
     /// The observed state; `null` when unknown.
-    pub status: Json,
+    pub status: Doc,
     /// When `status` was observed.
     pub observed_at: Option<DateTime<Utc>>,
     /// The operation that made it, if one did: the undo of that operation deletes the object

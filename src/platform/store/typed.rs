@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use kws_core::{DnsLabel, OwnerId};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::{Claims, Kind, Meta, NewObject, ObjectRecord, Page, PlatformStore};
@@ -53,10 +53,10 @@ impl<S: Resource> Object<S> {
         if record.meta.kind != S::KIND {
             return Err(corrupt(&record.meta, "of another kind"));
         }
-        let spec = serde_json::from_value(record.spec).map_err(|e| corrupt(&record.meta, e))?;
-        let value = match record.status {
+        let spec = S::deserialize(&*record.spec).map_err(|e| corrupt(&record.meta, e))?;
+        let value = match &*record.status {
             serde_json::Value::Null => None,
-            status => Some(serde_json::from_value(status).map_err(|e| corrupt(&record.meta, e))?),
+            status => Some(S::Status::deserialize(status).map_err(|e| corrupt(&record.meta, e))?),
         };
         Ok(Self {
             meta: record.meta,

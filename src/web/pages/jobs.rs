@@ -85,7 +85,7 @@ pub(crate) async fn submit(
         output_bytes: None,
     };
     let by = viewer.0.user.to_string();
-    let job = state.platform().submit_job(&scope, &tenant, request, Some(&by)).await?;
+    let job = state.platform().submit_job(&scope, &tenant, request, Some(&by), None).await?;
     Ok(see(format!("/t/{tenant}/jobs/{}", job.meta.name)))
 }
 

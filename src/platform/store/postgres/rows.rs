@@ -131,8 +131,8 @@ pub(super) fn object(row: &PgRow) -> Result<ObjectRecord, Error> {
             cpu_millis: to_u64(row, "cpu_millis")?,
             memory_mb: to_u64(row, "memory_mb")?,
         },
-        spec: json(row, "spec")?,
-        status: json(row, "status")?,
+        spec: json::<serde_json::Value>(row, "spec")?.into(),
+        status: json::<serde_json::Value>(row, "status")?.into(),
         observed_at: row.try_get("observed_at").map_err(db)?,
         origin: row.try_get("origin").map_err(db)?,
     })

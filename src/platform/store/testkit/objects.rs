@@ -50,8 +50,8 @@ pub async fn records_round_trip(store: &dyn PlatformStore) {
         (&new.kind, &new.tenant, &new.name, 1),
         "meta"
     );
-    assert_eq!((&made.unique, made.claims, &made.spec), (&new.unique, new.claims, &spec), "body");
-    assert_eq!((&made.status, made.observed_at), (&json!(null), None), "status starts unknown");
+    assert_eq!((&made.unique, made.claims, &*made.spec), (&new.unique, new.claims, &spec), "body");
+    assert_eq!((&*made.status, made.observed_at), (&json!(null), None), "status starts unknown");
     assert_eq!(made.origin, Some(origin), "origin");
     assert!(made.meta.created_at <= made.meta.updated_at, "object times");
     let got = store.get_object(&op, Kind::Instance, &t, "web").await.expect("get_object");
@@ -65,7 +65,7 @@ pub async fn records_round_trip(store: &dyn PlatformStore) {
     let applied = store.update_status(&op, Kind::Instance, &t, "web", status.clone(), at).await;
     assert!(applied.expect("update_status"), "a first observation applies");
     let got = store.get_object(&op, Kind::Instance, &t, "web").await.expect("get_object");
-    assert_eq!((&got.status, got.observed_at), (&status, Some(at)), "status round trip");
+    assert_eq!((&*got.status, got.observed_at), (&status, Some(at)), "status round trip");
 
     let mut new_op = new_operation(&t, &stem, Some("key-1"), "hash-1");
     new_op.request = spec.clone();
@@ -206,7 +206,7 @@ pub async fn versions_fence_spec_writes(store: &dyn PlatformStore) {
     let update =
         |version, n| store.update_spec(&op, Kind::Instance, &t, "web", version, spec(n), claims);
     let v2 = update(1, 2).await.expect("update_spec at the current version");
-    assert_eq!((v2.meta.version, &v2.spec, v2.claims), (2, &spec(2), claims), "update_spec");
+    assert_eq!((v2.meta.version, &*v2.spec, v2.claims), (2, &spec(2), claims), "update_spec");
     assert!(v2.meta.updated_at >= v2.meta.created_at, "updated_at moves with the spec");
     conflict(update(1, 3).await, 1, 2, "update_spec at a stale version");
     conflict(update(u64::MAX, 3).await, u64::MAX, 2, "update_spec at a version never reached");
@@ -222,10 +222,10 @@ pub async fn versions_fence_spec_writes(store: &dyn PlatformStore) {
     let t2 = t1 + Duration::seconds(1);
     assert!(observe(json!(null), t2).await.expect("update_status"), "unknown is an observation");
     let seen = store.get_object(&op, Kind::Instance, &t, "web").await.expect("get_object");
-    assert_eq!((&seen.status, seen.observed_at), (&json!(null), Some(t2)), "latest observation");
+    assert_eq!((&*seen.status, seen.observed_at), (&json!(null), Some(t2)), "latest observation");
     assert_eq!(seen.meta, v2.meta, "update_status changed the version or the spec's times");
     let v3 = update(2, 3).await.expect("status writes do not conflict with a spec write");
-    assert_eq!((v3.meta.version, &v3.status), (3, &json!(null)), "update_spec keeps the status");
+    assert_eq!((v3.meta.version, &*v3.status), (3, &json!(null)), "update_spec keeps the status");
     let missing = store.update_status(&op, Kind::App, &t, "web", json!(1), t2).await;
     not_found(missing, "app", "update_status of no object");
     let missing = store.update_spec(&op, Kind::App, &t, "web", 1, spec(1), claims).await;
