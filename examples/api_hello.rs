@@ -1,6 +1,7 @@
 //! A bare axum hello-world, the baseline of `scripts/api-bench`: `GET /` answers `hello`, on
 //! the same tokio multi-thread runtime and the same axum features as `kwsd`, nothing else (no
-//! middleware, no state, no logs).
+//! middleware, no state, no logs). `GET /bytes/{n}` answers `n` bytes (at most 1 MiB) made
+//! once at start: what a body of that size costs to send and receive, with no work behind it.
 //!
 //! ```text
 //! cargo build --release --features server --example api_hello
@@ -14,7 +15,14 @@
 
 use std::net::SocketAddr;
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    body::Bytes,
+    extract::Path,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
 use clap::Parser;
 
 /// A bare axum hello-world.
@@ -45,7 +53,22 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(listen: SocketAddr) -> std::io::Result<()> {
-    let router = Router::new().route("/", get(|| async { "hello" }));
+    /// The most `/bytes/{n}` answers.
+    const MAX: usize = 1 << 20;
+    let body = Bytes::from(vec![b'x'; MAX]);
+    let bytes = move |Path(n): Path<usize>| {
+        let body = body.clone();
+        async move {
+            match n <= MAX {
+                true => {
+                    ([(header::CONTENT_TYPE, "application/json")], body.slice(..n)).into_response()
+                }
+                false => (StatusCode::BAD_REQUEST, "at most 1 MiB").into_response(),
+            }
+        }
+    };
+    let router =
+        Router::new().route("/", get(|| async { "hello" })).route("/bytes/{n}", get(bytes));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("api_hello: serving http://{}/", listener.local_addr()?);
     axum::serve(listener, router).await
