@@ -37,12 +37,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Structured logs on stderr, filtered by `RUST_LOG` (`info` by default).
+/// Structured logs on stderr, filtered by `RUST_LOG` (`info` by default), coloured only when
+/// stderr is a terminal (a journal or a file gets no escape codes).
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -468,3 +468,36 @@ async fn admin_commands_migrate_and_check_config_work_on_the_store() {
     let (ok, _, err) = kwsd(&["check-config"]);
     assert!(!ok && err.contains("[store] backend") && err.contains("floppy"), "{err}");
 }
+
+/// Logs written to a file (or a journal) carry no terminal colour codes: `kwsd serve` on the
+/// embedded defaults, stderr into a file, one request, then SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("kwsd.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kwsd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .env("DOCKER_HOST", format!("unix://{}/none.sock", dir.path().display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("kwsd");
+    let url = format!("http://127.0.0.1:{port}/api/v1/openapi.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reqwest::get(&url).await.is_ok_and(|r| r.status() == StatusCode::OK) {
+        assert!(Instant::now() < deadline, "kwsd did not serve");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().expect("exit").success(), "kwsd exited 0 on SIGTERM");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("served"), "the request's log line: {text}");
+    assert!(!text.contains('\u{1b}'), "a colour code in a file: {text:?}");
+}
