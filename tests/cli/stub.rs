@@ -1,7 +1,7 @@
 //! A stub of the API's streams for `kws run` and `kws instances logs`: canned Server-Sent
 //! Events (the embedded server runs no code and its instances write no logs).
 //!
-//! `POST …/jobs` answers the job `j-<source>`; its events are canned by that name: `exit3`
+//! `POST …/jobs` answers the job `j-<source>` (400 without an `Idempotency-Key`); its events are canned by that name: `exit3`
 //! writes to both streams and exits 3, `timeout` times out, `reconnect` breaks its stream
 //! after one event and finishes once resumed with `Last-Event-ID: 1`.
 
@@ -42,6 +42,10 @@ async fn submit(headers: HeaderMap, Json(body): Json<Value>) -> Response {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     assert_eq!(body["language"], "python3", "{body}");
+    // `kws run` sends a key, so that a submit resent after a broken connection runs once.
+    if headers.get("idempotency-key").is_none_or(|k| k.is_empty()) {
+        return (StatusCode::BAD_REQUEST, "no Idempotency-Key").into_response();
+    }
     let source = body["source"].as_str().unwrap_or_default().trim();
     (StatusCode::ACCEPTED, Json(json!({"kind": "job", "name": format!("j-{source}")})))
         .into_response()

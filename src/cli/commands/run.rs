@@ -29,8 +29,8 @@ pub(crate) async fn run(ctx: &Context, args: Run) -> Result<ExitCode, CliError> 
     if let Some(ms) = args.wall_time_ms {
         body["wall_time_ms"] = json!(ms);
     }
-    // A job is not idempotent: it is submitted once, never resent.
-    let job = ctx.client.post(&ctx.path("jobs")?, &body).await?;
+    // With an Idempotency-Key: a submit resent after a broken connection runs the job once.
+    let job = ctx.client.create(&ctx.path("jobs")?, &body).await?;
     let id = job["name"]
         .as_str()
         .ok_or_else(|| CliError::Transport("the server's answer names no job".into()))?;
