@@ -48,18 +48,28 @@ impl Kwsd {
 
     /// As [`Kwsd::start`], with `env` set for the process.
     pub(crate) fn start_with(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(Some(config), env, Stdio::inherit())
+    }
+
+    /// `kwsd serve` on `config` (the embedded defaults without one), `RUST_LOG=warn` unless
+    /// `env` sets it, its logs to `stderr`; waits until it serves.
+    fn spawn(config: Option<&std::path::Path>, env: &[(&str, &str)], stderr: Stdio) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
             .local_addr()
             .expect("addr")
             .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kwsd"))
-            .args(["--config", config.to_str().expect("path"), "serve", "--listen"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kwsd"));
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
+            .args(["serve", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("kwsd");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -475,28 +485,15 @@ async fn admin_commands_migrate_and_check_config_work_on_the_store() {
 async fn logs_to_a_file_carry_no_colour_codes() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("kwsd.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kwsd"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .env("DOCKER_HOST", format!("unix://{}/none.sock", dir.path().display()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("kwsd");
-    let url = format!("http://127.0.0.1:{port}/api/v1/openapi.json");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reqwest::get(&url).await.is_ok_and(|r| r.status() == StatusCode::OK) {
-        assert!(Instant::now() < deadline, "kwsd did not serve");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(child.wait().expect("exit").success(), "kwsd exited 0 on SIGTERM");
+    let nowhere = format!("unix://{}/none.sock", dir.path().display());
+    let env = [("RUST_LOG", "info"), ("DOCKER_HOST", nowhere.as_str())];
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut kwsd = Kwsd::spawn(None, &env, Stdio::from(file));
+    Client::new(&kwsd.base, Auth::Anonymous)
+        .get("/api/v1/openapi.json")
+        .await
+        .expect(StatusCode::OK);
+    assert!(kwsd.terminate(), "kwsd exited 0 on SIGTERM");
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.contains("served"), "the request's log line: {text}");
     assert!(!text.contains('\u{1b}'), "a colour code in a file: {text:?}");
