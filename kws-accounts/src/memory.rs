@@ -1,7 +1,7 @@
 //! [`MemoryAccountStore`]: the rows of accounts in one process's memory.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use kws_core::DnsLabel;
 use uuid::Uuid;
 
-use crate::{AccountStore, Error, SecretHash, SessionRecord, TokenRecord};
+use crate::{AccountStore, Error, GrantKind, GrantRecord, SecretHash, SessionRecord, TokenRecord};
 
 /// Accounts in memory: for `kwsd` on embedded defaults and for tests. One lock over all rows,
 /// so every method is atomic.
@@ -22,12 +22,22 @@ pub struct MemoryAccountStore {
 struct Rows {
     passwords: HashMap<DnsLabel, String>,
     sessions: HashMap<SecretHash, SessionRecord>,
+    grants: HashMap<SecretHash, GrantRecord>,
     tokens: HashMap<SecretHash, TokenRecord>,
 }
 
 impl MemoryAccountStore {
     fn rows(&self) -> MutexGuard<'_, Rows> {
         self.rows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Rows {
+    /// Removes the sessions `gone` says so of, and their grants.
+    fn end_sessions(&mut self, gone: impl Fn(&SessionRecord) -> bool) {
+        self.sessions.retain(|_, s| !gone(s));
+        let live: HashSet<Uuid> = self.sessions.values().map(|s| s.id).collect();
+        self.grants.retain(|_, g| live.contains(&g.session));
     }
 }
 
@@ -45,7 +55,7 @@ impl AccountStore for MemoryAccountStore {
     async fn set_password(&self, user: &DnsLabel, phc: &str) -> Result<(), Error> {
         let mut rows = self.rows();
         rows.passwords.insert(user.clone(), phc.to_owned());
-        rows.sessions.retain(|_, s| &s.user != user);
+        rows.end_sessions(|s| &s.user == user);
         Ok(())
     }
 
@@ -71,11 +81,44 @@ impl AccountStore for MemoryAccountStore {
     async fn delete_session(&self, user: &DnsLabel, id: Uuid) -> Result<(), Error> {
         let mut rows = self.rows();
         let before = rows.sessions.len();
-        rows.sessions.retain(|_, s| !(s.id == id && &s.user == user));
+        rows.end_sessions(|s| s.id == id && &s.user == user);
         if rows.sessions.len() == before {
             return Err(Error::NotFound { what: "session" });
         }
         Ok(())
+    }
+
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), Error> {
+        let mut rows = self.rows();
+        if !rows.sessions.values().any(|s| s.id == grant.session) {
+            return Err(Error::NotFound { what: "session" });
+        }
+        if rows.grants.contains_key(&grant.hash) {
+            return Err(duplicate("grant"));
+        }
+        rows.grants.insert(grant.hash, grant.clone());
+        Ok(())
+    }
+
+    async fn take_ticket(&self, hash: &SecretHash) -> Result<Option<GrantRecord>, Error> {
+        let mut rows = self.rows();
+        match rows.grants.get(hash) {
+            Some(g) if g.kind == GrantKind::Ticket => Ok(rows.grants.remove(hash)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn cookie_grant(
+        &self,
+        hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<Option<GrantRecord>, Error> {
+        let rows = self.rows();
+        let Some(g) = rows.grants.get(hash).filter(|g| g.kind == GrantKind::Cookie) else {
+            return Ok(None);
+        };
+        let lasts = rows.sessions.values().any(|s| s.id == g.session && s.expires_at > at);
+        Ok((lasts && g.expires_at > at).then(|| g.clone()))
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), Error> {
@@ -114,18 +157,20 @@ impl AccountStore for MemoryAccountStore {
     async fn delete_user(&self, user: &DnsLabel) -> Result<(), Error> {
         let mut rows = self.rows();
         rows.passwords.remove(user);
-        rows.sessions.retain(|_, s| &s.user != user);
+        rows.end_sessions(|s| &s.user == user);
         rows.tokens.retain(|_, t| &t.user != user);
         Ok(())
     }
 
     async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         let mut rows = self.rows();
-        let n = rows.sessions.len() + rows.tokens.len();
-        rows.sessions.retain(|_, s| s.expires_at >= before);
+        let count = |rows: &Rows| rows.sessions.len() + rows.grants.len() + rows.tokens.len();
+        let n = count(&rows);
+        rows.end_sessions(|s| s.expires_at < before);
+        rows.grants.retain(|_, g| g.expires_at >= before);
         rows.tokens.retain(|_, t| {
             t.expires_at.is_none_or(|at| at >= before) && t.revoked_at.is_none_or(|at| at >= before)
         });
-        Ok((n - rows.sessions.len() - rows.tokens.len()) as u64)
+        Ok((n - count(&rows)) as u64)
     }
 }

@@ -7,11 +7,12 @@ use kws_core::DnsLabel;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{AccountStore, Error, SecretHash, SessionRecord, TokenRecord};
-use rows::{SessionRow, TokenRow, backend};
+use crate::{AccountStore, Error, GrantRecord, SecretHash, SessionRecord, TokenRecord};
+use rows::{GrantRow, SessionRow, TokenRow, backend};
 
 const SESSION: &str =
     "SELECT id, user_name, hash, created_at, expires_at FROM kws_accounts.sessions";
+const GRANT_COLUMNS: &str = "hash, kind, session_id, user_name, host, expires_at";
 const TOKEN_COLUMNS: &str = "id, user_name, name, hash, scopes, created_at, expires_at, revoked_at";
 
 /// Accounts in PostgreSQL (schema `kws_accounts`, made by the crate's migrations). Every
@@ -120,6 +121,59 @@ impl AccountStore for PostgresAccountStore {
         Ok(())
     }
 
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), Error> {
+        // The foreign key refuses a grant of a session that is gone, and orders this insert
+        // before (or after) a removal of that session running beside it.
+        let done = sqlx::query(&format!(
+            "INSERT INTO kws_accounts.grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&grant.hash.0[..])
+        .bind(grant.kind.as_str())
+        .bind(grant.session)
+        .bind(grant.user.as_str())
+        .bind(&grant.host)
+        .bind(grant.expires_at)
+        .execute(&self.db)
+        .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(Error::NotFound { what: "session" })
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn take_ticket(&self, hash: &SecretHash) -> Result<Option<GrantRecord>, Error> {
+        let sql = format!(
+            "DELETE FROM kws_accounts.grants WHERE hash = $1 AND kind = 'ticket' \
+             RETURNING {GRANT_COLUMNS}"
+        );
+        let row: Option<GrantRow> = sqlx::query_as(&sql)
+            .bind(&hash.0[..])
+            .fetch_optional(&self.db)
+            .await
+            .map_err(backend)?;
+        row.map(rows::grant).transpose()
+    }
+
+    async fn cookie_grant(
+        &self,
+        hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<Option<GrantRecord>, Error> {
+        let sql = "SELECT g.hash, g.kind, g.session_id, g.user_name, g.host, g.expires_at \
+             FROM kws_accounts.grants g JOIN kws_accounts.sessions s ON s.id = g.session_id \
+             WHERE g.hash = $1 AND g.kind = 'cookie' AND g.expires_at > $2 AND s.expires_at > $2";
+        let row: Option<GrantRow> = sqlx::query_as(sql)
+            .bind(&hash.0[..])
+            .bind(at)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(backend)?;
+        row.map(rows::grant).transpose()
+    }
+
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), Error> {
         sqlx::query(&format!(
             "INSERT INTO kws_accounts.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -193,10 +247,12 @@ impl AccountStore for PostgresAccountStore {
 
     async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         let n: i64 = sqlx::query_scalar(
-            "WITH s AS (DELETE FROM kws_accounts.sessions WHERE expires_at < $1 RETURNING 1), \
+            "WITH s AS (DELETE FROM kws_accounts.sessions WHERE expires_at < $1 RETURNING id), \
+                  g AS (DELETE FROM kws_accounts.grants \
+                        WHERE expires_at < $1 OR session_id IN (SELECT id FROM s) RETURNING 1), \
                   t AS (DELETE FROM kws_accounts.tokens \
                         WHERE expires_at < $1 OR revoked_at < $1 RETURNING 1) \
-             SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t)",
+             SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM g) + (SELECT count(*) FROM t)",
         )
         .bind(before)
         .fetch_one(&self.db)

@@ -7,12 +7,15 @@ use kws_core::DnsLabel;
 use uuid::Uuid;
 
 use crate::{
-    AccountStore, Error, MemoryAccountStore, Secret, SessionRecord, TokenRecord, TokenScopes,
-    password, throttle::Throttle, token,
+    AccountStore, Error, GrantKind, GrantRecord, MemoryAccountStore, Secret, SessionRecord,
+    TokenRecord, TokenScopes, normalize_host, password, throttle::Throttle, token,
 };
 
 /// The prefix of every API token, so a leaked one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "kws_";
+
+/// The prefix of every host ticket.
+pub const TICKET_PREFIX: &str = "kwst_";
 
 /// Limits of accounts.
 #[derive(Debug, Clone)]
@@ -25,16 +28,20 @@ pub struct AccountSettings {
     pub failures_per_address: u32,
     /// The window failed logins are counted in.
     pub failure_window: Duration,
+    /// How long a host ticket can be traded for a cookie.
+    pub ticket_ttl: Duration,
 }
 
 impl Default for AccountSettings {
-    /// Sessions of 12 hours; 5 failures per account and 20 per address in 5 minutes.
+    /// Sessions of 12 hours; 5 failures per account and 20 per address in 5 minutes; tickets
+    /// of 60 seconds.
     fn default() -> Self {
         Self {
             session_ttl: Duration::from_secs(12 * 3600),
             failures_per_account: 5,
             failures_per_address: 20,
             failure_window: Duration::from_secs(300),
+            ticket_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -105,6 +112,16 @@ pub struct NewToken {
     /// The row.
     pub record: TokenRecord,
     /// The token.
+    pub secret: Secret,
+}
+
+/// A grant just made: its row and its secret (the ticket, or the cookie's value), which
+/// exists only here.
+#[derive(Debug)]
+pub struct NewGrant {
+    /// The row.
+    pub record: GrantRecord,
+    /// The ticket or the cookie's value.
     pub secret: Secret,
 }
 
@@ -271,6 +288,77 @@ impl Accounts {
         Ok(NewToken { record, secret })
     }
 
+    /// Issues a ticket for `host` (a port is dropped): good for `ticket_ttl`, once, and only
+    /// while the caller's session lasts. Only a dashboard session issues tickets (a token is
+    /// `Unauthenticated`).
+    pub async fn issue_ticket(
+        &self,
+        caller: &Authenticated,
+        host: &str,
+    ) -> Result<NewGrant, Error> {
+        let Via::Session { id } = caller.via else {
+            return Err(Error::Unauthenticated("a ticket needs a dashboard session"));
+        };
+        let host = normalize_host(host)?;
+        let ttl = self.settings.ticket_ttl;
+        let secret = Secret::generate(TICKET_PREFIX);
+        let record = GrantRecord {
+            hash: secret.digest(),
+            kind: GrantKind::Ticket,
+            session: id,
+            user: caller.user.clone(),
+            host,
+            expires_at: later(now(), ttl),
+        };
+        match self.store.insert_grant(&record).await {
+            Err(Error::NotFound { .. }) => Err(Error::Unauthenticated("no such session")),
+            done => done.map(|()| NewGrant { record, secret }),
+        }
+    }
+
+    /// Trades `ticket` for a cookie grant of the host it was issued for, which `host` (the
+    /// request's `Host`, a port dropped) must be. The ticket is used up by the first call,
+    /// whatever its outcome: a second one, an expired ticket, a ticket of another host or a
+    /// session that ended are all `Unauthenticated`. The cookie lasts as long as the session.
+    pub async fn redeem_ticket(&self, ticket: &Secret, host: &str) -> Result<NewGrant, Error> {
+        let host = normalize_host(host)?;
+        if !ticket.expose().starts_with(TICKET_PREFIX) {
+            return Err(Error::Unauthenticated("not a kws ticket"));
+        }
+        let Some(t) = self.store.take_ticket(&ticket.digest()).await? else {
+            return Err(Error::Unauthenticated("no such ticket (it was used, or never issued)"));
+        };
+        let now = now();
+        if t.expires_at <= now {
+            return Err(Error::Unauthenticated("the ticket expired"));
+        }
+        if t.host != host {
+            return Err(Error::Unauthenticated("the ticket is for another host"));
+        }
+        let secret = Secret::generate("");
+        let record = GrantRecord {
+            hash: secret.digest(),
+            kind: GrantKind::Cookie,
+            expires_at: later(now, self.settings.session_ttl),
+            ..t
+        };
+        match self.store.insert_grant(&record).await {
+            Err(Error::NotFound { .. }) => Err(Error::Unauthenticated("the session ended")),
+            done => done.map(|()| NewGrant { record, secret }),
+        }
+    }
+
+    /// The cookie grant `cookie` names on `host` (a port dropped); `Unauthenticated` when it is
+    /// unknown, of another host, expired, or its session ended.
+    pub async fn host_session(&self, cookie: &Secret, host: &str) -> Result<GrantRecord, Error> {
+        let host = normalize_host(host)?;
+        match self.store.cookie_grant(&cookie.digest(), Utc::now()).await? {
+            Some(g) if g.host == host => Ok(g),
+            Some(_) => Err(Error::Unauthenticated("the cookie is for another host")),
+            None => Err(Error::Unauthenticated("no such cookie, or its session ended")),
+        }
+    }
+
     /// The user's tokens, newest first.
     pub async fn tokens(&self, user: &DnsLabel) -> Result<Vec<TokenRecord>, Error> {
         self.store.tokens_of(user).await
@@ -290,6 +378,14 @@ impl Accounts {
     pub async fn purge_expired(&self) -> Result<u64, Error> {
         self.store.purge_expired(Utc::now()).await
     }
+}
+
+/// `at` plus `ttl`, or plus 12 hours when `ttl` does not fit.
+fn later(at: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(at + chrono::Duration::hours(12))
 }
 
 /// Now, in whole microseconds: what PostgreSQL keeps, so a record the service answers equals

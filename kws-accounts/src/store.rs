@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use kws_core::DnsLabel;
 use uuid::Uuid;
 
-use crate::{Error, SecretHash, TokenScopes};
+use crate::{Error, GrantRecord, SecretHash, TokenScopes};
 
 /// A dashboard session: a server-side row that a cookie names by its secret's digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +51,13 @@ pub struct TokenRecord {
 /// - a session or token is found by its digest only while its row exists; ids are unique;
 /// - `revoke_token` and `delete_session` touch only the named user's row: another user's id
 ///   is `NotFound`, exactly like an unknown one;
-/// - `delete_user` removes the user's password, sessions and tokens in one change;
-/// - `purge_expired` removes the sessions and tokens that expired (or tokens revoked) before
-///   `before`, and counts them.
+/// - `delete_user` removes the user's password, sessions, grants and tokens in one change;
+/// - a grant lives only as long as its session: whatever removes a session (`delete_session`,
+///   `set_password`, `delete_user`, `purge_expired`) removes its grants in the same change,
+///   and `insert_grant` of a session that is gone adds nothing;
+/// - `take_ticket` answers a ticket to one caller only, however many ask at once;
+/// - `purge_expired` removes the sessions, grants and tokens that expired (or tokens revoked)
+///   before `before`, and counts them.
 #[async_trait::async_trait]
 pub trait AccountStore: Send + Sync + Debug {
     /// Sets the user's password hash (a PHC string), replacing any, and removes every session
@@ -67,6 +71,18 @@ pub trait AccountStore: Send + Sync + Debug {
     async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>, Error>;
     /// Removes the session `id` of `user`; `NotFound` when the user has none of that id.
     async fn delete_session(&self, user: &DnsLabel, id: Uuid) -> Result<(), Error>;
+    /// Adds a grant of the session `grant.session`; `NotFound { what: "session" }`, adding
+    /// nothing, when that session is gone.
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), Error>;
+    /// Removes the ticket that digests to `hash` and answers it (expired or not); `None` when
+    /// there is none, or another caller took it first.
+    async fn take_ticket(&self, hash: &SecretHash) -> Result<Option<GrantRecord>, Error>;
+    /// The cookie grant that digests to `hash`, when it and its session both last past `at`.
+    async fn cookie_grant(
+        &self,
+        hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<Option<GrantRecord>, Error>;
     /// Adds a token.
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), Error>;
     /// The token that digests to `hash` (revoked and expired ones included).

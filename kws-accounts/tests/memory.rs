@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use kws_accounts::{
-    AccountSettings, AccountStore, Accounts, Error, MemoryAccountStore, Secret, SecretHash,
-    SessionRecord, TokenRecord, testkit,
+    AccountSettings, AccountStore, Accounts, Error, GrantRecord, MemoryAccountStore, Secret,
+    SecretHash, SessionRecord, TokenRecord, testkit,
 };
 use kws_core::DnsLabel;
 use uuid::Uuid;
@@ -73,6 +73,19 @@ impl AccountStore for ChangeBeforeInsert {
     }
     async fn delete_session(&self, user: &DnsLabel, id: Uuid) -> Result<(), Error> {
         self.inner.delete_session(user, id).await
+    }
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), Error> {
+        self.inner.insert_grant(grant).await
+    }
+    async fn take_ticket(&self, hash: &SecretHash) -> Result<Option<GrantRecord>, Error> {
+        self.inner.take_ticket(hash).await
+    }
+    async fn cookie_grant(
+        &self,
+        hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<Option<GrantRecord>, Error> {
+        self.inner.cookie_grant(hash, at).await
     }
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), Error> {
         self.inner.insert_token(token).await

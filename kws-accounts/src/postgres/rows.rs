@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use kws_core::DnsLabel;
 use uuid::Uuid;
 
-use crate::{Error, SecretHash, SessionRecord, TokenRecord, TokenScopes};
+use crate::{Error, GrantKind, GrantRecord, SecretHash, SessionRecord, TokenRecord, TokenScopes};
 
 /// `id, user_name, hash, created_at, expires_at` of `kws_accounts.sessions`.
 pub(super) type SessionRow = (Uuid, String, Vec<u8>, DateTime<Utc>, DateTime<Utc>);
@@ -23,6 +23,9 @@ pub(super) type TokenRow = (
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
 );
+
+/// `hash, kind, session_id, user_name, host, expires_at` of `kws_accounts.grants`.
+pub(super) type GrantRow = (Vec<u8>, String, Uuid, String, String, DateTime<Utc>);
 
 /// A failure of PostgreSQL (or of the migrations).
 pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -75,5 +78,17 @@ pub(super) fn token(row: TokenRow) -> Result<TokenRecord, Error> {
         created_at,
         expires_at,
         revoked_at,
+    })
+}
+
+pub(super) fn grant(row: GrantRow) -> Result<GrantRecord, Error> {
+    let (digest, kind, session, user_name, host, expires_at) = row;
+    Ok(GrantRecord {
+        hash: hash("grants", digest)?,
+        kind: GrantKind::parse(&kind).ok_or_else(|| corrupt("grants", "kind", &kind))?,
+        session,
+        user: user("grants", user_name)?,
+        host,
+        expires_at,
     })
 }

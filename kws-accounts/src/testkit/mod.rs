@@ -9,6 +9,7 @@
 //!
 //! The checks panic with a message naming what broke.
 
+mod grants;
 mod purge;
 mod service;
 mod service_tokens;
@@ -17,6 +18,7 @@ mod throttle;
 mod tokens;
 mod users;
 
+pub use grants::{grant, grants_follow_their_session, tickets_end_to_end};
 pub use purge::purge_counts_and_removes_only_the_ended;
 pub use service::{hostile_input_is_invalid, login_logout_and_password};
 pub use service_tokens::tokens_end_to_end;
@@ -37,6 +39,7 @@ use crate::{AccountStore, Accounts, Secret, SessionRecord, TokenRecord, TokenSco
 /// Runs every store check on `store`.
 pub async fn conformance(store: &dyn AccountStore) {
     sessions_by_digest_and_by_user(store).await;
+    grants_follow_their_session(store).await;
     passwords_replace_and_end_sessions(store).await;
     tokens_by_digest_and_newest_first(store).await;
     revoke_keeps_the_first_time(store).await;
@@ -50,6 +53,7 @@ pub async fn conformance(store: &dyn AccountStore) {
 pub async fn service_conformance(accounts: &Accounts) {
     login_logout_and_password(accounts).await;
     tokens_end_to_end(accounts).await;
+    tickets_end_to_end(accounts).await;
     hostile_input_is_invalid(accounts).await;
     throttles_accounts_and_addresses(accounts).await;
 }

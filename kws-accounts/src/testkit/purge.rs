@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 
-use super::{ok, session, token, unique_user};
-use crate::AccountStore;
+use super::{grant, ok, session, token, unique_user};
+use crate::{AccountStore, GrantKind};
 
-/// `purge_expired(before)` removes the sessions and tokens that expired before `before` and
+/// `purge_expired(before)` removes the sessions, grants and tokens that expired before `before` and
 /// the tokens revoked before it, counts exactly those, and keeps what ends at `before` or
 /// later or never. `before` is a day in 2000, so rows of other checks (which end around now)
 /// are not counted; rows of a concurrent run of this check would be.
@@ -48,8 +48,28 @@ pub async fn purge_counts_and_removes_only_the_ended(store: &dyn AccountStore) {
         ok(store.insert_token(t).await, "insert_token");
     }
 
+    let with_expiry = |s, at| {
+        let mut g = grant(s, GrantKind::Cookie, "purge.kws.test", Duration::zero());
+        g.expires_at = at;
+        g
+    };
+    // A grant of an ended session goes with it; a grant ended on its own goes too.
+    let ended_grants = [
+        with_expiry(&ended_session, before + Duration::days(1)),
+        with_expiry(&live_session, before - micro),
+    ];
+    let kept_grant = with_expiry(&live_session, before);
+    for g in ended_grants.iter().chain([&kept_grant]) {
+        ok(store.insert_grant(g).await, "insert_grant");
+    }
+
     let purged = ok(store.purge_expired(before).await, "purge_expired");
-    assert_eq!(purged, 5, "2 sessions and 3 tokens ended before {before}");
+    assert_eq!(purged, 7, "2 sessions, 2 grants and 3 tokens ended before {before}");
+    for g in &ended_grants {
+        assert_eq!(ok(store.cookie_grant(&g.hash, born).await, "cookie_grant"), None);
+    }
+    let found = ok(store.cookie_grant(&kept_grant.hash, born).await, "cookie_grant");
+    assert_eq!(found.as_ref(), Some(&kept_grant), "a grant ending at {before} is kept");
     for s in ended_sessions {
         assert_eq!(ok(store.session_by_hash(&s.hash).await, "session_by_hash"), None);
     }
