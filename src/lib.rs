@@ -37,6 +37,8 @@ pub mod api;
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod daemon;
+
+pub mod gate;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "platform")]

@@ -28,6 +28,10 @@ pub enum Command {
         /// `__Host-kws_session` with `Secure`.
         #[arg(long, env = "KWS_SECURE_COOKIES")]
         secure_cookies: bool,
+        /// The dashboard's URL as browsers reach it (`https://dashboard.example.org`), where an
+        /// IDE host sends a visitor to sign in; default: `http://<the address listened on>`.
+        #[arg(long, env = "KWS_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Applies the store's migrations and exits.
     Migrate,

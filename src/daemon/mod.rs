@@ -53,8 +53,8 @@ fn init_logs() {
 async fn run(args: Args) -> Result<(), String> {
     let config = load(args.config.as_deref())?;
     match args.command {
-        Command::Serve { listen, secure_cookies } => {
-            serve::run(config, listen, secure_cookies).await
+        Command::Serve { listen, secure_cookies, public_url } => {
+            serve::run(config, listen, secure_cookies, public_url).await
         }
         Command::Migrate => {
             let (platform, accounts) = connect(&config).await?;

@@ -61,14 +61,16 @@ pub(super) async fn run(
     config: PlatformConfig,
     listen: SocketAddr,
     secure_cookies: bool,
+    public_url: Option<String>,
 ) -> Result<(), String> {
-    let (platform, accounts) = super::connect(&config).await?;
-    let background = platform.spawn_background();
-    let settings = HttpSettings { secure_cookies, ..HttpSettings::default() };
-    let daemon = start(platform, accounts, settings).await?;
     let listener =
         TcpListener::bind(listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let public_url = crate::http::public_url(public_url.as_deref(), addr)?;
+    let (platform, accounts) = super::connect(&config).await?;
+    let background = platform.spawn_background();
+    let settings = HttpSettings { secure_cookies, public_url, ..HttpSettings::default() };
+    let daemon = start(platform, accounts, settings).await?;
     if let Some(first) = &daemon.first_admin {
         println!(
             "kwsd: first start: operator {:?}, one-time password (shown once): {}",

@@ -1,4 +1,4 @@
-//! The dashboard's session cookie.
+//! The dashboard's session cookie, and the IDE hosts' cookie of the same shape.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use kws_accounts::Secret;
@@ -7,20 +7,34 @@ use kws_accounts::Secret;
 /// (host-only, path `/`, so no sibling like a tenant app at `<app>.<domain>` can set or read
 /// it), `kws_session` on plain HTTP (browsers refuse `__Host-` without `Secure`). Always
 /// `HttpOnly` and `SameSite=Lax`.
+///
+/// The IDE hosts' cookie ([`SessionCookie::ide`]) is `__Host-kws_ide` (or `kws_ide`): host-only
+/// too, so the cookie of one instance's IDE never reaches another's.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionCookie {
     secure: bool,
+    ide: bool,
 }
 
 impl SessionCookie {
-    /// The cookie for a server that is (`secure`) or is not behind TLS.
+    /// The dashboard's cookie for a server that is (`secure`) or is not behind TLS.
     pub fn new(secure: bool) -> Self {
-        Self { secure }
+        Self { secure, ide: false }
+    }
+
+    /// The IDE hosts' cookie, for hosts served (`secure`) or not over HTTPS.
+    pub fn ide(secure: bool) -> Self {
+        Self { secure, ide: true }
     }
 
     /// The cookie's name.
     pub fn name(self) -> &'static str {
-        if self.secure { "__Host-kws_session" } else { "kws_session" }
+        match (self.ide, self.secure) {
+            (false, true) => "__Host-kws_session",
+            (false, false) => "kws_session",
+            (true, true) => "__Host-kws_ide",
+            (true, false) => "kws_ide",
+        }
     }
 
     /// The `Set-Cookie` value that sets `value` for `max_age_secs`.

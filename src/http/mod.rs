@@ -20,4 +20,4 @@ pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, status_of};
 pub(crate) use request_id::current as current_request_id;
 pub use request_id::{RequestId, assign_request_id};
 pub use serve::{Drained, serve};
-pub use state::{AppState, HttpSettings};
+pub use state::{AppState, HttpSettings, public_url};

@@ -18,6 +18,9 @@ pub struct HttpSettings {
     pub secure_cookies: bool,
     /// The longest `timeout` a long poll (`/wait`) may ask for.
     pub max_wait: Duration,
+    /// The dashboard's origin as browsers reach it (`https://dashboard.example.org`, no
+    /// trailing `/`): where an IDE host sends a visitor to sign in.
+    pub public_url: String,
 }
 
 impl Default for HttpSettings {
@@ -29,6 +32,41 @@ impl Default for HttpSettings {
             drain: Duration::from_secs(10),
             secure_cookies: false,
             max_wait: Duration::from_secs(60),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// The dashboard's public origin: `given` (an `http://` or `https://` URL of a host, without
+/// a path, query or user; a trailing `/` is dropped), else `http://<listening>`.
+pub fn public_url(given: Option<&str>, listening: std::net::SocketAddr) -> Result<String, String> {
+    let Some(given) = given else { return Ok(format!("http://{listening}")) };
+    let url = given.strip_suffix('/').unwrap_or(given);
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let fine = rest.is_some_and(|r| {
+        !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    });
+    if fine {
+        Ok(url.to_owned())
+    } else {
+        Err(format!("--public-url {given:?}: give http(s)://host[:port], without a path"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_url;
+
+    #[test]
+    fn the_public_url_is_an_origin() {
+        let addr = "127.0.0.1:8080".parse().expect("addr");
+        assert_eq!(public_url(None, addr).expect("url"), "http://127.0.0.1:8080");
+        let given = public_url(Some("https://dash.kws.test:8443/"), addr).expect("url");
+        assert_eq!(given, "https://dash.kws.test:8443");
+        for bad in
+            ["dash.kws.test", "ftp://x", "https://", "https://x/path", "https://u@x", "https://x?q"]
+        {
+            assert!(public_url(Some(bad), addr).is_err(), "{bad}");
         }
     }
 }

@@ -95,9 +95,20 @@ pub struct PlatformSettings {
     pub event_window: usize,
     /// Whether routes are served over HTTPS (the wildcard certificate).
     pub tls: bool,
+    /// The port browsers reach routes on, when it is not the scheme's own (443, or 80
+    /// without TLS): the proxy behind a port forward, or in a test.
+    pub public_port: Option<u16>,
 }
 
 impl PlatformSettings {
+    /// The public URL of `<name>.<domain>` followed by `path` (which starts with `/`): the
+    /// scheme of `tls`, and `public_port` when there is one.
+    pub fn public_url(&self, name: &str, path: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let port = self.public_port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!("{scheme}://{name}.{}{port}{path}", self.domain)
+    }
+
     /// Settings for `domain` with every default: the runtime's IDE image on port 8080,
     /// instances of 1 CPU and 1 GiB (at most 4 CPUs and 8 GiB), tenants of at most 5
     /// instances, 4 CPUs, 8 GiB, 10 devices, 10 apps and 5 databases, instances in
@@ -135,6 +146,7 @@ impl PlatformSettings {
             reconcile_every: Duration::from_secs(30),
             event_window: 10_000,
             tls: true,
+            public_port: None,
         }
     }
 

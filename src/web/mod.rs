@@ -4,7 +4,7 @@
 //! (or, for a secret shown once, the page that shows it).
 //!
 //! Routes: `/login`, `/logout`, `/` (to the caller's first tenant), `/t/{tenant}/…` for a
-//! tenant's pages, `/t/{tenant}/live` (the SSE of rendered partials), `/admin` (operators),
+//! tenant's pages, `/ide/{instance}` (a ticket into that instance's IDE, see `crate::gate`), `/t/{tenant}/live` (the SSE of rendered partials), `/admin` (operators),
 //! `/static/{file}` (content-hashed, cached for a year). Every page goes through the same
 //! [`Caller`](crate::http::Caller) and Platform scopes as the API: another tenant's object is
 //! 404 here too.
@@ -29,6 +29,8 @@ use axum::{
 use crate::http::{ApiError, AppState, ErrorCode, assign_request_id};
 
 pub use assets::asset_url;
+pub(crate) use error::WebError;
+pub(crate) use pages::see;
 
 /// The dashboard's routes, without state or middleware.
 fn routes() -> Router<AppState> {
@@ -41,6 +43,7 @@ fn routes() -> Router<AppState> {
         .route("/t/{tenant}", get(overview::page))
         .route("/t/{tenant}/live", get(live::stream))
         .route("/t/{tenant}/instances", get(instances::list).post(instances::create))
+        .route("/ide/{name}", get(instances::open_ide))
         .route("/t/{tenant}/instances/{name}", get(instances::detail))
         .route("/t/{tenant}/instances/{name}/{action}", post(instances::act))
         .route("/t/{tenant}/devices", get(devices::list).post(devices::add))
@@ -71,7 +74,8 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), guard_forms))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state.clone());
-    web.merge(crate::api::layered(state))
+    web.merge(crate::gate::routes().with_state(state.clone()))
+        .merge(crate::api::layered(state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(headers::security_headers))

@@ -87,6 +87,11 @@ pub struct NginxConfig {
     pub certificate: CertFiles,
     /// Proxy timeouts.
     pub timeouts: ProxyTimeouts,
+    /// Where the IDE gate answers (kwsd): before nginx passes any request or WebSocket upgrade
+    /// of an IDE route, it asks the gate's `/_kws/check` (`auth_request`), and an IDE host's
+    /// `/_kws/…` is the gate's own. `None` passes IDE routes unchecked, for an embedder whose
+    /// IDE signs its users in by itself.
+    pub ide_gate: Option<SocketAddr>,
 }
 
 impl NginxConfig {

@@ -170,8 +170,35 @@ function M.load(path)
     dict:safe_set(LOADED, true)
 end
 
+-- Whether an IDE gate checks IDE routes (set by http.conf's init_by_lua).
+M.gate = false
+
+-- The names of the IDE hosts' cookie (with TLS and without).
+local GATE_COOKIES = { ["__Host-kws_ide"] = true, kws_ide = true }
+
+-- Takes the IDE cookie out of the request's Cookie header into $kws_gate_cookie: the gate
+-- gets it, the IDE (whose code its users run) never sees it.
+local function take_gate_cookie()
+    local header = ngx.var.http_cookie
+    if not header then
+        return
+    end
+    local kept, taken = {}, {}
+    for pair in header:gmatch("[^;]+") do
+        local name = pair:match("^%s*([^=%s]+)")
+        if name and GATE_COOKIES[name] then
+            taken[#taken + 1] = pair:match("^%s*(.-)%s*$")
+        else
+            kept[#kept + 1] = pair:match("^%s*(.-)%s*$")
+        end
+    end
+    ngx.var.kws_gate_cookie = table.concat(taken, "; ")
+    ngx.req.set_header("Cookie", #kept > 0 and table.concat(kept, "; ") or nil)
+end
+
 -- rewrite_by_lua of kws's servers: proxies to the route of $host through the named location of
--- its mode, redirects a TLS route's plain HTTP request, answers 404 to any other host.
+-- its mode, redirects a TLS route's plain HTTP request, answers 404 to any other host. With a
+-- gate, an IDE host's /_kws/ goes to the gate, and its cookie is taken out of the request.
 function M.route(https)
     local value = routes():get(ngx.var.host)
     if type(value) ~= "string" then
@@ -186,6 +213,12 @@ function M.route(https)
         return ngx.exec("@kws_redirect")
     end
     ngx.var.kws_upstream = upstream
+    if mode == "ide" and M.gate then
+        take_gate_cookie()
+        if ngx.var.uri:sub(1, 6) == "/_kws/" then
+            return ngx.exec("@kws_gate")
+        end
+    end
     return ngx.exec("@kws_" .. mode)
 end
 

@@ -69,6 +69,7 @@ impl LocalNginx {
             default_server: true,
             certificate,
             timeouts: ProxyTimeouts::default(),
+            ide_gate: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::Path, path::PathBuf, time::Duration};
 
 use kws_core::Domain;
 
-use crate::nginx::{NginxConfig, admin};
+use crate::nginx::{NginxConfig, ProxyTimeouts, admin};
 
 /// The route table's code, loaded by `init_by_lua`.
 pub(crate) const LUA_MODULE: &str = include_str!("kws_routes.lua");
@@ -61,8 +61,10 @@ pub(crate) fn http_conf(
     let _ = writeln!(out, "lua_shared_dict kws_routes {};", config.route_table_bytes);
     let _ = writeln!(
         out,
-        "init_by_lua_block {{\n    kws_routes = dofile({lua})\n    kws_routes.load({journal})\n}}",
+        "init_by_lua_block {{\n    kws_routes = dofile({lua})\n    kws_routes.gate = {gate}\n    \
+         kws_routes.load({journal})\n}}",
         lua = quoted(&config.lua_path()),
+        gate = config.ide_gate.is_some(),
         journal = quoted(&config.journal_path()),
     );
     let _ = writeln!(
@@ -89,8 +91,9 @@ pub(crate) fn http_conf(
     let _ = writeln!(
         out,
         "server {{\n    listen {http}{default};\n    server_name {names};\n    \
-         set $kws_upstream \"\";\n    \
-         location / {{\n        rewrite_by_lua_block {{ kws_routes.route(false) }}\n    }}\n    \
+         location / {{\n        set $kws_upstream \"\";\n        \
+         set $kws_gate_cookie \"\";\n        \
+         rewrite_by_lua_block {{ kws_routes.route(false) }}\n    }}\n    \
          location @kws_redirect {{\n        return 308 https://$host{port}$request_uri;\n    }}\n\
          {locations}}}",
         http = config.http_listen,
@@ -110,8 +113,9 @@ pub(crate) fn http_conf(
     let _ = writeln!(
         out,
         "server {{\n    listen {https} ssl{default};\n    server_name {names};\n{tls}    \
-         set $kws_upstream \"\";\n    \
-         location / {{\n        rewrite_by_lua_block {{ kws_routes.route(true) }}\n    }}\n\
+         location / {{\n        set $kws_upstream \"\";\n        \
+         set $kws_gate_cookie \"\";\n        \
+         rewrite_by_lua_block {{ kws_routes.route(true) }}\n    }}\n\
          {locations}}}",
         locations = named_locations(config),
     );
@@ -119,6 +123,10 @@ pub(crate) fn http_conf(
 }
 
 /// The named locations `kws_routes.route` sends a request to, one per mode of `journal::Op`.
+///
+/// `$kws_upstream` and `$kws_gate_cookie` are set in `location /`, not in the server: a subrequest runs the
+/// server's rewrites again, and its variables are its parent's, so a server-level `set` would
+/// empty them before the gate's check reads them and the IDE's request is proxied.
 fn named_locations(config: &NginxConfig) -> String {
     let t = &config.timeouts;
     let mut out = String::new();
@@ -139,6 +147,14 @@ fn named_locations(config: &NginxConfig) -> String {
              proxy_set_header X-Forwarded-Host $host;\n        \
              proxy_set_header X-Forwarded-Port $server_port;\n"
         );
+        if let (Some(_), "ide") = (config.ide_gate, mode) {
+            // Asked before every request and upgrade; 401 signs in, 403 is hidden as 404.
+            out.push_str(&format!(
+                "        auth_request {GATE_CHECK};\n        \
+                 auth_request_set $kws_signin $upstream_http_x_kws_signin;\n        \
+                 error_page 401 = @kws_signin;\n        error_page 403 = @kws_hidden;\n"
+            ));
+        }
         if websocket {
             let _ = writeln!(out, "        proxy_set_header Upgrade $http_upgrade;");
             let _ = writeln!(out, "        proxy_set_header Connection {CONNECTION_VAR};");
@@ -150,7 +166,38 @@ fn named_locations(config: &NginxConfig) -> String {
         let _ = writeln!(out, "        proxy_read_timeout {};", secs(read));
         out.push_str("    }\n");
     }
+    if let Some(gate) = config.ide_gate {
+        out.push_str(&gate_locations(gate, t));
+    }
     out
+}
+
+/// The internal location `auth_request` asks.
+const GATE_CHECK: &str = "/_kws_gate_check";
+
+/// The locations of the IDE gate at `gate`: the check (internal: it gets only the IDE cookie
+/// that `kws_routes.route` took out of the request, and no body), the gate's own `/_kws/…`
+/// pages, the sign-in redirect the check names, and the 404 of a refused visitor.
+fn gate_locations(gate: std::net::SocketAddr, t: &ProxyTimeouts) -> String {
+    format!(
+        "    location = {GATE_CHECK} {{\n        internal;\n        \
+         proxy_pass http://{gate}/_kws/check;\n        \
+         proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n        \
+         proxy_set_header Host $http_host;\n        \
+         proxy_set_header Cookie $kws_gate_cookie;\n        \
+         proxy_set_header X-Original-URI $request_uri;\n        \
+         proxy_connect_timeout {connect};\n        proxy_read_timeout {read};\n    }}\n    \
+         location @kws_gate {{\n        proxy_pass http://{gate};\n        \
+         proxy_http_version 1.1;\n        proxy_set_header Host $http_host;\n        \
+         proxy_set_header Cookie $kws_gate_cookie;\n        \
+         proxy_set_header X-Forwarded-Proto $scheme;\n        \
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+         proxy_set_header Connection \"\";\n    }}\n    \
+         location @kws_signin {{\n        return 302 $kws_signin;\n    }}\n    \
+         location @kws_hidden {{\n        return 404;\n    }}\n",
+        connect = secs(t.connect),
+        read = secs(t.read),
+    )
 }
 
 fn secs(d: Duration) -> String {
@@ -182,6 +229,7 @@ mod tests {
                 key: "/etc/kws/tls/key.pem".into(),
             },
             timeouts: ProxyTimeouts::default(),
+            ide_gate: None,
         }
     }
 
@@ -237,6 +285,28 @@ mod tests {
         assert!(text.contains("server_name _;"));
         assert!(text.contains("return 308 https://$host:8443$request_uri;"));
         assert_eq!(text, http_conf(&config, None, true), "the domain is not used then");
+    }
+
+    #[test]
+    fn a_gate_checks_the_ide_location_only_and_serves_its_own_pages() {
+        let plain = http_conf(&config(), None, true);
+        assert!(!plain.contains("auth_request") && plain.contains("kws_routes.gate = false"));
+        let gated =
+            NginxConfig { ide_gate: Some("127.0.0.1:7070".parse().expect("addr")), ..config() };
+        let text = http_conf(&gated, None, true);
+        assert!(text.contains("kws_routes.gate = true"));
+        let ide = location(&text, "ide");
+        assert!(ide.contains("auth_request /_kws_gate_check;"), "{ide}");
+        assert!(
+            ide.contains("error_page 401 = @kws_signin;")
+                && ide.contains("error_page 403 = @kws_hidden;")
+        );
+        for mode in ["app", "app_ws"] {
+            assert!(!location(&text, mode).contains("auth_request"), "{mode}");
+        }
+        assert!(text.contains("proxy_pass http://127.0.0.1:7070/_kws/check;"));
+        assert!(text.contains("location @kws_gate {\n        proxy_pass http://127.0.0.1:7070;"));
+        assert!(text.contains("internal;"));
     }
 
     #[test]

@@ -62,8 +62,8 @@ pub fn policy() -> RoutePolicy {
 }
 
 /// A real HTTP server on loopback: `GET /` answers `upstream <name> host=<Host>
-/// xfp=<X-Forwarded-Proto> xff=<X-Forwarded-For> xfh=<X-Forwarded-Host>` with an `x-upstream:
-/// <name>` header; `GET /ws` is a WebSocket echo.
+/// xfp=<X-Forwarded-Proto> xff=<X-Forwarded-For> xfh=<X-Forwarded-Host> cookie=<Cookie>` with
+/// an `x-upstream: <name>` header; `GET /ws` is a WebSocket echo.
 pub async fn upstream(name: &str) -> SocketAddr {
     let name: Arc<str> = name.into();
     let app = Router::new().route("/ws", get(ws_echo)).fallback(move |headers: HeaderMap| {
@@ -72,11 +72,12 @@ pub async fn upstream(name: &str) -> SocketAddr {
             let h =
                 |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
             let body = format!(
-                "upstream {name} host={} xfp={} xff={} xfh={}\n",
+                "upstream {name} host={} xfp={} xff={} xfh={} cookie={}\n",
                 h("host"),
                 h("x-forwarded-proto"),
                 h("x-forwarded-for"),
-                h("x-forwarded-host")
+                h("x-forwarded-host"),
+                h("cookie")
             );
             ([("x-upstream", name.to_string())], body)
         }
@@ -165,15 +166,31 @@ pub async fn redirect_of(host: &str, http: SocketAddr, path: &str) -> String {
 /// Opens `wss://<host>:<port>/ws` through `addr` trusting `ca`, sends each text and expects the
 /// upstream's echo back.
 pub async fn websocket_echo(host: &str, addr: SocketAddr, ca: &std::path::Path, texts: &[&str]) {
+    websocket_echo_with(host, addr, ca, texts, None).await;
+}
+
+/// As `websocket_echo`, sending `cookie` with the upgrade.
+pub async fn websocket_echo_with(
+    host: &str,
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    texts: &[&str],
+    cookie: Option<&str>,
+) {
     use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
 
     let connector = load::connector(ca);
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).expect("name");
     let stream = connector.connect(name, tcp).await.expect("TLS to the proxy");
     let url = format!("wss://{host}:{}/ws", addr.port());
-    let (mut ws, response) = tokio_tungstenite::client_async(url, stream).await.expect("upgrade");
+    let mut request = url.into_client_request().expect("request");
+    if let Some(cookie) = cookie {
+        request.headers_mut().insert("cookie", cookie.parse().expect("cookie header"));
+    }
+    let (mut ws, response) =
+        tokio_tungstenite::client_async(request, stream).await.expect("upgrade");
     assert_eq!(response.status(), 101);
     for text in texts {
         ws.send(Message::text(*text)).await.expect("send");
@@ -260,6 +277,11 @@ pub struct Fixture {
 #[cfg(feature = "nginx")]
 impl Fixture {
     pub async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// As `start`, with IDE routes checked by the gate at `ide_gate`.
+    pub async fn start_with(ide_gate: Option<SocketAddr>) -> Option<Self> {
         if !nginx_available() {
             return None;
         }
@@ -274,9 +296,8 @@ impl Fixture {
         let prefix = tmp.path().join("nginx");
         let nginx =
             kws_proxy::nginx::LocalNginx::start(&prefix, certs.clone()).expect("start nginx");
-        let proxy = kws_proxy::nginx::NginxProxy::open(policy(), nginx.config().clone())
-            .await
-            .expect("open proxy");
+        let config = kws_proxy::nginx::NginxConfig { ide_gate, ..nginx.config().clone() };
+        let proxy = kws_proxy::nginx::NginxProxy::open(policy(), config).await.expect("open proxy");
         Some(Self { proxy, nginx, ca: certs_dir.join("ca.pem"), certs, tmp })
     }
 

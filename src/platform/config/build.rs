@@ -41,6 +41,7 @@ impl PlatformConfig {
         let mut settings = PlatformSettings::new(self.platform.domain.clone());
         settings.reserved_names = self.platform.reserved_names.clone();
         settings.tls = self.platform.tls;
+        settings.public_port = self.platform.public_port;
         let r = &self.runtime;
         settings.ide = IdeSettings {
             image: r.ide_image.as_deref().and_then(|i| ImageRef::parse(i).ok()),
@@ -311,6 +312,7 @@ impl PlatformConfig {
                 route_table_bytes,
                 certificate,
                 certificate_key,
+                ide_gate,
             } => {
                 let config = kws_proxy::nginx::NginxConfig {
                     binary: binary.clone(),
@@ -329,6 +331,7 @@ impl PlatformConfig {
                         key: certificate_key.clone(),
                     },
                     timeouts: kws_proxy::nginx::ProxyTimeouts::default(),
+                    ide_gate: Some(*ide_gate),
                 };
                 let nginx = Arc::new(
                     kws_proxy::nginx::NginxProxy::open(policy, config)

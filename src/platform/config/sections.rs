@@ -23,6 +23,8 @@ pub struct PlatformSection {
     pub reserved_names: Vec<DnsLabel>,
     /// Whether routes are served over HTTPS (`tls`, default true).
     pub tls: bool,
+    /// The port browsers reach routes on when it is not the scheme's own (`public_port`).
+    pub public_port: Option<u16>,
 }
 
 /// A PostgreSQL server: a URL (without its password) and where the password comes from.
@@ -180,7 +182,7 @@ pub enum ProxyConfig {
     /// `backend = "memory"`.
     Memory,
     /// `backend = "nginx"`: `dir`, `binary`, `main_config`, `prefix`, `pid_file`,
-    /// `http_listen`, `https_listen`, `certificate`, `certificate_key`.
+    /// `http_listen`, `https_listen`, `certificate`, `certificate_key`, `ide_gate`.
     Nginx {
         /// kws's folder.
         dir: PathBuf,
@@ -204,6 +206,9 @@ pub enum ProxyConfig {
         certificate: PathBuf,
         /// Its key.
         certificate_key: PathBuf,
+        /// Where nginx reaches kwsd's IDE gate (`ide_gate`, default `127.0.0.1:8080`, kwsd's
+        /// default address): every request to an IDE is checked there.
+        ide_gate: SocketAddr,
     },
     /// `backend = "caddy"`: `admin`, `dir`, `http_listen`, `https_listen`, `certificate`,
     /// `certificate_key`.
@@ -338,6 +343,7 @@ fn read_platform(root: &Table) -> Result<PlatformSection, ConfigError> {
     let section = PlatformSection {
         reserved_names: s.list("reserved_names", "DNS labels")?.unwrap_or(defaults.reserved_names),
         tls: s.boolean("tls")?.unwrap_or(true),
+        public_port: s.integer("public_port", 1, 65535)?.map(|p| p as u16),
         domain,
     };
     s.finish()?;
@@ -536,6 +542,7 @@ fn read_proxy(root: &Table) -> Result<ProxyConfig, ConfigError> {
                 .map_or(kws_proxy::DEFAULT_ROUTE_TABLE_BYTES, |b| b as usize),
             certificate: need("certificate")?,
             certificate_key: need("certificate_key")?,
+            ide_gate: listen("ide_gate", "127.0.0.1:8080")?,
         },
         "caddy" => ProxyConfig::Caddy {
             admin: s.string("admin")?.unwrap_or_else(|| "http://127.0.0.1:2019".to_owned()),
@@ -690,8 +697,12 @@ fn read_operations(root: &Table) -> Result<OperationsConfig, ConfigError> {
 pub(super) fn embedded(docker: bool) -> PlatformConfig {
     let domain: Domain = "kws.localhost".parse().expect("kws.localhost is a domain");
     let settings = PlatformSettings::new(domain.clone());
-    let platform =
-        PlatformSection { domain, reserved_names: settings.reserved_names.clone(), tls: false };
+    let platform = PlatformSection {
+        domain,
+        reserved_names: settings.reserved_names.clone(),
+        tls: false,
+        public_port: None,
+    };
     PlatformConfig {
         vpn: VpnConfig {
             interface: wg0(),

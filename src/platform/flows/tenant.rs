@@ -7,10 +7,10 @@ use kws_core::{DnsLabel, OwnerId};
 
 use super::{ended_error, finishing, parse_name};
 use crate::platform::{
-    Error, Platform, Role, Scope,
+    Error, ErrorKind, Platform, Role, Scope,
     model::{AppSpec, DatabaseSpec, DeviceSpec, InstanceSpec},
     ops::{Begin, Run, begin},
-    store::{Member, PlatformStoreExt, Quotas, Tenant, User},
+    store::{Member, Object, PlatformStoreExt, Quotas, Tenant, User},
 };
 
 pub(crate) const DELETE: &str = "delete_tenant";
@@ -101,6 +101,24 @@ impl Platform {
         }
         let members = store.memberships(&Scope::Operator, user).await?;
         Ok(members.into_iter().map(|m| Scope::tenant(m.tenant, m.role)).collect())
+    }
+
+    /// The instance `name` of a tenant `user` is a member of (in any role), or `None`: who
+    /// may enter that instance's IDE. Being an operator is not enough; a member is.
+    pub async fn member_instance(
+        &self,
+        user: &DnsLabel,
+        name: &str,
+    ) -> Result<Option<Object<InstanceSpec>>, Error> {
+        let store = self.store();
+        for m in store.memberships(&Scope::Operator, user).await? {
+            match store.get::<InstanceSpec>(&Scope::Operator, &m.tenant, name).await {
+                Ok(found) => return Ok(Some(found)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// Deletes a tenant and everything it owns (operator only), as one operation, in

@@ -119,10 +119,7 @@ pub(crate) async fn detail(
     let object = platform.store().get::<InstanceSpec>(&scope, &tenant, &name).await?;
     let row = InstanceRow::of(&object);
     let running = object.status.value.as_ref().is_some_and(|s| s.state == RunState::Running);
-    let ide_url = match (object.spec.ide_port, object.spec.address) {
-        (Some(port), Some(address)) => Some(format!("http://{address}:{port}/")),
-        _ => None,
-    };
+    let ide_url = object.spec.ide_port.map(|_| format!("/ide/{name}"));
     let stats_now = if running {
         match platform.instance_stats(&scope, &tenant, &name).await {
             Ok(s) => format!(
@@ -149,6 +146,28 @@ pub(crate) async fn detail(
         tail: LOG_TAIL,
     };
     html(&page)
+}
+
+/// `GET /ide/{name}`: into the IDE of the instance `name` of a tenant the viewer is a member
+/// of, through a one-time ticket for its host (see `crate::gate`); 404 for any other.
+pub(crate) async fn open_ide(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let platform = state.platform();
+    let caller = &viewer.0;
+    let instance = platform.member_instance(&caller.user, &name).await?;
+    let Some(instance) = instance.filter(|i| i.spec.ide_port.is_some()) else {
+        return Err(WebError(ApiError::not_found(format!("the IDE of instance {name}"))));
+    };
+    let settings = platform.settings();
+    let name = instance.meta.name.as_str();
+    let who = kws_accounts::Authenticated { user: caller.user.clone(), via: caller.via.clone() };
+    let host = format!("{name}.{}", settings.domain);
+    let ticket = state.accounts().issue_ticket(&who, &host).await?;
+    let path = format!("/_kws/enter?ticket={}", ticket.secret.expose());
+    Ok(see(settings.public_url(name, &path)))
 }
 
 /// The instance's last lines, or why there are none.

@@ -122,12 +122,7 @@ impl AppRow {
         Self {
             tenant: o.meta.tenant.to_string(),
             name: o.meta.name.to_string(),
-            url: format!(
-                "{}://{}.{}/",
-                if settings.tls { "https" } else { "http" },
-                o.meta.name,
-                settings.domain
-            ),
+            url: settings.public_url(o.meta.name.as_str(), "/"),
             target: format!("{}:{}", o.spec.instance, o.spec.port),
             routed: match status.map(|s| s.routed) {
                 Some(true) => "routed",
