@@ -37,7 +37,7 @@ const AXE: &str = include_str!("../vendor/axe.min.js");
 const PATIENCE: Duration = Duration::from_secs(45);
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
+    Kwsd::free_port()
 }
 
 /// Whether Debian's `chromium` and `chromium-driver` are installed.
@@ -151,11 +151,13 @@ impl Drop for Driver {
 }
 
 /// kwsd's config: PostgreSQL for everything kept, the test Docker engine, code execution,
-/// a private nginx for the apps (plain HTTP), a VPN on a memory interface.
-fn config(
+/// a private nginx for the apps (plain HTTP) whose IDE gate is kwsd on `gate_port`, a VPN on
+/// a memory interface.
+pub(crate) fn config(
     db: &kws_testenv::TestDb,
     nginx: &kws::proxy::nginx::NginxConfig,
     db_port: u16,
+    gate_port: u16,
 ) -> String {
     let admin_url = db.admin_url();
     let sections = format!(
@@ -171,6 +173,7 @@ https_listen = "{https}"
 admin_listen = "{admin}"
 certificate = "{chain}"
 certificate_key = "{key}"
+ide_gate = "127.0.0.1:{gate_port}"
 
 [databases]
 backend = "postgres"
@@ -368,8 +371,9 @@ async fn the_dashboard_in_a_real_browser() {
         .and_then(|p| p.split('/').next()?.parse().ok())
         .expect("port of the test database");
     let path = tmp.path().join("kws.toml");
-    std::fs::write(&path, config(&db, nginx.config(), db_port)).expect("config");
-    let kwsd = Kwsd::start(&path);
+    let kwsd_port = free_port();
+    std::fs::write(&path, config(&db, nginx.config(), db_port, kwsd_port)).expect("config");
+    let kwsd = Kwsd::start_on(&path, kwsd_port);
     let operator_password = kwsd.password.clone().expect("a first operator");
 
     // The operator makes two tenants and their users over the API.
@@ -393,7 +397,6 @@ async fn the_dashboard_in_a_real_browser() {
             .expect(StatusCode::OK);
     }
 
-    let kwsd_port: u16 = kwsd.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     let driver = Driver::start(&[kwsd_port, nginx.config().http_listen.port()]);
     let session = driver.session().await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");

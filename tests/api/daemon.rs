@@ -51,14 +51,29 @@ impl Kwsd {
         Self::spawn(Some(config), env, Stdio::inherit())
     }
 
+    /// As [`Kwsd::start`], on loopback `port` (which its config may name, as nginx's IDE
+    /// gate does).
+    pub(crate) fn start_on(config: &std::path::Path, port: u16) -> Self {
+        Self::spawn_on(Some(config), &[], Stdio::inherit(), port)
+    }
+
+    /// A free loopback port.
+    pub(crate) fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
+    }
+
     /// `kwsd serve` on `config` (the embedded defaults without one), `RUST_LOG=warn` unless
     /// `env` sets it, its logs to `stderr`; waits until it serves.
     fn spawn(config: Option<&std::path::Path>, env: &[(&str, &str)], stderr: Stdio) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        Self::spawn_on(config, env, stderr, Self::free_port())
+    }
+
+    fn spawn_on(
+        config: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+        port: u16,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kwsd"));
         if let Some(config) = config {
             command.arg("--config").arg(config);

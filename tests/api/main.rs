@@ -11,6 +11,7 @@ mod cli;
 mod daemon;
 mod dashboard;
 mod flows;
+mod ide;
 mod input;
 mod openapi;
 mod server;
