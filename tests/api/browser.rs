@@ -54,7 +54,7 @@ fn chromium_installed() -> bool {
 /// seeing the network change, fails the requests in flight (`net::ERR_NETWORK_CHANGED`). In
 /// its namespace it sees only its loopback, where the ports of the machine's loopback the test
 /// names (kwsd, nginx) are forwarded to the same ports.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     forwards: Vec<tokio::task::JoinHandle<()>>,
@@ -63,7 +63,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn start(ports: &[u16]) -> Self {
+    pub(crate) fn start(ports: &[u16]) -> Self {
         let ns = Netns::new().expect("a namespace for the browser");
         let port = free_port();
         let child = ns
@@ -96,6 +96,19 @@ impl Driver {
         Self { child, url, forwards, ns }
     }
 
+    /// Makes the browser see a network besides its loopback (a veth pair with both ends in
+    /// its namespace and the default route on one: what it sends there reaches the other end,
+    /// which has no address, and is dropped), so that pages which check `navigator.onLine`,
+    /// as VS Code's workbench does, believe they are online.
+    pub(crate) fn go_online(&self) {
+        let ns = &self.ns;
+        ns.run(["ip", "link", "add", "kwson0", "type", "veth", "peer", "name", "kwson1"]);
+        ns.run(["ip", "addr", "add", "192.0.2.1/24", "dev", "kwson0"]);
+        ns.run(["ip", "link", "set", "kwson1", "up"]);
+        ns.run(["ip", "link", "set", "kwson0", "up"]);
+        ns.run(["ip", "route", "add", "default", "dev", "kwson0"]);
+    }
+
     /// A listener on the browser's loopback (another origin for it), served from here.
     fn listener(&self) -> tokio::net::TcpListener {
         let listener = self
@@ -108,9 +121,14 @@ impl Driver {
 
     /// A new headless browser session; `*.kws.test` resolves to loopback (where nginx is).
     async fn session(&self) -> Session {
+        self.session_with(&[]).await
+    }
+
+    /// As [`Driver::session`], with `extra` arguments for Chromium.
+    pub(crate) async fn session_with(&self, extra: &[&str]) -> Session {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
-        let args = [
+        let mut args = vec![
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
@@ -118,6 +136,7 @@ impl Driver {
             "--window-size=1280,1000",
             "--host-resolver-rules=MAP *.kws.test 127.0.0.1",
         ];
+        args.extend_from_slice(extra);
         caps.insert(
             "goog:chromeOptions".into(),
             json!({"binary": "/usr/bin/chromium", "args": args}),
@@ -201,20 +220,20 @@ pool_size = 1
 }
 
 /// One browser and what it checks.
-struct Tab<'a> {
-    s: &'a Session,
-    base: &'a str,
-    shots: PathBuf,
+pub(crate) struct Tab<'a> {
+    pub(crate) s: &'a Session,
+    pub(crate) base: &'a str,
+    pub(crate) shots: PathBuf,
     /// Every page's serious and critical axe violations.
-    violations: Vec<String>,
+    pub(crate) violations: Vec<String>,
 }
 
 impl Tab<'_> {
-    async fn goto(&self, path: &str) {
+    pub(crate) async fn goto(&self, path: &str) {
         self.s.goto(&format!("{}{path}", self.base)).await.expect("goto");
     }
 
-    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn find(&self, css: &str) -> fantoccini::elements::Element {
         let found = self.s.wait().at_most(PATIENCE).for_element(Locator::Css(css)).await;
         match found {
             Ok(element) => element,
@@ -225,18 +244,18 @@ impl Tab<'_> {
         }
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let field = self.find(css).await;
         field.clear().await.expect("clear");
         field.send_keys(text).await.expect("type");
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// The text of `css` once `ok` holds for it.
-    async fn text_when(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn text_when(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         let mut last = None;
         while Instant::now() < deadline {
@@ -263,7 +282,7 @@ impl Tab<'_> {
         }
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.s.execute(script, vec![]).await.expect("script")
     }
 
@@ -292,14 +311,14 @@ impl Tab<'_> {
     }
 
     /// Saves a screenshot as `docs/screenshots/<name>.png`.
-    async fn shot(&self, name: &str) {
+    pub(crate) async fn shot(&self, name: &str) {
         if let Ok(png) = self.s.screenshot().await {
             let _ = std::fs::write(self.shots.join(format!("{name}.png")), png);
         }
     }
 
     /// Saves what the browser shows when a wait fails, under the target folder.
-    async fn failure_shot(&self) {
+    pub(crate) async fn failure_shot(&self) {
         if let Ok(png) = self.s.screenshot().await {
             let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-failure.png");
             let _ = std::fs::write(&path, png);
@@ -308,7 +327,7 @@ impl Tab<'_> {
     }
 
     /// Signs in through the form.
-    async fn sign_in(&self, user: &str, password: &str) {
+    pub(crate) async fn sign_in(&self, user: &str, password: &str) {
         self.goto("/login").await;
         self.fill("#user", user).await;
         self.fill("#password", password).await;

@@ -12,6 +12,7 @@ mod daemon;
 mod dashboard;
 mod flows;
 mod ide;
+mod ide_browser;
 mod input;
 mod openapi;
 mod server;

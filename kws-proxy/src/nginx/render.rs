@@ -131,7 +131,8 @@ fn named_locations(config: &NginxConfig) -> String {
     let t = &config.timeouts;
     let mut out = String::new();
     // An app sees the host it was published under, without a port; an IDE sees the Host header
-    // the browser sent (with its port), which its WebSocket origin check compares.
+    // the browser sent (with its port), as Host and X-Forwarded-Host: code-server's WebSocket
+    // origin check compares the Origin with X-Forwarded-Host when there is one.
     for (mode, host, websocket) in
         [("app", "$host", false), ("app_ws", "$host", true), ("ide", "$http_host", true)]
     {
@@ -144,7 +145,7 @@ fn named_locations(config: &NginxConfig) -> String {
              proxy_set_header X-Real-IP $remote_addr;\n        \
              proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
              proxy_set_header X-Forwarded-Proto $scheme;\n        \
-             proxy_set_header X-Forwarded-Host $host;\n        \
+             proxy_set_header X-Forwarded-Host {host};\n        \
              proxy_set_header X-Forwarded-Port $server_port;\n"
         );
         if let (Some(_), "ide") = (config.ide_gate, mode) {
@@ -244,6 +245,7 @@ mod tests {
         let text = http_conf(&config(), None, true);
         let ide = location(&text, "ide");
         assert!(ide.contains("proxy_set_header Host $http_host;"), "{ide}");
+        assert!(ide.contains("proxy_set_header X-Forwarded-Host $http_host;"), "{ide}");
         assert!(ide.contains("proxy_set_header Upgrade $http_upgrade;"));
         assert!(ide.contains("proxy_set_header Connection $kws_connection_upgrade;"));
         assert!(ide.contains("proxy_read_timeout 3600s;"));
