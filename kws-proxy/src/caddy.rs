@@ -18,6 +18,41 @@ use crate::{
     table::RouteTable,
 };
 
+/// The handlers of an IDE route checked by the gate at `gate` before `upstream`: the host's
+/// `/_kws/…` goes to the gate; anything else is asked about first (`forward_auth`: a 2xx goes
+/// on, a 401 redirects to the sign-in the gate names, a 403 is a 404), and the IDE cookie is
+/// taken out of what the IDE gets.
+fn gated(gate: SocketAddr, upstream: Value) -> Vec<Value> {
+    let gate = gate.to_string();
+    let check = json!({
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": gate}],
+        "rewrite": {"method": "GET", "uri": "/_kws/check"},
+        "headers": {"request": {"set": {"X-Original-URI": ["{http.request.uri}"]}}},
+        "handle_response": [
+            {"match": {"status_code": [2]}, "routes": [{"handle": [{"handler": "vars"}]}]},
+            {"match": {"status_code": [401]}, "routes": [{"handle": [{
+                "handler": "static_response",
+                "status_code": 302,
+                "headers": {"Location": ["{http.reverse_proxy.header.X-Kws-Signin}"]}
+            }]}]},
+            {"match": {"status_code": [403]}, "routes": [{"handle": [{
+                "handler": "static_response", "status_code": 404
+            }]}]}
+        ]
+    });
+    let strip = json!({"handler": "headers", "request": {"replace": {"Cookie": [{
+        "search_regexp": "(^|;)\\s*(__Host-)?kws_ide=[^;]*",
+        "replace": "$1"
+    }]}}});
+    vec![json!({"handler": "subroute", "routes": [
+        {"match": [{"path": ["/_kws/*"]}],
+         "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": gate}]}],
+         "terminal": true},
+        {"handle": [check, strip, upstream]}
+    ]})]
+}
+
 /// The name of kws's HTTPS server in Caddy's configuration.
 const HTTPS_SERVER: &str = "kws_https";
 /// The name of kws's plain HTTP server (redirects and plain routes).
@@ -37,6 +72,11 @@ pub struct CaddyConfig {
     /// kws's own folder for this Caddy: `dir/routes.journal` (the routes kws persisted) and
     /// `dir/lock` (held by the one `CaddyProxy` that writes it).
     pub dir: PathBuf,
+    /// Where the IDE gate answers (kwsd), as in `NginxConfig::ide_gate`: every request and
+    /// WebSocket upgrade of an IDE route is checked at its `/_kws/check` first (Caddy's
+    /// `forward_auth`), and an IDE host's `/_kws/…` is the gate's. `None` passes IDE routes
+    /// unchecked.
+    pub ide_gate: Option<SocketAddr>,
 }
 
 /// The Caddy `ProxyWriter`.
@@ -158,15 +198,20 @@ impl CaddyProxy {
     fn caddy_routes(&self, route: &Route) -> Vec<(&'static str, String, Value)> {
         let host = route.host().to_string();
         let id = |server: &str| format!("kws-{server}-{host}");
+        let upstream = json!({
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": route.upstream().to_string()}],
+            "transport": {"protocol": "http", "dial_timeout": "5s"}
+        });
+        let handle = match (route.kind(), self.config.ide_gate) {
+            (crate::RouteKind::Ide, Some(gate)) => gated(gate, upstream),
+            _ => vec![upstream],
+        };
         let proxy = |server: &str| {
             json!({
                 "@id": id(server),
                 "match": [{"host": [host]}],
-                "handle": [{
-                    "handler": "reverse_proxy",
-                    "upstreams": [{"dial": route.upstream().to_string()}],
-                    "transport": {"protocol": "http", "dial_timeout": "5s"}
-                }],
+                "handle": handle,
                 "terminal": true
             })
         };

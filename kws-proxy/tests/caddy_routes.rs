@@ -14,6 +14,10 @@ struct Setup {
 }
 
 async fn setup() -> Option<Setup> {
+    setup_with(None).await
+}
+
+async fn setup_with(ide_gate: Option<std::net::SocketAddr>) -> Option<Setup> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let certs = TestCa::new("kws test CA").leaf(
         tmp.path(),
@@ -21,7 +25,8 @@ async fn setup() -> Option<Setup> {
         &["*.example.test", "example.test"],
     );
     let caddy = LocalCaddy::start(certs)?;
-    let proxy = CaddyProxy::open(policy(), caddy.config.clone()).await.expect("open caddy proxy");
+    let config = kws_proxy::caddy::CaddyConfig { ide_gate, ..caddy.config.clone() };
+    let proxy = CaddyProxy::open(policy(), config).await.expect("open caddy proxy");
     Some(Setup { proxy, caddy, ca: tmp.path().join("ca.pem"), _tmp: tmp })
 }
 
@@ -74,6 +79,16 @@ async fn publish_serves_redirects_and_unpublish_forgets() {
     assert_eq!(status("other.example.test").await, "404");
     s.proxy.unpublish(&host(&s, "app")).await.expect("unpublish");
     assert_eq!(status("app.example.test").await, "404");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ide_route_with_a_gate_asks_it_before_every_request_and_upgrade() {
+    let gate = support::gate::gate().await;
+    let Some(s) = setup_with(Some(gate)).await else { return };
+    let up = upstream("ide").await;
+    s.proxy.publish(Route::ide(host(&s, "g"), up)).await.expect("publish ide");
+    s.proxy.publish(Route::app(host(&s, "shop"), up)).await.expect("publish app");
+    support::gate::gate_checks(s.caddy.config.https_listen, &s.ca).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

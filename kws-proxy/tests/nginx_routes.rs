@@ -63,112 +63,14 @@ async fn websocket_echo_through_an_ide_route() {
     support::websocket_echo("ide1.example.test", https, &fx.ca, &["hello", "second message"]).await;
 }
 
-/// A stand-in for kwsd's gate (the real one is tested through kwsd in the root crate's
-/// browser test): `/_kws/check` passes the cookie `kws_ide=member`, hides `kws_ide=stranger`
-/// (403) and sends anyone else to sign in (401 naming where); `/_kws/…` answers what it got.
-async fn gate() -> std::net::SocketAddr {
-    use axum::{http::HeaderMap, routing::get};
-    let cookie =
-        |h: &HeaderMap| h.get("cookie").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-    let check = move |h: HeaderMap| async move {
-        match cookie(&h).as_str() {
-            "kws_ide=member" => (axum::http::StatusCode::NO_CONTENT, [("x-kws-signin", "-")]),
-            "kws_ide=stranger" => (axum::http::StatusCode::FORBIDDEN, [("x-kws-signin", "-")]),
-            _ => (
-                axum::http::StatusCode::UNAUTHORIZED,
-                [("x-kws-signin", "https://dash.test/ide/g")],
-            ),
-        }
-    };
-    let page = move |h: HeaderMap, uri: axum::http::Uri| async move {
-        format!("gate {} cookie={}", uri.path(), cookie(&h))
-    };
-    let app = axum::Router::new().route("/_kws/check", get(check)).fallback(page);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gate");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-/// `curl` of `https://<host>/<path>` through nginx with `cookie`: `(status, Location, body)`.
-async fn through(fx: &Fixture, host: &str, path: &str, cookie: &str) -> (String, String, String) {
-    let https = fx.nginx.https_addr();
-    let out = support::curl(&[
-        "-w".into(),
-        "\n%{http_code} %{redirect_url}".into(),
-        "--resolve".into(),
-        format!("{host}:{}:127.0.0.1", https.port()),
-        "--cacert".into(),
-        fx.ca.display().to_string(),
-        "-H".into(),
-        format!("Cookie: {cookie}"),
-        format!("https://{host}:{}{path}", https.port()),
-    ])
-    .await;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, last) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let (status, location) = last.split_once(' ').unwrap_or((last, ""));
-    (status.to_owned(), location.to_owned(), body.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ide_route_with_a_gate_asks_it_before_every_request_and_upgrade() {
-    let gate = gate().await;
+    let gate = support::gate::gate().await;
     let Some(fx) = Fixture::start_with(Some(gate)).await else { return };
     let up = upstream("ide").await;
     fx.proxy.publish(Route::ide(fx.host("g"), up)).await.expect("publish ide");
     fx.proxy.publish(Route::app(fx.host("shop"), up)).await.expect("publish app");
-
-    let (status, location, _) = through(&fx, "g.example.test", "/", "").await;
-    assert_eq!((status.as_str(), location.as_str()), ("302", "https://dash.test/ide/g"));
-    let (status, _, body) = through(&fx, "g.example.test", "/", "kws_ide=stranger").await;
-    assert_eq!(status, "404", "another tenant's visitor sees nothing: {body}");
-    let (status, _, body) = through(&fx, "g.example.test", "/", "a=1; kws_ide=member; b=2").await;
-    assert_eq!(status, "200", "{body}");
-    assert!(body.contains("upstream ide") && body.contains("cookie=a=1; b=2\n"), "{body}");
-    // The gate's own pages on the IDE host get the IDE cookie, and no other.
-    let (status, _, body) =
-        through(&fx, "g.example.test", "/_kws/enter?t=1", "a=1; kws_ide=x").await;
-    assert_eq!((status.as_str(), body.as_str()), ("200", "gate /_kws/enter cookie=kws_ide=x"));
-    // The check's location is not reachable from outside.
-    let (status, _, _) = through(&fx, "g.example.test", "/_kws_gate_check", "kws_ide=member").await;
-    assert_ne!(status, "204");
-    // An app route is not checked, and its /_kws/ is the app's.
-    let (status, _, body) = through(&fx, "shop.example.test", "/_kws/enter", "kws_ide=x").await;
-    assert!(status == "200" && body.contains("upstream ide"), "{status} {body}");
-
-    // A WebSocket upgrade is checked too: refused without the cookie, through with it.
-    let https = fx.nginx.https_addr();
-    let out = support::curl(&[
-        "-o".into(),
-        "/dev/null".into(),
-        "-w".into(),
-        "%{http_code}".into(),
-        "--resolve".into(),
-        format!("g.example.test:{}:127.0.0.1", https.port()),
-        "--cacert".into(),
-        fx.ca.display().to_string(),
-        "--http1.1".into(),
-        "-H".into(),
-        "Connection: Upgrade".into(),
-        "-H".into(),
-        "Upgrade: websocket".into(),
-        "-H".into(),
-        "Sec-WebSocket-Version: 13".into(),
-        "-H".into(),
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==".into(),
-        format!("https://g.example.test:{}/ws", https.port()),
-    ])
-    .await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "302", "an upgrade without the cookie");
-    support::websocket_echo_with(
-        "g.example.test",
-        https,
-        &fx.ca,
-        &["through the gate"],
-        Some("kws_ide=member"),
-    )
-    .await;
+    support::gate::gate_checks(fx.nginx.https_addr(), &fx.ca).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,6 +39,7 @@ impl LocalCaddy {
         let mut child = spawn(dir.path());
         super::wait_port(admin, &mut child, "caddy admin API");
         let config = CaddyConfig {
+            ide_gate: None,
             admin: format!("http://127.0.0.1:{admin}"),
             http_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, http)),
             https_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, https)),

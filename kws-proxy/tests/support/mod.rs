@@ -4,6 +4,7 @@
 
 #[cfg(feature = "caddy")]
 pub mod caddy;
+pub mod gate;
 pub mod load;
 pub mod pebble;
 

@@ -348,8 +348,10 @@ impl PlatformConfig {
                 https_listen,
                 certificate,
                 certificate_key,
+                ide_gate,
             } => {
                 let config = kws_proxy::caddy::CaddyConfig {
+                    ide_gate: Some(*ide_gate),
                     admin: admin.clone(),
                     dir: dir.clone(),
                     http_listen: *http_listen,

@@ -211,7 +211,7 @@ pub enum ProxyConfig {
         ide_gate: SocketAddr,
     },
     /// `backend = "caddy"`: `admin`, `dir`, `http_listen`, `https_listen`, `certificate`,
-    /// `certificate_key`.
+    /// `certificate_key`, `ide_gate`.
     Caddy {
         /// The admin API.
         admin: String,
@@ -225,6 +225,8 @@ pub enum ProxyConfig {
         certificate: PathBuf,
         /// The key.
         certificate_key: PathBuf,
+        /// Where Caddy reaches kwsd's IDE gate (`ide_gate`, as for nginx).
+        ide_gate: SocketAddr,
     },
 }
 
@@ -551,6 +553,7 @@ fn read_proxy(root: &Table) -> Result<ProxyConfig, ConfigError> {
             https_listen: listen("https_listen", "0.0.0.0:443")?,
             certificate: need("certificate")?,
             certificate_key: need("certificate_key")?,
+            ide_gate: listen("ide_gate", "127.0.0.1:8080")?,
         },
         _ => ProxyConfig::Memory,
     };
