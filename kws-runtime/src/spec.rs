@@ -27,7 +27,8 @@ pub struct InstanceSpec {
     /// The command; `None` is the image's.
     #[serde(default)]
     pub command: Option<Vec<String>>,
-    /// Environment variables.
+    /// Environment variables. The Docker backend adds `KWS_IDE_PORT` (the IDE port, which the
+    /// IDE image listens on); a value given here under that name is dropped.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// The port the browser IDE listens on; `None` is the configured IDE port.

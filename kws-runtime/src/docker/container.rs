@@ -1,6 +1,9 @@
 //! From a spec to the engine's container, and from the engine's container back to an instance.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::Ipv4Addr,
+};
 
 use bollard::{
     models::{
@@ -152,7 +155,7 @@ impl DockerRuntime {
             user,
             image: Some(self.image_of(spec).to_string()),
             cmd: spec.command.clone(),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(container_env(&spec.env, self.ide_port_of(spec))),
             exposed_ports: Some(exposed),
             working_dir: Some(WORKSPACE_PATH.to_owned()),
             labels: Some(labels),
@@ -240,7 +243,42 @@ impl DockerRuntime {
     }
 }
 
+/// The variable that tells the IDE image which port to listen on (kws/ide:1 reads it).
+pub(crate) const IDE_PORT_ENV: &str = "KWS_IDE_PORT";
+
+/// The container's environment: the spec's variables, then `KWS_IDE_PORT=<the IDE port>`. The
+/// runtime owns that one: a spec's own `KWS_IDE_PORT` is dropped (the engine would keep both
+/// and a program would see the first), so the IDE listens where the runtime routes to.
+fn container_env(env: &BTreeMap<String, String>, ide_port: u16) -> Vec<String> {
+    env.iter()
+        .filter(|(k, _)| k.as_str() != IDE_PORT_ENV)
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(std::iter::once(format!("{IDE_PORT_ENV}={ide_port}")))
+        .collect()
+}
+
 fn is_root(user: &str) -> bool {
     let name = user.split(':').next().unwrap_or(user);
     name == "0" || name == "root"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ide_port_is_in_the_environment() {
+        let env = BTreeMap::from([("A".to_owned(), "1".to_owned())]);
+        assert_eq!(container_env(&env, 8080), ["A=1", "KWS_IDE_PORT=8080"]);
+        assert_eq!(container_env(&BTreeMap::new(), 9000), ["KWS_IDE_PORT=9000"]);
+    }
+
+    #[test]
+    fn a_spec_cannot_move_the_ide_port() {
+        let env = BTreeMap::from([
+            ("KWS_IDE_PORT".to_owned(), "1".to_owned()),
+            ("KWS_IDE_PORTS".to_owned(), "kept".to_owned()),
+        ]);
+        assert_eq!(container_env(&env, 8099), ["KWS_IDE_PORTS=kept", "KWS_IDE_PORT=8099"]);
+    }
 }
