@@ -71,6 +71,23 @@ async fn an_ide_route_with_a_gate_asks_it_before_every_request_and_upgrade() {
     fx.proxy.publish(Route::ide(fx.host("g"), up)).await.expect("publish ide");
     fx.proxy.publish(Route::app(fx.host("shop"), up)).await.expect("publish app");
     support::gate::gate_checks(fx.nginx.https_addr(), &fx.ca).await;
+
+    // An IDE that does not listen yet: a page that reloads itself, not a 502.
+    let closed =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    fx.proxy.publish(Route::ide(fx.host("starting"), closed)).await.expect("publish");
+    let https = fx.nginx.https_addr();
+    let (status, _, body) = support::gate::through(
+        https,
+        &fx.ca,
+        "starting.example.test",
+        "/",
+        "kws_ide=member",
+        &["-i"],
+    )
+    .await;
+    assert_eq!(status, "503", "{body}");
+    assert!(body.contains("Retry-After: 1") && body.contains("http-equiv=\"refresh\""), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

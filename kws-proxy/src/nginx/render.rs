@@ -148,6 +148,10 @@ fn named_locations(config: &NginxConfig) -> String {
              proxy_set_header X-Forwarded-Host {host};\n        \
              proxy_set_header X-Forwarded-Port $server_port;\n"
         );
+        if mode == "ide" {
+            // Before its IDE listens (just after a start), a page that reloads itself.
+            out.push_str("        error_page 502 504 = @kws_ide_starting;\n");
+        }
         if let (Some(_), "ide") = (config.ide_gate, mode) {
             // Asked before every request and upgrade; 401 signs in, 403 is hidden as 404.
             out.push_str(&format!(
@@ -167,11 +171,21 @@ fn named_locations(config: &NginxConfig) -> String {
         let _ = writeln!(out, "        proxy_read_timeout {};", secs(read));
         out.push_str("    }\n");
     }
+    out.push_str(IDE_STARTING);
     if let Some(gate) = config.ide_gate {
         out.push_str(&gate_locations(gate, t));
     }
     out
 }
+
+/// What an IDE route answers while its upstream does not accept connections yet: 503 with
+/// `Retry-After`, and a page that reloads itself every second.
+const IDE_STARTING: &str = "    location @kws_ide_starting {\n        \
+     default_type text/html;\n        add_header Retry-After 1 always;\n        \
+     add_header Cache-Control no-store always;\n        \
+     return 503 '<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+     <meta http-equiv=\"refresh\" content=\"1\"><title>Starting the IDE</title></head>\
+     <body><p>The IDE is starting; this page reloads by itself.</p></body></html>';\n    }\n";
 
 /// The internal location `auth_request` asks.
 const GATE_CHECK: &str = "/_kws_gate_check";
@@ -249,6 +263,8 @@ mod tests {
         assert!(ide.contains("proxy_set_header Upgrade $http_upgrade;"));
         assert!(ide.contains("proxy_set_header Connection $kws_connection_upgrade;"));
         assert!(ide.contains("proxy_read_timeout 3600s;"));
+        assert!(ide.contains("error_page 502 504 = @kws_ide_starting;"), "{ide}");
+        assert!(text.contains("location @kws_ide_starting {"));
         let ws = location(&text, "app_ws");
         assert!(ws.contains("proxy_set_header Host $host;") && ws.contains("Upgrade"), "{ws}");
     }
