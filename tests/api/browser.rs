@@ -40,8 +40,25 @@ fn free_port() -> u16 {
     Kwsd::free_port()
 }
 
+/// A private nginx under `dir` with a self-signed certificate of `*.kws.test`.
+pub(crate) fn private_nginx(dir: &Path) -> LocalNginx {
+    let domain: Domain = "kws.test".parse().expect("domain");
+    let certificate =
+        kws::proxy::nginx::self_signed_certificate(&dir.join("tls"), &domain).expect("cert");
+    LocalNginx::start(&dir.join("nginx"), certificate).expect("nginx")
+}
+
+/// The port of the test database's URL.
+pub(crate) fn port_of(db: &kws_testenv::TestDb) -> u16 {
+    db.url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next()?.parse().ok())
+        .expect("port of the test database")
+}
+
 /// Whether Debian's `chromium` and `chromium-driver` are installed.
-fn chromium_installed() -> bool {
+pub(crate) fn chromium_installed() -> bool {
     Command::new("sh")
         .args(["-c", "command -v chromedriver && command -v chromium"])
         .output()
@@ -379,16 +396,8 @@ async fn the_dashboard_in_a_real_browser() {
     let _engine = engine_lock().await;
     let Some(db) = kws_testenv::postgres().await else { return };
     let tmp = tempfile::tempdir().expect("tmp");
-    let domain: Domain = "kws.test".parse().expect("domain");
-    let certificate =
-        kws::proxy::nginx::self_signed_certificate(&tmp.path().join("tls"), &domain).expect("cert");
-    let nginx = LocalNginx::start(&tmp.path().join("nginx"), certificate).expect("nginx");
-    let db_port: u16 = db
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.split('/').next()?.parse().ok())
-        .expect("port of the test database");
+    let nginx = private_nginx(tmp.path());
+    let db_port = port_of(&db);
     let path = tmp.path().join("kws.toml");
     let kwsd_port = free_port();
     std::fs::write(&path, config(&db, nginx.config(), db_port, kwsd_port)).expect("config");

@@ -8,12 +8,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use kws::{core::Domain, proxy::nginx::LocalNginx};
+use kws::proxy::nginx::LocalNginx;
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
 
 use crate::{
-    browser::config,
+    browser::{config, port_of, private_nginx},
     daemon::{IMAGE, Kwsd, engine_lock},
     server::{Auth, Client},
 };
@@ -104,21 +104,26 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
+    /// The stage with `image` as the IDE, holding the test engine (see `engine_lock`); `None`
+    /// (a loud skip) without Docker, the image or PostgreSQL.
+    pub(crate) async fn on_docker(
+        image: &str,
+    ) -> Option<(tokio::sync::MutexGuard<'static, ()>, Self)> {
+        let docker = kws_testenv::docker().await?;
+        if docker.inspect_image(image).await.is_err() {
+            return kws_testenv::unavailable(&format!("the image {image}"), "run scripts/images");
+        }
+        drop(docker);
+        let engine = engine_lock().await;
+        Some((engine, Self::start(image).await?))
+    }
+
     /// `None` (a loud skip) without PostgreSQL.
-    pub(crate) async fn start(image: &str) -> Option<Self> {
+    async fn start(image: &str) -> Option<Self> {
         let db = kws_testenv::postgres().await?;
         let tmp = tempfile::tempdir().expect("tmp");
-        let domain: Domain = "kws.test".parse().expect("domain");
-        let certificate =
-            kws::proxy::nginx::self_signed_certificate(&tmp.path().join("tls"), &domain)
-                .expect("cert");
-        let nginx = LocalNginx::start(&tmp.path().join("nginx"), certificate).expect("nginx");
-        let db_port: u16 = db
-            .url()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.split('/').next()?.parse().ok())
-            .expect("port of the test database");
+        let nginx = private_nginx(tmp.path());
+        let db_port = port_of(&db);
         let kwsd_port = Kwsd::free_port();
         let https = nginx.config().https_listen.port();
         let text = config(&db, nginx.config(), db_port, kwsd_port)
@@ -185,14 +190,7 @@ fn password_of(user: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_members_of_the_tenant_get_into_an_instances_ide() {
-    let Some(docker) = kws_testenv::docker().await else { return };
-    if docker.inspect_image(IMAGE).await.is_err() {
-        kws_testenv::unavailable::<()>("the image kws-test/busybox:1", "run scripts/images");
-        return;
-    }
-    drop(docker);
-    let _engine = engine_lock().await;
-    let Some(stage) = Stage::start(IMAGE).await else { return };
+    let Some((_engine, stage)) = Stage::on_docker(IMAGE).await else { return };
     let (alice, bob, carol) =
         (stage.login("alice").await, stage.login("bob").await, stage.login("carol").await);
     let name = format!("ide{}", kws_testenv::random_suffix(4));

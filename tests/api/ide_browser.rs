@@ -19,8 +19,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::{
-    browser::{Driver, Tab},
-    daemon::engine_lock,
+    browser::{Driver, Tab, chromium_installed},
     ide::Stage,
     server::{Auth, Client},
 };
@@ -56,23 +55,12 @@ fn memory_mib(tenant: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_vs_code_through_the_platforms_sign_in() {
-    if !Command::new("sh")
-        .args(["-c", "command -v chromedriver && command -v chromium"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if !chromium_installed() {
         let _: Option<()> =
             kws_testenv::unavailable("Chromium", "chromedriver or chromium is not installed");
         return;
     }
-    let Some(engine) = kws_testenv::docker().await else { return };
-    if engine.inspect_image(IDE_IMAGE).await.is_err() {
-        kws_testenv::unavailable::<()>("the image kws/ide:1", "run scripts/images");
-        return;
-    }
-    drop(engine);
-    let _engine = engine_lock().await;
-    let Some(stage) = Stage::start(IDE_IMAGE).await else { return };
+    let Some((_engine, stage)) = Stage::on_docker(IDE_IMAGE).await else { return };
     let alice = stage.login("alice").await;
     let name = format!("code{}", kws_testenv::random_suffix(4));
     let launched = Instant::now();
