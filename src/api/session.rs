@@ -54,7 +54,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     let cookie = SessionCookie::new(state.settings().secure_cookies);
     if let Some(secret) = cookie.read(&headers) {
-        state.accounts().logout(&secret).await?;
+        crate::gate::end_session(&state, &secret).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie.clear());

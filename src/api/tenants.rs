@@ -185,6 +185,10 @@ pub(crate) async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     let (tenant, scope) = caller.in_tenant(&tenant, TokenScope::Write)?;
     state.platform().remove_member(&scope, &tenant, &user).await?;
+    // Its IDE WebSockets into the tenant's instances close too (see `crate::gate`).
+    if let Ok(user) = kws_core::DnsLabel::parse(&user) {
+        state.ide_sockets().cut_member(&user, &tenant).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

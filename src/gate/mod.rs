@@ -15,7 +15,8 @@
 //!   404, as for anything of another tenant.
 //!
 //! Each check reads the session and the memberships again, so a logout, a password change or
-//! a member's removal refuses the next request at once.
+//! a member's removal refuses the next request at once; a logout or a member's removal
+//! through kwsd also closes the WebSockets already open ([`IdeSockets`]).
 
 use axum::{
     Router,
@@ -28,6 +29,10 @@ use kws_accounts::{Error as AccountsError, Secret};
 use serde::Deserialize;
 
 use crate::http::{ApiError, AppState, ErrorCode, SessionCookie};
+
+mod sockets;
+
+pub use sockets::IdeSockets;
 
 /// The header of a `401` from [`check`] that names where to sign in.
 pub const SIGNIN_HEADER: &str = "x-kws-signin";
@@ -56,6 +61,39 @@ fn instance_of(state: &AppState, headers: &HeaderMap) -> Option<(String, String)
 /// back with a ticket.
 fn signin_url(state: &AppState, name: &str) -> String {
     format!("{}/ide/{name}", state.settings().public_url)
+}
+
+/// The two ends of the connection of a WebSocket upgrade the proxy asks about: the browser's
+/// (`X-Kws-Peer`) and its own (`X-Kws-Local`), each `<address> <port>`; `None` for any other
+/// request.
+fn websocket_ends(headers: &HeaderMap) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if !text("x-kws-upgrade")?.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    let end = |name: &str| -> Option<std::net::SocketAddr> {
+        let (ip, port) = text(name)?.split_once(' ')?;
+        Some(std::net::SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+    };
+    Some((end("x-kws-peer")?, end("x-kws-local")?))
+}
+
+/// Ends the session of the dashboard cookie `secret` (a logout) and closes the IDE
+/// WebSockets it opened.
+pub async fn end_session(state: &AppState, secret: &Secret) -> Result<(), AccountsError> {
+    let accounts = state.accounts();
+    let session = match accounts.session(secret).await {
+        Ok(who) => match who.via {
+            kws_accounts::Via::Session { id } => Some(id),
+            kws_accounts::Via::Token { .. } => None,
+        },
+        Err(_) => None,
+    };
+    accounts.logout(secret).await?;
+    if let Some(id) = session {
+        state.ide_sockets().cut_session(id).await;
+    }
+    Ok(())
 }
 
 /// `?ticket=`.
@@ -115,7 +153,13 @@ async fn check(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Err(e) => return ApiError::from(e).into_response(),
     };
     match state.platform().member_instance(&grant.user, &name).await {
-        Ok(Some(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Some(instance)) => {
+            if let Some((peer, local)) = websocket_ends(&headers) {
+                let sockets = state.ide_sockets();
+                sockets.opened(&grant.user, grant.session, &instance.meta.tenant, peer, local);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(None) => StatusCode::FORBIDDEN.into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }

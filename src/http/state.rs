@@ -84,13 +84,20 @@ struct Inner {
     accounts: Accounts,
     settings: HttpSettings,
     shutdown: CancellationToken,
+    ide_sockets: crate::gate::IdeSockets,
 }
 
 impl AppState {
     /// The state over `platform` and `accounts`.
     pub fn new(platform: Platform, accounts: Accounts, settings: HttpSettings) -> Self {
         let shutdown = CancellationToken::new();
-        Self { inner: Arc::new(Inner { platform, accounts, settings, shutdown }) }
+        let ide_sockets = crate::gate::IdeSockets::default();
+        Self { inner: Arc::new(Inner { platform, accounts, settings, shutdown, ide_sockets }) }
+    }
+
+    /// The IDE WebSockets the gate let through (see `crate::gate`).
+    pub fn ide_sockets(&self) -> &crate::gate::IdeSockets {
+        &self.inner.ide_sockets
     }
 
     /// The Platform.

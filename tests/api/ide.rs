@@ -250,3 +250,108 @@ async fn only_members_of_the_tenant_get_into_an_instances_ide() {
     let ended = fetch(&home, https, Some(&cookie)).await;
     assert_eq!(ended.status, 302, "after logout: {ended:?}");
 }
+
+/// A WebSocket to the workbench of `host` through nginx at loopback `port` with `cookie`
+/// (TLS by `openssl s_client`): the child once the upgrade answered 101.
+async fn workbench_socket(
+    host: &str,
+    port: u16,
+    path: &str,
+    cookie: &str,
+) -> (tokio::process::Child, tokio::process::ChildStdout) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut child = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-servername", host])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_client");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: https://{host}:{port}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n\r\n"
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(request.as_bytes()).await.expect("send the upgrade");
+    // Kept open: closing it would end the connection from this side.
+    std::mem::forget(stdin);
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut byte))
+            .await
+            .expect("an answer to the upgrade")
+            .expect("read");
+        assert_eq!(n, 1, "the connection closed before the upgrade answered: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "the upgrade: {head}");
+    (child, stdout)
+}
+
+/// Whether the connection read by `stdout` closes within `within`.
+async fn closes(stdout: &mut tokio::process::ChildStdout, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stdout.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_ide_websockets_close_when_access_ends() {
+    let Some((_engine, stage)) = Stage::on_docker("kws/ide:1").await else { return };
+    let (alice, bob) = (stage.login("alice").await, stage.login("bob").await);
+    let name = format!("ws{}", kws_testenv::random_suffix(4));
+    stage.launch(&alice, &name).await;
+    let https = stage.https();
+    let host = format!("{name}.kws.test");
+    let mut cookies = Vec::new();
+    for session in [&alice, &bob] {
+        let (_, to) = open_ide(&stage.kwsd.base, &name, session).await;
+        cookies.push(enter(&to, https).await);
+    }
+    let healthz = format!("https://{host}:{https}/healthz");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while fetch(&healthz, https, Some(&cookies[0])).await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "code-server never answered");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let container = format!("kws.{}.{name}", stage.acme);
+    let product = std::process::Command::new("docker")
+        .args(["exec", &container, "cat", "/opt/code-server/lib/vscode/product.json"])
+        .output()
+        .expect("docker exec");
+    let product: serde_json::Value = serde_json::from_slice(&product.stdout).expect("product.json");
+    let commit = product["commit"].as_str().expect("commit").to_owned();
+    let path = |who: &str| {
+        format!(
+            "/stable-{commit}?reconnectionToken=kws-{who}-{}&reconnection=false\
+             &skipWebSocketFrames=false",
+            kws_testenv::random_suffix(6)
+        )
+    };
+    let (_a, mut alices) = workbench_socket(&host, https, &path("alice"), &cookies[0]).await;
+    let (_b, mut bobs) = workbench_socket(&host, https, &path("bob"), &cookies[1]).await;
+    assert!(!closes(&mut bobs, Duration::from_secs(1)).await, "open while bob is a member");
+
+    // bob leaves acme: his open WebSocket closes within seconds, alice's stays.
+    let member = format!("/api/v1/tenants/{}/members/bob", stage.acme);
+    stage.operator.send(Method::DELETE, &member, None).await.expect(StatusCode::NO_CONTENT);
+    assert!(closes(&mut bobs, Duration::from_secs(5)).await, "bob's WebSocket after his removal");
+    assert!(!closes(&mut alices, Duration::from_secs(1)).await, "alice's stays open");
+    // alice signs out: hers closes too.
+    let client = Client::new(&stage.kwsd.base, Auth::Cookie(alice.clone()));
+    let out = client.send(Method::DELETE, "/api/v1/sessions/current", None).await;
+    out.expect(StatusCode::NO_CONTENT);
+    assert!(closes(&mut alices, Duration::from_secs(5)).await, "alice's WebSocket after logout");
+}

@@ -201,6 +201,9 @@ fn gate_locations(gate: std::net::SocketAddr, t: &ProxyTimeouts) -> String {
          proxy_set_header Host $http_host;\n        \
          proxy_set_header Cookie $kws_gate_cookie;\n        \
          proxy_set_header X-Original-URI $request_uri;\n        \
+         proxy_set_header X-Kws-Upgrade $http_upgrade;\n        \
+         proxy_set_header X-Kws-Peer \"$remote_addr $remote_port\";\n        \
+         proxy_set_header X-Kws-Local \"$server_addr $server_port\";\n        \
          proxy_connect_timeout {connect};\n        proxy_read_timeout {read};\n    }}\n    \
          location @kws_gate {{\n        proxy_pass http://{gate};\n        \
          proxy_http_version 1.1;\n        proxy_set_header Host $http_host;\n        \
@@ -323,6 +326,9 @@ mod tests {
             assert!(!location(&text, mode).contains("auth_request"), "{mode}");
         }
         assert!(text.contains("proxy_pass http://127.0.0.1:7070/_kws/check;"));
+        // The check learns a WebSocket's two ends, so the gate can close it later.
+        assert!(text.contains("proxy_set_header X-Kws-Peer \"$remote_addr $remote_port\";"));
+        assert!(text.contains("proxy_set_header X-Kws-Local \"$server_addr $server_port\";"));
         assert!(text.contains("location @kws_gate {\n        proxy_pass http://127.0.0.1:7070;"));
         assert!(text.contains("internal;"));
     }

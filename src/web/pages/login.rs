@@ -114,7 +114,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, WebError> {
     let cookie = SessionCookie::new(state.settings().secure_cookies);
     if let Some(secret) = cookie.read(&headers) {
-        state.accounts().logout(&secret).await?;
+        crate::gate::end_session(&state, &secret).await?;
     }
     let mut response = see("/login");
     response.headers_mut().insert(header::SET_COOKIE, cookie.clear());
