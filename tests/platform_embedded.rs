@@ -198,6 +198,37 @@ async fn another_tenant_is_not_found_and_a_viewer_cannot_change_anything() {
 }
 
 #[tokio::test]
+async fn a_keyed_launch_that_failed_runs_again_when_retried() {
+    let platform = Platform::embedded().await.expect("embedded");
+    let alice = owner("alice");
+    let op = Scope::Operator;
+    let none = Quotas { instances: Some(0), ..Quotas::default() };
+    let tenant =
+        platform.create_tenant(&op, alice.clone(), "Alice", Some(none)).await.expect("tenant");
+    let request = LaunchInstance::named("web").expect("req");
+    for attempt in ["first", "retry"] {
+        let err = platform
+            .launch_instance(&op, &alice, request.clone(), Some("k"))
+            .await
+            .expect_err("no room");
+        assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "the {attempt} says why: {err:?}");
+    }
+    // The cause goes: the same key and request now launch, once.
+    let room = Quotas { instances: Some(1), ..Quotas::default() };
+    platform.set_quotas(&op, &alice, tenant.version, room).await.expect("quotas");
+    let made = platform.launch_instance(&op, &alice, request.clone(), Some("k")).await.expect("ok");
+    let again = platform.launch_instance(&op, &alice, request, Some("k")).await.expect("again");
+    assert_eq!(made.meta.id, again.meta.id, "the key names the launch that ran");
+    let ops = platform.store().list_operations(&op, Some(&alice), None, 100).await.expect("ops");
+    let states: Vec<OpState> = ops.iter().map(|o| o.state).collect();
+    assert_eq!(
+        states,
+        [OpState::Succeeded, OpState::Compensated, OpState::Compensated],
+        "newest first"
+    );
+}
+
+#[tokio::test]
 async fn a_quota_reached_is_a_typed_error_and_makes_nothing() {
     let platform = Platform::embedded().await.expect("embedded");
     let alice = owner("alice");

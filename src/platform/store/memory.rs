@@ -475,7 +475,10 @@ impl PlatformStore for MemoryStore {
                 if existing.request_hash != new.request_hash {
                     return Err(Error::IdempotencyMismatch { key: key.clone() });
                 }
-                return Ok(Begun::Existing(existing));
+                // A compensated operation's key goes to the new one below (under this lock).
+                if !existing.state.starts_over() {
+                    return Ok(Begun::Existing(existing));
+                }
             }
         }
         let now = Utc::now();

@@ -209,6 +209,10 @@ pub trait PlatformStore: Send + Sync + Debug + 'static {
     async fn usage(&self, scope: &Scope, tenant: &OwnerId) -> Result<TenantUsage, Error>;
 
     /// Records a new operation, or finds the one its idempotency key made.
+    ///
+    /// A key whose operation was compensated (`OpState::starts_over`) is taken by the new
+    /// operation: the retry of a request that failed, and was undone, runs again (once,
+    /// however many retries race).
     async fn begin_operation(&self, scope: &Scope, new: NewOperation) -> Result<Begun, Error>;
 
     /// An operation.

@@ -359,6 +359,12 @@ pub enum OpState {
 }
 
 impl OpState {
+    /// Whether a request with the key of an operation in this state starts over: the
+    /// operation failed and everything it did was undone, so nothing of it is left to find.
+    pub fn starts_over(self) -> bool {
+        self == OpState::Compensated
+    }
+
     /// Whether the operation has ended.
     pub fn is_final(self) -> bool {
         matches!(self, OpState::Succeeded | OpState::Failed | OpState::Compensated)

@@ -52,9 +52,14 @@ pub(super) async fn begin_operation(
         return Err(Error::not_found("tenant", &new.tenant));
     }
     let key = new.idempotency_key.as_deref();
+    // The compensated operation whose key this one takes over.
+    let mut takes_over = None;
     if let Some(key) = key {
         if let Some(op) = by_key(pool, &new.tenant, key).await? {
-            return existing(op, &new, key);
+            if !(op.state.starts_over() && op.request_hash == new.request_hash) {
+                return existing(op, &new, key);
+            }
+            takes_over = Some(op.id);
         }
     }
     let request = rows::to_json_text(&new.request)?;
@@ -94,16 +99,26 @@ pub(super) async fn begin_operation(
     if let Some(key) = key {
         // The key's primary key decides between concurrent begins: a second insert waits for
         // the first transaction, then does nothing; its operation is rolled back with it.
-        let won: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO kws_platform.idempotency_keys (tenant, key, operation) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING operation",
-        )
+        // Taking over a compensated operation's key is a compare-and-set on the key's row:
+        // of concurrent retries, one moves it, the others find that one's operation.
+        let claim = match takes_over {
+            None => sqlx::query_scalar(
+                "INSERT INTO kws_platform.idempotency_keys (tenant, key, operation) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING operation",
+            ),
+            Some(_) => sqlx::query_scalar(
+                "UPDATE kws_platform.idempotency_keys SET operation = $3 \
+                 WHERE tenant = $1 AND key = $2 AND operation = $4 RETURNING operation",
+            ),
+        }
         .bind(new.tenant.as_str())
         .bind(key)
-        .bind(op.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        .bind(op.id);
+        let claim = match takes_over {
+            Some(old) => claim.bind(old),
+            None => claim,
+        };
+        let won: Option<Uuid> = claim.fetch_optional(&mut *tx).await.map_err(db)?;
         if won.is_none() {
             tx.rollback().await.map_err(db)?;
             return match by_key(pool, &new.tenant, key).await? {

@@ -25,8 +25,9 @@ pub use objects::{
     versions_fence_spec_writes,
 };
 pub use operations::{
-    cancel_requests_survive_the_holders_save, concurrent_begins_make_one_operation,
-    idempotency_keys_find_the_first_operation, saves_are_fenced_by_holder_and_version,
+    a_compensated_operations_key_starts_over, cancel_requests_survive_the_holders_save,
+    concurrent_begins_make_one_operation, idempotency_keys_find_the_first_operation,
+    saves_are_fenced_by_holder_and_version,
 };
 pub use pages::{lists_page_in_tenant_and_name_order, operations_list_newest_first};
 pub use quotas::{
@@ -82,6 +83,7 @@ pub async fn run_races(stores: &[&dyn PlatformStore]) {
     concurrent_creates_of_one_name_have_one_winner(stores).await;
     concurrent_creates_stay_within_quota(stores).await;
     concurrent_begins_make_one_operation(stores).await;
+    a_compensated_operations_key_starts_over(stores).await;
     expired_operations_go_to_one_claimer(stores).await;
 }
 

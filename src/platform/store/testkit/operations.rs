@@ -55,6 +55,49 @@ pub async fn idempotency_keys_find_the_first_operation(store: &dyn PlatformStore
     }
 }
 
+/// The key of a compensated operation (it failed and was undone) starts over: a retry with
+/// the same request is a new operation, which the key finds from then on; another request
+/// is still `IdempotencyMismatch`; of concurrent retries (spread over `stores`), one starts
+/// over and the others find its operation.
+pub async fn a_compensated_operations_key_starts_over(stores: &[&dyn PlatformStore]) {
+    let op = Scope::Operator;
+    let store = |i: usize| stores[i % stores.len()];
+    let stem = fresh("idem-over");
+    let t = make_tenant(store(0), &stem, Quotas::default()).await;
+    let compensate = |o: Operation| Operation { state: OpState::Compensated, ..o };
+    let first = begin(store(0), new_operation(&t, &stem, Some("k"), "h")).await;
+    store(0).save_operation(&compensate(first.clone())).await.expect("save_operation");
+    let mismatch =
+        store(1).begin_operation(&op, new_operation(&t, &stem, Some("k"), "other")).await;
+    fails(mismatch, ErrorKind::IdempotencyMismatch, "another request with a compensated key");
+    let again = began_new(
+        store(1).begin_operation(&op, new_operation(&t, &stem, Some("k"), "h")).await,
+        "the retry of a compensated operation",
+    );
+    assert_ne!(again.id, first.id, "the retry is a new operation");
+    match store(0).begin_operation(&op, new_operation(&t, &stem, Some("k"), "h")).await {
+        Ok(Begun::Existing(found)) => assert_eq!(found.id, again.id, "the key names the retry"),
+        other => panic!("the key after a start over: expected Existing, got {other:?}"),
+    }
+
+    store(0).save_operation(&compensate(again.clone())).await.expect("save_operation");
+    let retries =
+        (0..20).map(|i| store(i).begin_operation(&op, new_operation(&t, &stem, Some("k"), "h")));
+    let mut new_ids = Vec::new();
+    let mut found = Vec::new();
+    for result in join_all(retries).await {
+        match result {
+            Ok(Begun::New(o)) => new_ids.push(o.id),
+            Ok(Begun::Existing(o)) => found.push(o.id),
+            Err(e) => panic!("20 concurrent retries of a compensated operation: {e}"),
+        }
+    }
+    assert_eq!(new_ids.len(), 1, "20 concurrent retries started over {} times", new_ids.len());
+    assert!(found.iter().all(|id| *id == new_ids[0]), "a retry found another operation");
+    let listed = store(0).list_operations(&op, Some(&t), None, 100).await.expect("list_operations");
+    assert_eq!(listed.len(), 3, "the first, the retry and the one retry of the race");
+}
+
 /// Concurrent begins with one key (spread over `stores`) make one operation: one `New`, the
 /// rest `Existing` of it; with two request hashes in the race, the loser's hash is
 /// `IdempotencyMismatch`.
