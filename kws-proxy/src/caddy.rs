@@ -21,14 +21,21 @@ use crate::{
 /// The handlers of an IDE route checked by the gate at `gate` before `upstream`: the host's
 /// `/_kws/…` goes to the gate; anything else is asked about first (`forward_auth`: a 2xx goes
 /// on, a 401 redirects to the sign-in the gate names, a 403 is a 404), and the IDE cookie is
-/// taken out of what the IDE gets.
-fn gated(gate: SocketAddr, upstream: Value) -> Vec<Value> {
+/// taken out of what the IDE gets. The check learns a WebSocket's two ends as nginx's does
+/// (`X-Kws-Peer`, `X-Kws-Local`); Caddy 2.6 names no local address, so the local end is the
+/// listening port `local_port` on any address.
+fn gated(gate: SocketAddr, upstream: Value, local_port: u16) -> Vec<Value> {
     let gate = gate.to_string();
     let check = json!({
         "handler": "reverse_proxy",
         "upstreams": [{"dial": gate}],
         "rewrite": {"method": "GET", "uri": "/_kws/check"},
-        "headers": {"request": {"set": {"X-Original-URI": ["{http.request.uri}"]}}},
+        "headers": {"request": {"set": {
+            "X-Original-URI": ["{http.request.uri}"],
+            "X-Kws-Upgrade": ["{http.request.header.Upgrade}"],
+            "X-Kws-Peer": ["{http.request.remote.host} {http.request.remote.port}"],
+            "X-Kws-Local": [format!("0.0.0.0 {local_port}")]
+        }}},
         "handle_response": [
             {"match": {"status_code": [2]}, "routes": [{"handle": [{"handler": "vars"}]}]},
             {"match": {"status_code": [401]}, "routes": [{"handle": [{
@@ -204,7 +211,11 @@ impl CaddyProxy {
             "transport": {"protocol": "http", "dial_timeout": "5s"}
         });
         let handle = match (route.kind(), self.config.ide_gate) {
-            (crate::RouteKind::Ide, Some(gate)) => gated(gate, upstream),
+            (crate::RouteKind::Ide, Some(gate)) => {
+                let c = &self.config;
+                let port = if route.tls() { c.https_listen.port() } else { c.http_listen.port() };
+                gated(gate, upstream, port)
+            }
             _ => vec![upstream],
         };
         let proxy = |server: &str| {

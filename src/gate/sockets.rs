@@ -87,20 +87,22 @@ impl IdeSockets {
     }
 }
 
+/// The `ss` filter of the TCP socket from `local` to `peer`; an unspecified local address
+/// (a proxy that names only its port) matches any.
+fn filter(local: SocketAddr, peer: SocketAddr) -> Vec<String> {
+    let mut filter = Vec::new();
+    if !local.ip().is_unspecified() {
+        filter.extend(["src".to_owned(), local.ip().to_string()]);
+    }
+    filter.extend(["sport".to_owned(), "=".into(), format!(":{}", local.port())]);
+    filter.extend(["dst".to_owned(), peer.ip().to_string()]);
+    filter.extend(["dport".to_owned(), "=".into(), format!(":{}", peer.port())]);
+    filter
+}
+
 /// Destroys the TCP socket from `local` to `peer` (`ss -K`); a failure is logged.
 async fn destroy(local: SocketAddr, peer: SocketAddr) {
-    let filter = [
-        "src".to_owned(),
-        local.ip().to_string(),
-        "sport".into(),
-        "=".into(),
-        format!(":{}", local.port()),
-        "dst".into(),
-        peer.ip().to_string(),
-        "dport".into(),
-        "=".into(),
-        format!(":{}", peer.port()),
-    ];
+    let filter = filter(local, peer);
     let out =
         tokio::process::Command::new("ss").args(["-K", "-t", "-n"]).args(&filter).output().await;
     match out {
@@ -121,6 +123,15 @@ mod tests {
 
     fn label(s: &str) -> DnsLabel {
         DnsLabel::parse(s).expect("label")
+    }
+
+    #[test]
+    fn the_filter_names_both_ends_or_only_the_local_port() {
+        let peer = SocketAddr::from(([192, 0, 2, 7], 50000));
+        let both = filter(SocketAddr::from(([127, 0, 0, 1], 443)), peer).join(" ");
+        assert_eq!(both, "src 127.0.0.1 sport = :443 dst 192.0.2.7 dport = :50000");
+        let port = filter(SocketAddr::from(([0, 0, 0, 0], 443)), peer).join(" ");
+        assert_eq!(port, "sport = :443 dst 192.0.2.7 dport = :50000");
     }
 
     #[tokio::test]

@@ -15,6 +15,11 @@ pub async fn gate() -> SocketAddr {
     let cookie =
         |h: &HeaderMap| h.get("cookie").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
     let check = move |h: HeaderMap| async move {
+        let text = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        if text("x-kws-upgrade").eq_ignore_ascii_case("websocket") {
+            let ends = format!("{} / {}", text("x-kws-peer"), text("x-kws-local"));
+            *UPGRADES.lock().expect("upgrades") = Some(ends);
+        }
         let cookies = cookie(&h);
         let has = |pair: &str| cookies.split(';').any(|p| p.trim() == pair);
         match (has("kws_ide=member"), has("kws_ide=stranger")) {
@@ -32,6 +37,10 @@ pub async fn gate() -> SocketAddr {
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }
+
+/// The ends of the last WebSocket upgrade a stand-in gate was asked about: `"<peer address>
+/// <peer port> / <local address> <local port>"`.
+static UPGRADES: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// `curl` of `https://<host><path>` through the proxy at `https` with `cookie` (and `extra`
 /// arguments): `(status, Location, body)`.
@@ -109,4 +118,10 @@ pub async fn gate_checks(https: SocketAddr, ca: &std::path::Path) {
     let (status, _, _) = through(https, ca, ide, "/ws", "", &upgrade).await;
     assert_eq!(status, "302", "an upgrade without the cookie");
     super::websocket_echo_with(ide, https, ca, &["through the gate"], Some("kws_ide=member")).await;
+    // The gate learnt the upgrade's two ends (to close it when access ends): the client's
+    // loopback address and a port, and the proxy's HTTPS port.
+    let ends = UPGRADES.lock().expect("upgrades").clone().unwrap_or_default();
+    let (peer, local) = ends.split_once(" / ").unwrap_or_default();
+    assert!(peer.starts_with("127.0.0.1 ") && peer[10..].parse::<u16>().is_ok(), "{ends}");
+    assert!(local.ends_with(&format!(" {}", https.port())), "{ends}");
 }
