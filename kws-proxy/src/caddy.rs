@@ -19,12 +19,14 @@ use crate::{
 };
 
 /// The handlers of an IDE route checked by the gate at `gate` before `upstream`: the host's
-/// `/_kws/…` goes to the gate; anything else is asked about first (`forward_auth`: a 2xx goes
+/// `/_kws/enter` goes to the gate (the rest of `/_kws/` is 404); anything else is asked about first (`forward_auth`: a 2xx goes
 /// on, a 401 redirects to the sign-in the gate names, a 403 is a 404), and the IDE cookie is
 /// taken out of what the IDE gets. The check learns a WebSocket's two ends as nginx's does
 /// (`X-Kws-Peer`, `X-Kws-Local`); Caddy 2.6 names no local address, so the local end is the
 /// listening port `local_port` on any address.
 fn gated(gate: SocketAddr, upstream: Value, local_port: u16) -> Vec<Value> {
+    // What only the proxy may tell the gate; a browser's own values never reach it.
+    const SPOOFABLE: [&str; 3] = ["X-Kws-Upgrade", "X-Kws-Peer", "X-Kws-Local"];
     let gate = gate.to_string();
     let check = json!({
         "handler": "reverse_proxy",
@@ -53,8 +55,12 @@ fn gated(gate: SocketAddr, upstream: Value, local_port: u16) -> Vec<Value> {
         "replace": "$1"
     }]}}});
     vec![json!({"handler": "subroute", "routes": [
+        {"match": [{"path": ["/_kws/enter"]}],
+         "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": gate}],
+                     "headers": {"request": {"delete": SPOOFABLE}}}],
+         "terminal": true},
         {"match": [{"path": ["/_kws/*"]}],
-         "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": gate}]}],
+         "handle": [{"handler": "static_response", "status_code": 404}],
          "terminal": true},
         {"handle": [check, strip, upstream]}
     ]})]

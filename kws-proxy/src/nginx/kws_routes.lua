@@ -198,7 +198,8 @@ end
 
 -- rewrite_by_lua of kws's servers: proxies to the route of $host through the named location of
 -- its mode, redirects a TLS route's plain HTTP request, answers 404 to any other host. With a
--- gate, an IDE host's /_kws/ goes to the gate, and its cookie is taken out of the request.
+-- gate, an IDE host's /_kws/enter goes to the gate (the rest of /_kws/ is 404), and its
+-- cookie is taken out of the request.
 function M.route(https)
     local value = routes():get(ngx.var.host)
     if type(value) ~= "string" then
@@ -215,8 +216,11 @@ function M.route(https)
     ngx.var.kws_upstream = upstream
     if mode == "ide" and M.gate then
         take_gate_cookie()
-        if ngx.var.uri:sub(1, 6) == "/_kws/" then
+        -- Only the gate's page is public; its check answers the proxy alone.
+        if ngx.var.uri == "/_kws/enter" then
             return ngx.exec("@kws_gate")
+        elseif ngx.var.uri:sub(1, 6) == "/_kws/" then
+            return ngx.exit(ngx.HTTP_NOT_FOUND)
         end
     end
     return ngx.exec("@kws_" .. mode)

@@ -210,6 +210,9 @@ fn gate_locations(gate: std::net::SocketAddr, t: &ProxyTimeouts) -> String {
          proxy_set_header Cookie $kws_gate_cookie;\n        \
          proxy_set_header X-Forwarded-Proto $scheme;\n        \
          proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+         proxy_set_header X-Kws-Upgrade \"\";\n        \
+         proxy_set_header X-Kws-Peer \"\";\n        \
+         proxy_set_header X-Kws-Local \"\";\n        \
          proxy_set_header Connection \"\";\n    }}\n    \
          location @kws_signin {{\n        return 302 $kws_signin;\n    }}\n    \
          location @kws_hidden {{\n        return 404;\n    }}\n",

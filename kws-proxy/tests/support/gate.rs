@@ -29,7 +29,8 @@ pub async fn gate() -> SocketAddr {
         }
     };
     let page = move |h: HeaderMap, uri: Uri| async move {
-        format!("gate {} cookie={}", uri.path(), cookie(&h))
+        let peer = h.get("x-kws-peer").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        format!("gate {} cookie={} peer={peer}", uri.path(), cookie(&h))
     };
     let app = axum::Router::new().route("/_kws/check", get(check)).fallback(page);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gate");
@@ -94,6 +95,13 @@ pub async fn gate_checks(https: SocketAddr, ca: &std::path::Path) {
     assert!(body.starts_with("gate /_kws/enter cookie=") && body.contains("kws_ide=x"), "{body}");
     let (status, _, _) = through(https, ca, ide, "/_kws_gate_check", "kws_ide=member", &[]).await;
     assert_ne!(status, "204", "the check is not a page");
+    // What only the proxy tells the gate (a WebSocket's ends, which the gate may close) cannot
+    // come from a browser: the gate's check is not public, and its page never sees them.
+    let forged = ["-H", "X-Kws-Upgrade: websocket", "-H", "X-Kws-Peer: 127.0.0.1 5432"];
+    let (status, _, _) = through(https, ca, ide, "/_kws/check", "kws_ide=member", &forged).await;
+    assert_eq!(status, "404", "the gate's check through the IDE host");
+    let (_, _, body) = through(https, ca, ide, "/_kws/enter", "kws_ide=x", &forged).await;
+    assert!(body.ends_with("peer=-"), "a forged header reached the gate: {body}");
     let (status, _, body) = through(https, ca, "shop.example.test", "/_kws/enter", "", &[]).await;
     assert!(
         status == "200" && body.contains("upstream ide"),
