@@ -37,7 +37,7 @@ pub mod api;
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod daemon;
-
+#[cfg(feature = "server")]
 pub mod gate;
 #[cfg(feature = "server")]
 pub mod http;

@@ -12,16 +12,22 @@ const PROCS_FILES: [&str; 3] = [
 /// How many processes the container `id` has, read from the host's cgroup file system; `None`
 /// when no such file is here (a remote engine, another cgroup parent): ask Docker instead.
 ///
-/// A container without capabilities cannot change this count's source: leaving its cgroup needs write access to
-/// the cgroup file system, which such a container (read-only cgroup mounts) does not have.
+/// A container without capabilities cannot change this count's source: leaving its cgroup
+/// needs write access to the cgroup file system, which such a container (read-only cgroup
+/// mounts) does not have.
 pub fn process_count(id: &str) -> Option<usize> {
+    processes(id).map(|pids| pids.len())
+}
+
+/// The host pids of the container `id`'s processes, read as [`process_count`] reads them.
+pub fn processes(id: &str) -> Option<Vec<u32>> {
     // A full container id is 64 hex digits; anything else never names a host path.
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     PROCS_FILES.iter().find_map(|template| {
         let text = std::fs::read_to_string(template.replace("{id}", id)).ok()?;
-        Some(text.lines().filter(|line| !line.trim().is_empty()).count())
+        Some(text.lines().filter_map(|line| line.trim().parse().ok()).collect())
     })
 }
 

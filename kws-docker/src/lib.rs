@@ -5,7 +5,7 @@
 
 mod cgroup;
 
-pub use cgroup::process_count;
+pub use cgroup::{process_count, processes};
 
 use std::{
     collections::HashMap,

@@ -1,5 +1,5 @@
 //! Languages the engine runs: an image, a source file name, a run command and an optional
-//! compile command, each language with its own warm pool and queue.
+//! compile or warm command, each language with its own warm pool and queue.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,11 @@ pub struct Language {
     pub run: Vec<String>,
     /// A command that builds the program first, as an argv list.
     pub compile: Option<Vec<String>>,
+    /// A command that starts the interpreter before the job comes (the supervisor runner
+    /// only): it reads the job's source from descriptor 3 until end of file, writes it to
+    /// `source_file` and runs it as `run` would. The sandbox holds it while it waits for a
+    /// job; a job's latency then leaves out the interpreter's start. Never with `compile`.
+    pub warm: Option<Vec<String>>,
     /// Extra environment of the program (`NAME=value`), on top of the engine's minimal one.
     pub env: Vec<String>,
 }
@@ -30,14 +35,19 @@ pub struct Language {
 impl Language {
     /// Python 3 on `kws-test/python3:1`: isolated mode (`-I`, which also ignores `PYTHON*`
     /// variables), no `site` (`-S`, faster start), unbuffered (`-u`) so output streams as it
-    /// is printed.
+    /// is printed. Warm: the same interpreter, started ahead with a loader
+    /// ([`PYTHON_WARM_LOADER`]) that runs the source as `run` does.
     pub fn python3() -> Self {
+        let flags = ["python3", "-I", "-S", "-u"].map(String::from);
+        let warm =
+            flags.iter().cloned().chain(["-c", PYTHON_WARM_LOADER, "main.py"].map(String::from));
         Self {
             name: label("python3"),
             image: "kws-test/python3:1".to_owned(),
             source_file: "main.py".to_owned(),
-            run: ["python3", "-I", "-S", "-u", "main.py"].map(String::from).to_vec(),
+            run: flags.iter().cloned().chain(["main.py".to_owned()]).collect(),
             compile: None,
+            warm: Some(warm.collect()),
             env: Vec::new(),
         }
     }
@@ -50,6 +60,7 @@ impl Language {
             source_file: "main.sh".to_owned(),
             run: vec!["sh".into(), "main.sh".into()],
             compile: None,
+            warm: None,
             env: Vec::new(),
         }
     }
@@ -73,7 +84,10 @@ impl Language {
         if self.image.is_empty() || self.image.contains(char::is_whitespace) {
             return Err(bad(&format!("image {:?} is not an image reference", self.image)));
         }
-        let commands = std::iter::once(&self.run).chain(self.compile.as_ref());
+        if self.compile.is_some() && self.warm.is_some() {
+            return Err(bad("a warm command cannot follow a compile command"));
+        }
+        let commands = std::iter::once(&self.run).chain(&self.compile).chain(&self.warm);
         for command in commands {
             if command.is_empty() || command.iter().any(|a| a.contains('\0')) {
                 return Err(bad(&format!("command {command:?} is empty or holds a NUL")));
@@ -87,6 +101,10 @@ impl Language {
         Ok(())
     }
 }
+
+/// The Python program behind [`Language::python3`]'s warm command (its file says what it keeps
+/// the same as a plain start, and what not).
+pub const PYTHON_WARM_LOADER: &str = include_str!("warm_python.py");
 
 /// A label from a constant that is one.
 fn label(constant: &'static str) -> DnsLabel {
@@ -153,7 +171,7 @@ mod tests {
 
     #[test]
     fn hostile_language_configs_are_refused() {
-        let cases: [fn(&mut Language); 10] = [
+        let cases: [fn(&mut Language); 12] = [
             (|l| l.source_file = "../main.py".into()),
             (|l| l.source_file = "a/b".into()),
             (|l| l.source_file = String::new()),
@@ -161,6 +179,8 @@ mod tests {
             (|l| l.source_file = "a\0b".into()),
             (|l| l.run = Vec::new()),
             (|l| l.compile = Some(vec!["cc\0".into()])),
+            (|l| l.warm = Some(Vec::new())),
+            (|l| l.compile = Some(vec!["cc".into()])),
             (|l| l.env = vec!["NOEQUALS".into()]),
             (|l| l.env = vec!["=x".into()]),
             (|l| l.image = "a b".into()),

@@ -17,7 +17,9 @@
 //! What starts the jobs is the [`JobRunner`]:
 //! - [`JobRunner::Supervisor`] (the default): process 1 is the resident supervisor
 //!   (the `kws-exec-supervisor` crate), which takes each job over the container's attached
-//!   stdio, starts it as the job's user, streams its output, enforces its wall time and output
+//!   stdio, starts it as the job's user (for a language with a warm command, such as python3,
+//!   that process is started before the job comes, once the sandbox is proven clean, and
+//!   only gets the source), streams its output, enforces its wall time and output
 //!   cap, kills and reaps every process of it when its main process ends, wipes every writable
 //!   path, checks the sandbox, and says it is ready again. The engine checks from outside, by
 //!   the container's cgroup, that only the supervisor is left before it records the job's end,
@@ -64,7 +66,7 @@ pub use engine::{ExecEngine, ExecError};
 pub use error::{ConfigError, QueueError, SubmitError};
 pub use event::JobEvent;
 pub use journal::{JobEvents, JobSnapshot};
-pub use language::{Language, Languages};
+pub use language::{Language, Languages, PYTHON_WARM_LOADER};
 pub use limits::{Limits, SandboxLimits};
 pub use pool::PoolStatus;
 pub use queue::{Delivery, Enqueued, JobQueue, JobRequest, MemoryJobQueue};

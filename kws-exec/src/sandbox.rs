@@ -137,11 +137,13 @@ impl Sandboxes {
         };
         let ready = match self.runner {
             JobRunner::Supervisor => {
-                crate::supervised::start(&self.docker, &sandbox.id, language, lost).await.map(
-                    |link| {
+                match crate::supervised::start(&self.docker, &sandbox.id, language, lost).await {
+                    Ok(link) => {
                         sandbox.resident = Resident::Supervisor(link);
-                    },
-                )
+                        self.prepare_next(&mut sandbox).await
+                    }
+                    Err(why) => Err(why),
+                }
             }
             JobRunner::DockerExec => match self.start(&sandbox.id).await {
                 Ok(()) => crate::docker_exec::arm(&self.docker, &mut sandbox, language).await,
@@ -270,6 +272,17 @@ impl Sandboxes {
             && !already_gone(&err)
         {
             tracing::warn!(container = %sandbox.id, "retiring an exec sandbox failed: {err}");
+        }
+    }
+
+    /// Proves from outside that only the supervisor is in the sandbox, then lets it prepare
+    /// the next job's process (a language with a warm command): in that order, so the check
+    /// never sees that process. `Err` when either fails; the sandbox must then be retired.
+    pub(crate) async fn prepare_next(&self, sandbox: &mut Sandbox) -> Result<(), String> {
+        self.processes_gone(sandbox).await?;
+        match &mut sandbox.resident {
+            Resident::Supervisor(link) => link.proven_clean().await,
+            _ => Err("the sandbox has no supervisor".to_owned()),
         }
     }
 

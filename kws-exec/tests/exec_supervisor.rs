@@ -29,14 +29,63 @@ async fn same_sandbox_is_clean(engine: &ExecEngine, language: &str, before: &Poo
     assert!(after.reused >= before.reused + 2, "the sandbox was not reused: {after:?}");
 }
 
-/// Once the pools are idle, every container of the engine holds exactly one process (its
-/// supervisor), read from the host's cgroups.
+/// Once the pools are idle, every container of the engine holds its supervisor, read from the
+/// host's cgroups, and nothing else but, in a sandbox of a warm language (python3), the next
+/// job's prepared process. That one is proven to be exactly the process the next job runs
+/// in: a probe job prints its own pid, which is that process's pid in the sandbox.
 async fn only_supervisors_left(engine: &ExecEngine) {
     engine.wait_until_full(Duration::from_secs(30)).await.expect("the pools are idle");
+    let mut prepared = Vec::new();
     for id in container_ids(engine).await {
-        let count = kws_docker::process_count(&id).expect("the engine runs on this host");
-        assert_eq!(count, 1, "container {id} holds {count} processes");
+        let (language, process_1) = language_and_process_1(&id).await;
+        let warm = language == "python3";
+        // The prepare follows the sandbox's return to the pool by a frame: give it a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let others = loop {
+            let pids = kws_docker::processes(&id).expect("the engine runs on this host");
+            let others: Vec<u32> =
+                pids.into_iter().filter(|p| i64::from(*p) != process_1).collect();
+            if !warm || !others.is_empty() || std::time::Instant::now() > deadline {
+                break others;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        match (warm, others.as_slice()) {
+            (false, []) => {}
+            (true, [one]) => prepared.push(pid_in_sandbox(*one)),
+            _ => panic!("container {id} ({language}) holds {others:?} besides its supervisor"),
+        }
     }
+    assert!(prepared.len() <= 1, "one python3 sandbox in these tests: {prepared:?}");
+    if let Some(expected) = prepared.first() {
+        let probe =
+            run(engine, "python3", "import os\nprint(os.getpid())\n", "", Limits::default());
+        let probe = probe.await;
+        assert_eq!(
+            probe.stdout().trim(),
+            expected.to_string(),
+            "the extra process was not the next job's"
+        );
+    }
+}
+
+/// A container's language label and the host pid of its process 1.
+async fn language_and_process_1(id: &str) -> (String, i64) {
+    let docker = kws_testenv::docker().await.expect("docker");
+    let inspected = docker
+        .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+    let language = labels.get(kws_exec::LANGUAGE_LABEL).cloned().unwrap_or_default();
+    (language, inspected.state.and_then(|s| s.pid).expect("a running container has a pid"))
+}
+
+/// The pid of the host's process `host_pid` inside its own pid namespace.
+fn pid_in_sandbox(host_pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).expect("status");
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:")).expect("an NSpid line");
+    line.split_whitespace().last().and_then(|p| p.parse().ok()).expect("a pid")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,12 +232,7 @@ async fn exited_comes_with_the_main_process_and_nothing_of_the_job_outlives_it()
 
 /// The host pid of a container's process 1.
 async fn process_1_of(id: &str) -> i64 {
-    let docker = kws_testenv::docker().await.expect("docker");
-    let inspected = docker
-        .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
-        .await
-        .expect("inspect");
-    inspected.state.and_then(|s| s.pid).expect("a running container has a pid")
+    language_and_process_1(id).await.1
 }
 
 async fn kill_9(pid: i64) {
@@ -244,5 +288,64 @@ async fn a_supervisor_killed_from_outside_retires_its_sandbox_and_ends_its_job_c
     engine.wait_until_full(Duration::from_secs(30)).await.expect("the pool refills");
     assert!(!container_ids(&engine).await.contains(&container), "the dead sandbox is gone");
     next_job_is_clean(&engine, "sh", RUNNER).await;
+    finish(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_python_job_runs_as_a_plain_start_would() {
+    let cold =
+        kws_exec::Language { name: label("pycold"), warm: None, ..kws_exec::Language::python3() };
+    let broken = kws_exec::Language {
+        name: label("pybroken"),
+        warm: Some(vec!["no-such-interpreter".into()]),
+        ..kws_exec::Language::python3()
+    };
+    let Some(engine) = engine_on(RUNNER, 1, |c| {
+        c.languages =
+            kws_exec::Languages::new([kws_exec::Language::python3(), cold, broken]).expect("valid");
+    })
+    .await
+    else {
+        return;
+    };
+    let big_source = format!("{}print(len(open(__file__).read()))\n", "x = 1\n".repeat(10_900));
+    let programs = [
+        "print('hello')\n".to_owned(),
+        "import sys\nprint(sorted(globals()), __name__, __file__, __cached__, __spec__, \
+         __package__, type(__loader__).__name__, sys.argv, sys.path, sorted(sys.modules))\n"
+            .to_owned(),
+        "def f():\n    1/0\nf()\n".to_owned(),
+        "x = (\n".to_owned(),
+        "import sys\nsys.exit(3)\n".to_owned(),
+        "raise SystemExit('bye')\n".to_owned(),
+        "import sys\ndata = sys.stdin.read()\nprint(len(data), data[:9])\n".to_owned(),
+        "# -*- coding: utf-8 -*-\nprint(open(__file__).read().splitlines()[1], 'é')\n".to_owned(),
+        "import atexit\natexit.register(lambda: print('bye'))\nprint('hi')\n".to_owned(),
+        "import pickle\nclass A: pass\nprint(type(pickle.loads(pickle.dumps(A()))).__module__)\n"
+            .to_owned(),
+        "import sys\nsys.excepthook = lambda *a: print('hooked', a[0].__name__)\nraise ValueError\n"
+            .to_owned(),
+        big_source,
+    ];
+    let stdin = format!("{}\n", "in put ".repeat(9_000));
+    for program in &programs {
+        let warm = run(&engine, "python3", program, &stdin, Limits::default()).await;
+        let plain = run(&engine, "pycold", program, &stdin, Limits::default()).await;
+        let code = |job: &support::Finished| match job.outcome() {
+            JobEvent::Exited { code, .. } => *code,
+            other => panic!("{program}: {other:?}"),
+        };
+        assert_eq!(code(&warm), code(&plain), "{program}");
+        assert_eq!(warm.stdout(), plain.stdout(), "{program}");
+        assert_eq!(warm.stderr(), plain.stderr(), "{program}");
+    }
+    // A warm command that cannot start ends the job with a clear message, as a bad run
+    // command does, and the sandbox goes on.
+    for _ in 0..2 {
+        let job = run(&engine, "pybroken", "print('x')\n", "", Limits::default()).await;
+        assert!(matches!(job.outcome(), JobEvent::Exited { code: 125, .. }), "{:?}", job.events);
+        assert!(job.stderr().contains("no-such-interpreter"), "{}", job.stderr());
+    }
+    assert_eq!(pool(&engine, "pybroken").retired, 0);
     finish(engine).await;
 }

@@ -39,6 +39,8 @@ pub(crate) type Received = Result<Report, String>;
 pub(crate) struct SupervisorLink {
     /// The container's stdin. Behind a mutex only so a `Sandbox` is `Sync`.
     input: Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>,
+    /// Whether the language has a warm command: the next job's process is then prepared.
+    warm: bool,
     /// Reports as the reader task decodes them; after an `Err`, nothing.
     reports: mpsc::UnboundedReceiver<Received>,
     reader: AbortHandle,
@@ -77,6 +79,16 @@ impl SupervisorLink {
         }
     }
 
+    /// Tells the supervisor that the sandbox was proven clean from outside: for a language with
+    /// a warm command, it starts the next job's process now (nothing otherwise). Call it only
+    /// after that check, and once per job.
+    pub(crate) async fn proven_clean(&mut self) -> Result<(), String> {
+        if !self.warm {
+            return Ok(());
+        }
+        self.send(&Request::Prepare).await
+    }
+
     /// The next report; `None` once the channel has ended and its reason was returned.
     pub(crate) async fn receive(&mut self) -> Option<Received> {
         self.reports.recv().await
@@ -103,6 +115,7 @@ fn setup(language: &Language) -> Setup {
         source_file: language.source_file.clone(),
         compile: language.compile.clone(),
         run: language.run.clone(),
+        warm: language.warm.clone(),
         env: env.collect(),
         writable: WRITABLE.iter().map(|s| (*s).to_owned()).collect(),
         kill_limit_ms: ms(KILL_LIMIT),
@@ -142,6 +155,7 @@ pub(crate) async fn start(
     let reader = tokio::spawn(read_reports(attached.output, tx, id.to_owned(), lost));
     let mut link = SupervisorLink {
         input: Mutex::new(Some(attached.input)),
+        warm: language.warm.is_some(),
         reports,
         reader: reader.abort_handle(),
     };

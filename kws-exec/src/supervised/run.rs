@@ -109,7 +109,8 @@ impl SupervisedRun<'_> {
 
     /// The job is over and the supervisor reaped every process of it: record its end, then
     /// wait for the supervisor's `Ready` (the wipe and its own check) and check from outside,
-    /// by the cgroup, that only the supervisor is left, before the sandbox takes another job.
+    /// by the cgroup, that only the supervisor is left, before the sandbox takes another job
+    /// (and, for a warm language, before the next job's process is prepared).
     async fn finish(
         self,
         sandbox: &mut Sandbox,
@@ -131,8 +132,9 @@ impl SupervisedRun<'_> {
         };
         self.journal.push(job.id, event);
         let ready = tokio::time::timeout(READY_AFTER_JOB, link.receive()).await;
+        sandbox.resident = Resident::Supervisor(link);
         let checked = match ready {
-            Ok(Some(Ok(Report::Ready))) => self.sandboxes.processes_gone(sandbox).await,
+            Ok(Some(Ok(Report::Ready))) => self.sandboxes.prepare_next(sandbox).await,
             Ok(Some(Ok(Report::Fault(why)))) => Err(format!("its supervisor found: {why}")),
             Ok(Some(Ok(other))) => Err(format!("its supervisor said {other:?} after the job")),
             Ok(Some(Err(why))) => Err(why),
@@ -140,10 +142,7 @@ impl SupervisedRun<'_> {
             Err(_) => Err(format!("its supervisor was not ready within {READY_AFTER_JOB:?}")),
         };
         match checked {
-            Ok(()) => {
-                sandbox.resident = Resident::Supervisor(link);
-                Aftermath::Reuse
-            }
+            Ok(()) => Aftermath::Reuse,
             Err(why) => {
                 tracing::debug!(container = %sandbox.id, "retiring an exec sandbox: {why}");
                 Aftermath::Retire

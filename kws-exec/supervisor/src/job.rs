@@ -1,5 +1,6 @@
-//! One job: its process started as the job's user, its output streamed under the cap, its wall
-//! time enforced, then every process of the sandbox killed and reaped before its end is told.
+//! One job: its process started as the job's user (at the `Run`, or ahead of it by the warm
+//! command), its output streamed under the cap, its wall time enforced, then every process of
+//! the sandbox killed and reaped before its end is told.
 
 use std::{
     ffi::CString,
@@ -20,6 +21,7 @@ use crate::{
 struct Command {
     run: Vec<CString>,
     compile: Option<Vec<CString>>,
+    warm: Option<Vec<CString>>,
     env: Vec<CString>,
     work_dir: CString,
     source_file: CString,
@@ -39,6 +41,7 @@ impl Command {
         Ok(Self {
             run: c_strings(&setup.run)?,
             compile: setup.compile.as_deref().map(c_strings).transpose()?,
+            warm: setup.warm.as_deref().map(c_strings).transpose()?,
             env: c_strings(&setup.env)?,
             work_dir: one(&setup.work_dir)?,
             source_file: one(&setup.source_file)?,
@@ -46,11 +49,56 @@ impl Command {
     }
 }
 
-/// The job's three pipes, from the supervisor's side.
+/// The job's pipes, from the supervisor's side: its stdio, and for a prepared process the
+/// pipe its source goes down (its descriptor 3).
 struct JobPipes {
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
+    source: Option<OwnedFd>,
+}
+
+/// How the job's process starts.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// At the `Run`: it writes this source and execs the run command.
+    Now(&'a [u8]),
+    /// Ahead of the `Run`: it execs the warm command, which waits for the source on
+    /// descriptor 3.
+    Warm,
+}
+
+/// A job's process started ahead of its `Run` by the warm command, waiting for its source.
+pub(crate) struct Prepared {
+    pid: libc::pid_t,
+    pipes: JobPipes,
+}
+
+/// Starts the next job's process from the warm command (the sandbox is clean: its process is
+/// the only one besides the supervisor). `Err` when it cannot start; the `Run` then starts
+/// the job as usual.
+pub(crate) fn prepare(setup: &Setup) -> Result<Prepared, String> {
+    let command = Command::new(setup)?;
+    if command.warm.is_none() {
+        return Err("the setup has no warm command".to_owned());
+    }
+    let (pid, pipes) = spawn(setup, &command, Start::Warm)?;
+    Ok(Prepared { pid, pipes })
+}
+
+/// Forks the job's process; returns its pid and the supervisor's ends of its pipes.
+fn spawn(
+    setup: &Setup,
+    command: &Command,
+    start: Start<'_>,
+) -> Result<(libc::pid_t, JobPipes), String> {
+    let (pipes, child_ends) = job_pipes(matches!(start, Start::Warm))
+        .map_err(|e| format!("making the job's pipes: {e}"))?;
+    match sys::fork() {
+        Ok(Forked::Child) => start_job(setup, command, start, child_ends),
+        Ok(Forked::Parent(pid)) => Ok((pid, pipes)),
+        Err(e) => Err(format!("starting the job: {e}")),
+    }
 }
 
 /// The output a job may still write.
@@ -101,29 +149,28 @@ impl Output<'_> {
 }
 
 /// Runs one job to its end and reports its output on the way; returns how it ended, once every
-/// process of it is reaped. `Err` when that could not be done, or the channel failed.
+/// process of it is reaped. The job's process is `prepared` (it gets the source down its pipe)
+/// or started here. `Err` when that could not be done, or the channel failed.
 pub(crate) fn run(
     setup: &Setup,
     signals: &OwnedFd,
     job: &Run,
     channel: &mut Channel,
+    prepared: Option<Prepared>,
 ) -> Result<Done, String> {
     let oom_before = oom_kills();
-    let command = match Command::new(setup) {
-        Ok(command) => command,
-        Err(why) => return Ok(not_started(why)),
-    };
-    let (mut pipes, child_ends) = match job_pipes() {
-        Ok(pipes) => pipes,
-        Err(e) => return Ok(not_started(format!("making the job's pipes: {e}"))),
-    };
     let started = Instant::now();
-    let main = match sys::fork() {
-        Ok(Forked::Child) => start_job(setup, &command, &job.source, child_ends),
-        Ok(Forked::Parent(pid)) => pid,
-        Err(e) => return Ok(not_started(format!("starting the job: {e}"))),
+    let (main, mut pipes, mut source) = match prepared {
+        Some(Prepared { pid, pipes }) => (pid, pipes, &job.source[..]),
+        None => {
+            let spawned =
+                Command::new(setup).and_then(|c| spawn(setup, &c, Start::Now(&job.source)));
+            match spawned {
+                Ok((pid, pipes)) => (pid, pipes, &[][..]),
+                Err(why) => return Ok(not_started(why)),
+            }
+        }
     };
-    drop(child_ends);
     let deadline = started + Duration::from_millis(job.wall_ms);
     let mut output = Output { channel, budget: Budget(job.output_bytes) };
     let mut stdin: &[u8] = &job.stdin;
@@ -144,6 +191,7 @@ pub(crate) fn run(
             sys::pollfd(raw(&pipes.stderr), libc::POLLIN),
             sys::pollfd(raw(&pipes.stdin), libc::POLLOUT),
             sys::pollfd(signals.as_raw_fd(), libc::POLLIN),
+            sys::pollfd(raw(&pipes.source), libc::POLLOUT),
         ];
         sys::poll(&mut fds, left).map_err(|e| format!("waiting for the job: {e}"))?;
         if fds[3].revents != 0 {
@@ -161,10 +209,14 @@ pub(crate) fn run(
         if fds[2].revents != 0 {
             feed(&mut pipes.stdin, &mut stdin);
         }
+        if fds[4].revents != 0 {
+            feed(&mut pipes.source, &mut source);
+        }
     }
     let ended = main_status.map_or_else(Instant::now, |(_, at)| at);
     // Kill first: from here on nothing of the job runs, so what the pipes hold is all there is.
     pipes.stdin = None;
+    pipes.source = None;
     let killed = kill_and_reap(Duration::from_millis(setup.kill_limit_ms), signals, main)?;
     if let Some(status) = killed {
         main_status = main_status.or(Some((status, ended)));
@@ -268,23 +320,35 @@ fn kill_and_reap(
     }
 }
 
-/// The job's stdin, stdout and stderr pipes: the supervisor's ends (non-blocking), and the
-/// job's ends in descriptor order.
-fn job_pipes() -> io::Result<(JobPipes, [OwnedFd; 3])> {
+/// The job's stdin, stdout and stderr pipes, and with `source` the source's: the supervisor's
+/// ends (non-blocking), and the job's ends in descriptor order.
+fn job_pipes(source: bool) -> io::Result<(JobPipes, Vec<OwnedFd>)> {
     let (stdin_r, stdin_w) = sys::pipe()?;
     let (stdout_r, stdout_w) = sys::pipe()?;
     let (stderr_r, stderr_w) = sys::pipe()?;
-    for ours in [&stdin_w, &stdout_r, &stderr_r] {
+    let (source_w, source_r) = match source {
+        true => sys::pipe().map(|(r, w)| (Some(w), Some(r)))?,
+        false => (None, None),
+    };
+    for ours in
+        [Some(&stdin_w), Some(&stdout_r), Some(&stderr_r), source_w.as_ref()].into_iter().flatten()
+    {
         sys::set_nonblocking(ours)?;
     }
-    let pipes = JobPipes { stdin: Some(stdin_w), stdout: Some(stdout_r), stderr: Some(stderr_r) };
-    Ok((pipes, [stdin_r, stdout_w, stderr_w]))
+    let pipes = JobPipes {
+        stdin: Some(stdin_w),
+        stdout: Some(stdout_r),
+        stderr: Some(stderr_r),
+        source: source_w,
+    };
+    let ends = [stdin_r, stdout_w, stderr_w].into_iter().chain(source_r).collect();
+    Ok((pipes, ends))
 }
 
 /// In the forked child: become the job and exec it. Never returns; a failure is written to the
 /// job's stderr and ends it with code 125.
-fn start_job(setup: &Setup, command: &Command, source: &[u8], ends: [OwnedFd; 3]) -> ! {
-    let why = match become_job(setup, command, source, &ends) {
+fn start_job(setup: &Setup, command: &Command, start: Start<'_>, ends: Vec<OwnedFd>) -> ! {
+    let why = match become_job(setup, command, start, &ends) {
         Ok(never) => match never {},
         Err(why) => why,
     };
@@ -296,14 +360,19 @@ fn start_job(setup: &Setup, command: &Command, source: &[u8], ends: [OwnedFd; 3]
 fn become_job(
     setup: &Setup,
     command: &Command,
-    source: &[u8],
-    ends: &[OwnedFd; 3],
+    start: Start<'_>,
+    ends: &[OwnedFd],
 ) -> Result<std::convert::Infallible, String> {
     sys::new_session().map_err(|e| format!("setsid: {e}"))?;
+    // Every end is above 2 (0 to 2 are the supervisor's channel, still open here), so the
+    // only target that can be an end's own number is 3, the last one written: no dup2
+    // overwrites an end before it is moved.
+    let mut count = 0;
     for (fd, end) in (0..).zip(ends) {
         sys::dup_to(end, fd).map_err(|e| format!("dup2: {e}"))?;
+        count += 1;
     }
-    sys::close_from_3().map_err(|e| format!("closing descriptors: {e}"))?;
+    sys::close_from(count).map_err(|e| format!("closing descriptors: {e}"))?;
     sys::reset_signals();
     // The job, not the supervisor, is what the out-of-memory killer takes first. The file is
     // writable only while this process is dumpable (becoming the job's user makes it not
@@ -316,6 +385,14 @@ fn become_job(
     if unsafe { libc::chdir(command.work_dir.as_ptr()) } != 0 {
         return Err(format!("chdir {}: {}", setup.work_dir, io::Error::last_os_error()));
     }
+    let source = match (start, &command.warm) {
+        (Start::Warm, Some(warm)) => {
+            let err = sys::exec(warm, &command.env);
+            return Err(format!("starting {:?}: {err}", setup.warm));
+        }
+        (Start::Warm, None) => return Err("no warm command".to_owned()),
+        (Start::Now(source), _) => source,
+    };
     write_source(&command.source_file, source)
         .map_err(|e| format!("writing {}: {e}", setup.source_file))?;
     if let Some(compile) = &command.compile {

@@ -7,7 +7,11 @@
 //!
 //! - it forks the job's process, which starts a session of its own, gets three fresh pipes as
 //!   its stdio (no other descriptor), becomes the job's uid and gid with no capability left,
-//!   writes the source into the work dir and execs the language's command;
+//!   writes the source into the work dir and execs the language's command. With a warm
+//!   command, the engine's `Prepare` (sent once the sandbox is proven clean) starts that
+//!   process ahead of the job, the same way but with a fourth pipe as its descriptor 3, and
+//!   execs the warm command, which waits for the source there: the `Run` only sends the
+//!   source down it, and the interpreter's start is off the job's latency;
 //! - it streams the job's output as `Stdout`/`Stderr` frames, stops at the output cap, enforces
 //!   the wall time, and reaps every child as it ends (orphans come to process 1);
 //! - when the main process ends (or a limit is hit) it SIGKILLs every other process of the
@@ -52,7 +56,9 @@ fn serve(channel: &mut Channel) -> Result<(), String> {
     sys::set_dumpable(false).map_err(|e| format!("making the supervisor not dumpable: {e}"))?;
     let setup = match channel.receive()? {
         Some(Request::Setup(setup)) => setup,
-        Some(Request::Run(_)) => return Err("a Run came before the Setup".to_owned()),
+        Some(Request::Run(_) | Request::Prepare) => {
+            return Err("a Run or Prepare came before the Setup".to_owned());
+        }
         None => return Ok(()),
     };
     check_setup(&setup)?;
@@ -67,13 +73,28 @@ fn serve(channel: &mut Channel) -> Result<(), String> {
     let signals = sys::child_signals().map_err(|e| format!("a signalfd: {e}"))?;
     job::clean(&setup, &signals).map_err(|why| format!("the fresh sandbox is not clean: {why}"))?;
     channel.send(&Report::Ready)?;
+    let mut prepared = None;
     loop {
         let run = match channel.receive()? {
             Some(Request::Run(run)) => run,
+            Some(Request::Prepare) => {
+                if setup.warm.is_none() {
+                    return Err("a Prepare, but the setup has no warm command".to_owned());
+                }
+                if prepared.is_some() {
+                    return Err("a second Prepare for one job".to_owned());
+                }
+                // One that cannot start is only slower: the Run starts the job itself.
+                match job::prepare(&setup) {
+                    Ok(process) => prepared = Some(process),
+                    Err(why) => eprintln!("kws-exec-supervisor: preparing the next job: {why}"),
+                }
+                continue;
+            }
             Some(Request::Setup(_)) => return Err("a second Setup".to_owned()),
             None => return Ok(()),
         };
-        let done = job::run(&setup, &signals, &run, channel)?;
+        let done = job::run(&setup, &signals, &run, channel, prepared.take())?;
         channel.send(&Report::Done(done))?;
         // Off the job's latency: its end is already told. A sandbox in doubt takes no more jobs.
         job::clean(&setup, &signals).map_err(|why| format!("the sandbox is not clean: {why}"))?;
@@ -90,8 +111,12 @@ fn check_setup(setup: &Setup) -> Result<(), String> {
     if setup.job_uid == setup.supervisor_uid {
         return Err(format!("the job and the supervisor share uid {}", setup.job_uid));
     }
-    if setup.run.is_empty() || setup.compile.as_ref().is_some_and(Vec::is_empty) {
+    let empty = |command: &Option<Vec<String>>| command.as_ref().is_some_and(Vec::is_empty);
+    if setup.run.is_empty() || empty(&setup.compile) || empty(&setup.warm) {
         return Err("an empty command".to_owned());
+    }
+    if setup.compile.is_some() && setup.warm.is_some() {
+        return Err("a warm command cannot follow a compile command".to_owned());
     }
     let paths = std::iter::once(&setup.work_dir).chain(&setup.writable);
     if let Some(path) = paths.clone().find(|p| !p.starts_with('/') || p.contains("/..")) {
@@ -121,6 +146,7 @@ mod tests {
             source_file: "main.py".into(),
             compile: None,
             run: vec!["python3".into()],
+            warm: None,
             env: Vec::new(),
             writable: vec!["/workspace".into(), "/tmp".into()],
             kill_limit_ms: 1,
@@ -132,12 +158,20 @@ mod tests {
     fn setups_that_would_break_a_guarantee_are_refused_by_name() {
         check_setup(&setup()).expect("the engine's setup is fine");
         type Change = fn(&mut Setup);
-        let cases: [(Change, &str); 9] = [
+        let cases: [(Change, &str); 11] = [
             (|s| s.job_uid = 0, "root"),
             (|s| s.supervisor_gid = 0, "root"),
             (|s| s.supervisor_uid = 1000, "share uid 1000"),
             (|s| s.run.clear(), "empty command"),
             (|s| s.compile = Some(Vec::new()), "empty command"),
+            (|s| s.warm = Some(Vec::new()), "empty command"),
+            (
+                |s| {
+                    s.compile = Some(vec!["cc".into()]);
+                    s.warm = Some(vec!["python3".into()]);
+                },
+                "warm command cannot follow",
+            ),
             (|s| s.writable.push("tmp".into()), "\"tmp\""),
             (|s| s.writable.push("/tmp/../etc".into()), "/tmp/../etc"),
             (|s| s.writable.retain(|w| w != "/workspace"), "not among the wiped"),

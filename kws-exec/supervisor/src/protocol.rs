@@ -9,13 +9,19 @@
 //! engine                          supervisor
 //! Setup ───────────────────────▶  drops to its own uid, wipes and checks the sandbox
 //!        ◀─────────────────────── Ready            (or Fault, then it exits)
-//! Run   ───────────────────────▶  starts the job as the job's user
+//! Prepare ─────────────────────▶  (a language with a warm command) starts the next job's
+//!                                  process, which waits for its source
+//! Run   ───────────────────────▶  starts the job as the job's user (or hands the prepared
+//!                                  process its source)
 //!        ◀─────────────────────── Stdout / Stderr  (as the job writes them)
 //!        ◀─────────────────────── Done             (every process of the job reaped)
 //!                                  wipes and checks the sandbox
 //!        ◀─────────────────────── Ready            (or Fault, then it exits)
-//! Run   ───────────────────────▶  ...
+//! Prepare / Run ───────────────▶  ...
 //! ```
+//!
+//! The engine sends `Prepare` only after its own check from outside that nothing but the
+//! supervisor is left, so that check never sees the next job's process.
 //!
 //! Anything else (a frame out of turn, an unknown kind, a payload that does not parse, a frame
 //! longer than [`MAX_PAYLOAD`]) is a protocol error: the supervisor reports a `Fault` and exits,
@@ -37,6 +43,9 @@ pub enum Request {
     Setup(Setup),
     /// Run one job; only after `Ready`.
     Run(Run),
+    /// Start the next job's process now, from the setup's `warm` command, so that its
+    /// interpreter is up when the `Run` comes; only after `Ready`, at most once per job.
+    Prepare,
 }
 
 /// How the sandbox's jobs run. Strings are what the language configuration says; none comes
@@ -59,6 +68,10 @@ pub struct Setup {
     pub compile: Option<Vec<String>>,
     /// The command that runs the program.
     pub run: Vec<String>,
+    /// A command that starts the program's interpreter ahead of the job (on `Prepare`): it
+    /// reads the job's source from descriptor 3 until end of file, writes it to `source_file`
+    /// and runs it as `run` would. None: every job starts with `run`. Never with `compile`.
+    pub warm: Option<Vec<String>>,
     /// The job's whole environment (`NAME=value`); its `PATH` finds the commands.
     pub env: Vec<String>,
     /// Every path a job can write to: wiped, then checked empty, after every job.
@@ -73,7 +86,8 @@ pub struct Setup {
 /// One job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
-    /// Wall-clock milliseconds from the start of its process; then it is killed.
+    /// Wall-clock milliseconds from the start of its process (or, prepared, from the `Run`);
+    /// then it is killed.
     pub wall_ms: u64,
     /// Bytes of stdout and stderr together it may write; past them it is killed.
     pub output_bytes: u64,
@@ -148,6 +162,7 @@ fn error(what: impl Into<String>) -> ProtocolError {
 mod kind {
     pub(super) const SETUP: u8 = 1;
     pub(super) const RUN: u8 = 2;
+    pub(super) const PREPARE: u8 = 3;
     pub(super) const READY: u8 = 10;
     pub(super) const STDOUT: u8 = 11;
     pub(super) const STDERR: u8 = 12;
@@ -276,6 +291,7 @@ impl Request {
         match self {
             Self::Setup(s) => {
                 let compile = s.compile.as_deref().unwrap_or_default();
+                let warm = s.warm.as_deref().unwrap_or_default();
                 FrameWriter::new(kind::SETUP)
                     .u32(s.job_uid)
                     .u32(s.job_gid)
@@ -286,6 +302,8 @@ impl Request {
                     .u8(u8::from(s.compile.is_some()))
                     .strings(compile)
                     .strings(&s.run)
+                    .u8(u8::from(s.warm.is_some()))
+                    .strings(warm)
                     .strings(&s.env)
                     .strings(&s.writable)
                     .u64(s.kill_limit_ms)
@@ -298,6 +316,7 @@ impl Request {
                 .bytes(&r.source)
                 .bytes(&r.stdin)
                 .finish(),
+            Self::Prepare => FrameWriter::new(kind::PREPARE).finish(),
         }
     }
 
@@ -310,6 +329,9 @@ impl Request {
                 let (work_dir, source_file) = (r.string()?, r.string()?);
                 let has_compile = r.u8()? != 0;
                 let compile = r.strings()?;
+                let run = r.strings()?;
+                let has_warm = r.u8()? != 0;
+                let warm = r.strings()?;
                 Self::Setup(Setup {
                     job_uid,
                     job_gid,
@@ -318,7 +340,8 @@ impl Request {
                     work_dir,
                     source_file,
                     compile: has_compile.then_some(compile),
-                    run: r.strings()?,
+                    run,
+                    warm: has_warm.then_some(warm),
                     env: r.strings()?,
                     writable: r.strings()?,
                     kill_limit_ms: r.u64()?,
@@ -331,6 +354,7 @@ impl Request {
                 source: r.bytes()?,
                 stdin: r.bytes()?,
             }),
+            kind::PREPARE => Self::Prepare,
             other => return Err(error(format!("unknown request kind {other}"))),
         };
         r.end()?;
@@ -463,6 +487,7 @@ mod tests {
             source_file: "main.py".into(),
             compile: Some(vec!["cc".into(), "-o".into(), "a b".into()]),
             run: vec!["python3".into(), "-I".into()],
+            warm: None,
             env: vec!["PATH=/bin".into(), "LANG=C.UTF-8".into()],
             writable: vec!["/tmp".into(), "/workspace".into()],
             kill_limit_ms: 2000,
@@ -475,6 +500,12 @@ mod tests {
         let requests = [
             Request::Setup(setup()),
             Request::Setup(Setup { compile: None, env: Vec::new(), ..setup() }),
+            Request::Setup(Setup {
+                compile: None,
+                warm: Some(vec!["python3".into(), "-c".into(), "load".into()]),
+                ..setup()
+            }),
+            Request::Prepare,
             Request::Run(Run {
                 wall_ms: 5000,
                 output_bytes: 65536,

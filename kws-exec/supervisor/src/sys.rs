@@ -303,10 +303,11 @@ pub(crate) fn dup_to(from: &OwnedFd, to: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Closes every descriptor from 3 up.
-pub(crate) fn close_from_3() -> io::Result<()> {
-    // SAFETY: close_range with integer arguments; the caller owns nothing from 3 up any more.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0) };
+/// Closes every descriptor from `first` up.
+pub(crate) fn close_from(first: libc::c_uint) -> io::Result<()> {
+    // SAFETY: close_range with integer arguments; the caller owns nothing from `first` up any
+    // more.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
